@@ -1,0 +1,132 @@
+//! The embedded database: one SQLite connection shared by every adapter of a process.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use rusqlite::Connection;
+use tokio::sync::Notify;
+
+const SCHEMA: &str = r#"
+PRAGMA journal_mode = WAL;
+PRAGMA synchronous = NORMAL;
+CREATE TABLE IF NOT EXISTS messages (
+    id            INTEGER PRIMARY KEY AUTOINCREMENT,
+    queue         TEXT    NOT NULL,
+    body          TEXT    NOT NULL,
+    group_id      TEXT,
+    visible_at    INTEGER NOT NULL,
+    receive_count INTEGER NOT NULL DEFAULT 0,
+    receipt       TEXT,
+    dead          INTEGER NOT NULL DEFAULT 0,
+    sent_at       INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS messages_ready ON messages (queue, dead, visible_at);
+CREATE INDEX IF NOT EXISTS messages_group ON messages (queue, group_id, dead, id);
+CREATE TABLE IF NOT EXISTS dedup (
+    queue    TEXT    NOT NULL,
+    dedup_id TEXT    NOT NULL,
+    sent_at  INTEGER NOT NULL,
+    PRIMARY KEY (queue, dedup_id)
+);
+CREATE TABLE IF NOT EXISTS sync_state (
+    object_type       TEXT PRIMARY KEY,
+    last_sync_at      INTEGER NOT NULL,
+    last_created_at   INTEGER,
+    last_modified_at  INTEGER,
+    records_processed INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS runs (
+    run_id     TEXT PRIMARY KEY,
+    tbl        TEXT    NOT NULL,
+    started_at INTEGER NOT NULL,
+    body       TEXT    NOT NULL
+);
+CREATE TABLE IF NOT EXISTS active_runs (
+    tbl    TEXT PRIMARY KEY,
+    run_id TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS markers (
+    run_id TEXT NOT NULL,
+    marker TEXT NOT NULL,
+    PRIMARY KEY (run_id, marker)
+);
+CREATE TABLE IF NOT EXISTS flags (
+    name  TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+);
+"#;
+
+#[derive(Debug, thiserror::Error)]
+pub enum DbError {
+    #[error("embedded database {path}: {source}")]
+    Open { path: String, source: rusqlite::Error },
+    #[error("embedded database: {0}")]
+    Sql(#[from] rusqlite::Error),
+    #[error("embedded database: {0}")]
+    Other(String),
+}
+
+/// A shared handle; cheap to clone.
+#[derive(Clone)]
+pub struct Db {
+    conn: Arc<Mutex<Connection>>,
+    path: PathBuf,
+    /// Wakes long-polling receivers of this process when a message is sent.
+    pub(crate) sent: Arc<Notify>,
+}
+
+impl std::fmt::Debug for Db {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Db").field("path", &self.path).finish()
+    }
+}
+
+impl Db {
+    /// Opens (creating if needed) the database of the lake at `lake_dir`.
+    pub fn open_in_lake(lake_dir: &Path) -> Result<Self, DbError> {
+        let dir = lake_dir.join(crate::lake::EMBEDDED_DIR);
+        std::fs::create_dir_all(&dir).map_err(|e| DbError::Other(format!("{}: {e}", dir.display())))?;
+        Db::open(&dir.join("hubsync.db"))
+    }
+
+    pub fn open(path: &Path) -> Result<Self, DbError> {
+        let open_err = |source| DbError::Open {
+            path: path.display().to_string(),
+            source,
+        };
+        let conn = Connection::open(path).map_err(open_err)?;
+        conn.busy_timeout(std::time::Duration::from_secs(30))
+            .map_err(open_err)?;
+        conn.execute_batch(SCHEMA).map_err(open_err)?;
+        Ok(Db {
+            conn: Arc::new(Mutex::new(conn)),
+            path: path.to_path_buf(),
+            sent: Arc::new(Notify::new()),
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Runs `f` inside one IMMEDIATE transaction on a blocking thread: every adapter step is
+    /// atomic, which is what makes counters and done-markers safe to apply twice.
+    pub(crate) async fn tx<T, F>(&self, f: F) -> Result<T, DbError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&rusqlite::Transaction<'_>) -> Result<T, DbError> + Send + 'static,
+    {
+        let conn = self.conn.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut guard = conn
+                .lock()
+                .map_err(|_| DbError::Other("connection lock poisoned".into()))?;
+            let tx = guard.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+            let out = f(&tx)?;
+            tx.commit()?;
+            Ok(out)
+        })
+        .await
+        .map_err(|e| DbError::Other(format!("database task failed: {e}")))?
+    }
+}

@@ -1,0 +1,421 @@
+//! The run ledger in the embedded database. Each method is one IMMEDIATE transaction, so a
+//! done-marker and the counter it guards change together or not at all (L2, L3).
+
+use async_trait::async_trait;
+use rusqlite::{params, OptionalExtension, Transaction};
+
+use super::db::{Db, DbError};
+use crate::clock::EpochMs;
+use crate::messages::Slice;
+use crate::ports::ledger::{
+    BeginRun, Ledger, LedgerError, MergeCompletion, PageCompletion, PageOutcome, Run, RunStatus,
+};
+
+#[derive(Debug, Clone)]
+pub struct EmbeddedLedger {
+    db: Db,
+    lease_ms: i64,
+}
+
+impl EmbeddedLedger {
+    pub fn new(db: Db, lease_ms: i64) -> Self {
+        EmbeddedLedger { db, lease_ms }
+    }
+}
+
+fn load(tx: &Transaction<'_>, run_id: &str) -> Result<Option<Run>, DbError> {
+    let body: Option<String> = tx
+        .query_row("SELECT body FROM runs WHERE run_id = ?1", [run_id], |r| r.get(0))
+        .optional()?;
+    body.map(|b| serde_json::from_str(&b).map_err(|e| DbError::Other(format!("run {run_id}: {e}"))))
+        .transpose()
+}
+
+fn must_load(tx: &Transaction<'_>, run_id: &str) -> Result<Run, DbError> {
+    load(tx, run_id)?.ok_or_else(|| DbError::Other(format!("run `{run_id}` not found")))
+}
+
+fn store(tx: &Transaction<'_>, run: &Run) -> Result<(), DbError> {
+    let body = serde_json::to_string(run).map_err(|e| DbError::Other(e.to_string()))?;
+    tx.execute(
+        "INSERT INTO runs (run_id, tbl, started_at, body) VALUES (?1, ?2, ?3, ?4)
+         ON CONFLICT (run_id) DO UPDATE SET body = excluded.body",
+        params![run.run_id, run.table, run.started_at_ms, body],
+    )?;
+    Ok(())
+}
+
+/// Inserts a done-marker; false when it already existed.
+fn mark(tx: &Transaction<'_>, run_id: &str, marker: &str) -> Result<bool, DbError> {
+    Ok(tx.execute(
+        "INSERT OR IGNORE INTO markers (run_id, marker) VALUES (?1, ?2)",
+        [run_id, marker],
+    )? > 0)
+}
+
+fn has_mark(tx: &Transaction<'_>, run_id: &str, marker: &str) -> Result<bool, DbError> {
+    Ok(tx
+        .query_row(
+            "SELECT 1 FROM markers WHERE run_id = ?1 AND marker = ?2",
+            [run_id, marker],
+            |_| Ok(()),
+        )
+        .optional()?
+        .is_some())
+}
+
+fn release_table(tx: &Transaction<'_>, run: &Run) -> Result<(), DbError> {
+    tx.execute(
+        "DELETE FROM active_runs WHERE tbl = ?1 AND run_id = ?2",
+        [&run.table, &run.run_id],
+    )?;
+    Ok(())
+}
+
+fn ledger_err(e: DbError) -> LedgerError {
+    match e {
+        DbError::Other(m) if m.ends_with("not found") => LedgerError::UnknownRun(m),
+        e => LedgerError::Backend(e.to_string()),
+    }
+}
+
+#[async_trait]
+impl Ledger for EmbeddedLedger {
+    async fn begin_run(&self, run: &Run, now: EpochMs) -> Result<BeginRun, LedgerError> {
+        let run = run.clone();
+        self.db
+            .tx(move |tx| {
+                if let Some(existing) = load(tx, &run.run_id)? {
+                    return Ok(BeginRun::Existing(existing));
+                }
+                let active: Option<String> = tx
+                    .query_row("SELECT run_id FROM active_runs WHERE tbl = ?1", [&run.table], |r| r.get(0))
+                    .optional()?;
+                if let Some(active_id) = active {
+                    let mut other = must_load(tx, &active_id)?;
+                    if !other.lease_expired(now) && other.status.is_active() {
+                        return Ok(BeginRun::Refused(other));
+                    }
+                    // L4: an expired run is abandoned before the table is given to a new one.
+                    if other.status.is_active() {
+                        other.status = RunStatus::Abandoned;
+                        other.note = Some(format!("lease expired at {}", crate::clock::iso(other.lease_until_ms)));
+                        other.updated_at_ms = now;
+                        store(tx, &other)?;
+                        tracing::warn!(run_id = %other.run_id, table = %other.table, "abandoned run whose lease expired");
+                    }
+                    release_table(tx, &other)?;
+                }
+                tx.execute(
+                    "INSERT INTO active_runs (tbl, run_id) VALUES (?1, ?2)",
+                    [&run.table, &run.run_id],
+                )?;
+                store(tx, &run)?;
+                Ok(BeginRun::Started(run))
+            })
+            .await
+            .map_err(ledger_err)
+    }
+
+    async fn get_run(&self, run_id: &str) -> Result<Option<Run>, LedgerError> {
+        let run_id = run_id.to_string();
+        self.db.tx(move |tx| load(tx, &run_id)).await.map_err(ledger_err)
+    }
+
+    async fn active_run(&self, table: &str) -> Result<Option<Run>, LedgerError> {
+        let table = table.to_string();
+        self.db
+            .tx(move |tx| {
+                let id: Option<String> = tx
+                    .query_row("SELECT run_id FROM active_runs WHERE tbl = ?1", [&table], |r| {
+                        r.get(0)
+                    })
+                    .optional()?;
+                match id {
+                    Some(id) => load(tx, &id),
+                    None => Ok(None),
+                }
+            })
+            .await
+            .map_err(ledger_err)
+    }
+
+    async fn list_runs(&self, table: Option<&str>, limit: usize) -> Result<Vec<Run>, LedgerError> {
+        let table = table.map(str::to_string);
+        self.db
+            .tx(move |tx| {
+                let mut stmt = tx.prepare(
+                    "SELECT body FROM runs WHERE (?1 IS NULL OR tbl = ?1)
+                     ORDER BY started_at DESC, run_id DESC LIMIT ?2",
+                )?;
+                let bodies = stmt
+                    .query_map(params![table, limit as i64], |r| r.get::<_, String>(0))?
+                    .collect::<Result<Vec<_>, _>>()?;
+                bodies
+                    .iter()
+                    .map(|b| serde_json::from_str(b).map_err(|e| DbError::Other(e.to_string())))
+                    .collect()
+            })
+            .await
+            .map_err(ledger_err)
+    }
+
+    async fn start_fetching(&self, run_id: &str, plan: &[Slice], now: EpochMs) -> Result<bool, LedgerError> {
+        let (run_id, plan, lease) = (run_id.to_string(), plan.to_vec(), self.lease_ms);
+        self.db
+            .tx(move |tx| {
+                let mut run = must_load(tx, &run_id)?;
+                if run.status != RunStatus::Planning {
+                    return Ok(false);
+                }
+                run.status = RunStatus::Fetching;
+                run.pages_outstanding = plan.len() as i64;
+                run.plan = plan;
+                run.updated_at_ms = now;
+                run.lease_until_ms = now + lease;
+                store(tx, &run)?;
+                Ok(true)
+            })
+            .await
+            .map_err(ledger_err)
+    }
+
+    async fn is_page_done(&self, run_id: &str, job_id: &str) -> Result<bool, LedgerError> {
+        let (run_id, marker) = (run_id.to_string(), format!("page:{job_id}"));
+        self.db
+            .tx(move |tx| has_mark(tx, &run_id, &marker))
+            .await
+            .map_err(ledger_err)
+    }
+
+    async fn complete_page(
+        &self,
+        run_id: &str,
+        job_id: &str,
+        outcome: &PageOutcome,
+        now: EpochMs,
+    ) -> Result<PageCompletion, LedgerError> {
+        let (run_id, marker, o, lease) = (
+            run_id.to_string(),
+            format!("page:{job_id}"),
+            outcome.clone(),
+            self.lease_ms,
+        );
+        self.db
+            .tx(move |tx| {
+                let mut run = must_load(tx, &run_id)?;
+                if !mark(tx, &run_id, &marker)? {
+                    return Ok(PageCompletion::AlreadyDone);
+                }
+                run.dts.extend(o.dts);
+                run.max_created_ms = run.max_created_ms.max(o.max_created_ms);
+                run.max_modified_ms = run.max_modified_ms.max(o.max_modified_ms);
+                run.records += o.records;
+                if !o.has_next {
+                    run.pages_outstanding -= 1;
+                }
+                run.updated_at_ms = now;
+                run.lease_until_ms = run.lease_until_ms.max(now + lease);
+                store(tx, &run)?;
+                Ok(PageCompletion::Recorded {
+                    pages_outstanding: run.pages_outstanding,
+                })
+            })
+            .await
+            .map_err(ledger_err)
+    }
+
+    async fn begin_merging(
+        &self,
+        run_id: &str,
+        closing_job: &str,
+        now: EpochMs,
+    ) -> Result<bool, LedgerError> {
+        let (run_id, closing_job) = (run_id.to_string(), closing_job.to_string());
+        self.db
+            .tx(move |tx| {
+                let mut run = must_load(tx, &run_id)?;
+                if run.status != RunStatus::Fetching || run.pages_outstanding != 0 {
+                    return Ok(false);
+                }
+                run.status = RunStatus::Merging;
+                run.merges_outstanding = run.dts.len().max(1) as i64;
+                run.closing_job = Some(closing_job);
+                run.updated_at_ms = now;
+                store(tx, &run)?;
+                Ok(true)
+            })
+            .await
+            .map_err(ledger_err)
+    }
+
+    async fn is_merge_done(&self, run_id: &str, task_id: &str) -> Result<bool, LedgerError> {
+        let (run_id, marker) = (run_id.to_string(), format!("merge:{task_id}"));
+        self.db
+            .tx(move |tx| has_mark(tx, &run_id, &marker))
+            .await
+            .map_err(ledger_err)
+    }
+
+    async fn complete_merge(
+        &self,
+        run_id: &str,
+        task_id: &str,
+        now: EpochMs,
+    ) -> Result<MergeCompletion, LedgerError> {
+        let (run_id, marker, lease) = (run_id.to_string(), format!("merge:{task_id}"), self.lease_ms);
+        self.db
+            .tx(move |tx| {
+                let mut run = must_load(tx, &run_id)?;
+                if !mark(tx, &run_id, &marker)? {
+                    return Ok(MergeCompletion::AlreadyDone);
+                }
+                run.merges_outstanding -= 1;
+                run.updated_at_ms = now;
+                run.lease_until_ms = run.lease_until_ms.max(now + lease);
+                store(tx, &run)?;
+                Ok(MergeCompletion::Recorded {
+                    merges_outstanding: run.merges_outstanding,
+                })
+            })
+            .await
+            .map_err(ledger_err)
+    }
+
+    async fn finish(
+        &self,
+        run_id: &str,
+        status: RunStatus,
+        note: Option<&str>,
+        now: EpochMs,
+    ) -> Result<bool, LedgerError> {
+        let (run_id, note) = (run_id.to_string(), note.map(str::to_string));
+        self.db
+            .tx(move |tx| {
+                let mut run = must_load(tx, &run_id)?;
+                if !run.status.is_active() {
+                    return Ok(false);
+                }
+                run.status = status;
+                if note.is_some() {
+                    run.note = note;
+                }
+                run.updated_at_ms = now;
+                store(tx, &run)?;
+                release_table(tx, &run)?;
+                Ok(true)
+            })
+            .await
+            .map_err(ledger_err)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ports::ledger::RunMode;
+
+    pub(crate) fn run_for_test(run_id: &str, table: &str, now: EpochMs) -> Run {
+        Run {
+            run_id: run_id.into(),
+            table: table.into(),
+            request_id: run_id.into(),
+            mode: RunMode::Full,
+            window_from_ms: None,
+            window_to_ms: now,
+            status: RunStatus::Planning,
+            pages_outstanding: 0,
+            merges_outstanding: 0,
+            dts: Default::default(),
+            max_created_ms: None,
+            max_modified_ms: None,
+            records: 0,
+            lease_until_ms: now + 1000,
+            started_at_ms: now,
+            updated_at_ms: now,
+            plan: vec![],
+            closing_job: None,
+            note: None,
+        }
+    }
+
+    #[tokio::test]
+    async fn counters_are_guarded_by_markers_and_one_run_per_table() {
+        let dir = tempfile::tempdir().unwrap();
+        let l = EmbeddedLedger::new(Db::open(&dir.path().join("l.db")).unwrap(), 1000);
+        let r1 = run_for_test("r1", "deals", 0);
+        assert!(matches!(l.begin_run(&r1, 0).await.unwrap(), BeginRun::Started(_)));
+        assert!(matches!(
+            l.begin_run(&r1, 0).await.unwrap(),
+            BeginRun::Existing(_)
+        ));
+        let r2 = run_for_test("r2", "deals", 0);
+        assert!(
+            matches!(l.begin_run(&r2, 10).await.unwrap(), BeginRun::Refused(_)),
+            "L1"
+        );
+        let slice = Slice::List {
+            object_type: "deals".into(),
+        };
+        assert!(l.start_fetching("r1", &[slice.clone(), slice], 5).await.unwrap());
+        assert!(!l.start_fetching("r1", &[], 5).await.unwrap());
+        let out = |next: bool, dt: &str| PageOutcome {
+            dts: [dt.to_string()].into(),
+            max_created_ms: Some(1),
+            max_modified_ms: Some(2),
+            records: 10,
+            has_next: next,
+        };
+        assert_eq!(
+            l.complete_page("r1", "a", &out(true, "d1"), 6).await.unwrap(),
+            PageCompletion::Recorded { pages_outstanding: 2 }
+        );
+        assert_eq!(
+            l.complete_page("r1", "a", &out(true, "d1"), 6).await.unwrap(),
+            PageCompletion::AlreadyDone
+        );
+        l.complete_page("r1", "b", &out(false, "d2"), 7).await.unwrap();
+        assert!(
+            !l.begin_merging("r1", "b", 7).await.unwrap(),
+            "one slice still open"
+        );
+        l.complete_page("r1", "c", &out(false, "d2"), 8).await.unwrap();
+        assert!(l.begin_merging("r1", "c", 8).await.unwrap());
+        let run = l.get_run("r1").await.unwrap().unwrap();
+        assert_eq!((run.merges_outstanding, run.records), (2, 30));
+        assert_eq!(
+            l.complete_merge("r1", "d1", 9).await.unwrap(),
+            MergeCompletion::Recorded {
+                merges_outstanding: 1
+            }
+        );
+        assert_eq!(
+            l.complete_merge("r1", "d1", 9).await.unwrap(),
+            MergeCompletion::AlreadyDone
+        );
+        assert!(l.finish("r1", RunStatus::Committed, None, 10).await.unwrap());
+        assert!(!l.finish("r1", RunStatus::Abandoned, None, 10).await.unwrap());
+        assert!(matches!(
+            l.begin_run(&r2, 11).await.unwrap(),
+            BeginRun::Started(_)
+        ));
+    }
+
+    #[tokio::test]
+    async fn an_expired_lease_abandons_the_run_and_frees_the_table() {
+        let dir = tempfile::tempdir().unwrap();
+        let l = EmbeddedLedger::new(Db::open(&dir.path().join("l.db")).unwrap(), 1000);
+        l.begin_run(&run_for_test("r1", "deals", 0), 0).await.unwrap();
+        let r2 = run_for_test("r2", "deals", 5000);
+        assert!(
+            matches!(l.begin_run(&r2, 5000).await.unwrap(), BeginRun::Started(_)),
+            "L4"
+        );
+        assert_eq!(
+            l.get_run("r1").await.unwrap().unwrap().status,
+            RunStatus::Abandoned
+        );
+        assert_eq!(l.active_run("deals").await.unwrap().unwrap().run_id, "r2");
+        assert_eq!(l.list_runs(Some("deals"), 10).await.unwrap().len(), 2);
+    }
+}

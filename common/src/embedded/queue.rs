@@ -1,0 +1,371 @@
+//! SQS semantics over the `messages` table: visibility timeout, receive counts, a dead-letter
+//! state after `max_receive_count` receives, FIFO groups (only a group's oldest message is
+//! deliverable, and not while it is in flight) and five-minute deduplication ids.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use rusqlite::params;
+
+use super::db::{Db, DbError};
+use crate::clock::{EpochMs, SharedClock};
+use crate::ports::queue::{Outgoing, Queue, QueueDepth, QueueError, Received};
+
+/// SQS's deduplication interval.
+const DEDUP_WINDOW_MS: i64 = 5 * 60 * 1000;
+/// How often a long poll looks again when no in-process send woke it (other processes).
+const POLL_INTERVAL: Duration = Duration::from_millis(100);
+
+#[derive(Debug, Clone)]
+pub struct QueueOptions {
+    /// How long a received message stays invisible before it is redelivered.
+    pub visibility_timeout: Duration,
+    /// Receives after which a message moves to the dead-letter queue (SQS redrive policy).
+    pub max_receive_count: u32,
+    /// FIFO queue: message groups and deduplication ids.
+    pub fifo: bool,
+}
+
+impl Default for QueueOptions {
+    fn default() -> Self {
+        QueueOptions {
+            visibility_timeout: Duration::from_secs(60),
+            max_receive_count: 5,
+            fifo: false,
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct EmbeddedQueue {
+    db: Db,
+    name: String,
+    options: QueueOptions,
+    clock: SharedClock,
+}
+
+impl EmbeddedQueue {
+    pub fn new(db: Db, name: &str, options: QueueOptions, clock: SharedClock) -> Self {
+        EmbeddedQueue {
+            db,
+            name: name.to_string(),
+            options,
+            clock,
+        }
+    }
+
+    fn err(&self, e: DbError) -> QueueError {
+        QueueError::Backend {
+            queue: self.name.clone(),
+            message: e.to_string(),
+        }
+    }
+
+    async fn receive_once(&self, max: usize) -> Result<Vec<Received>, QueueError> {
+        let name = self.name.clone();
+        let now = self.clock.now_ms();
+        let visibility = self.options.visibility_timeout.as_millis() as i64;
+        let max_receives = i64::from(self.options.max_receive_count);
+        self.db
+            .tx(move |tx| {
+                let mut out = Vec::new();
+                let mut stmt = tx.prepare_cached(
+                    "SELECT id, body, receive_count FROM messages m
+                     WHERE queue = ?1 AND dead = 0 AND visible_at <= ?2
+                       AND (group_id IS NULL OR NOT EXISTS (
+                            SELECT 1 FROM messages o WHERE o.queue = m.queue
+                              AND o.group_id = m.group_id AND o.dead = 0 AND o.id < m.id))
+                     ORDER BY id LIMIT ?3",
+                )?;
+                let rows: Vec<(i64, String, i64)> = stmt
+                    .query_map(params![name, now, max as i64 * 2 + 10], |r| {
+                        Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+                    })?
+                    .collect::<Result<_, _>>()?;
+                for (id, body, count) in rows {
+                    if out.len() >= max {
+                        break;
+                    }
+                    if count >= max_receives {
+                        // Redrive: this would be receive number max+1.
+                        tx.execute("UPDATE messages SET dead = 1, receipt = NULL WHERE id = ?1", [id])?;
+                        tracing::warn!(queue = %name, message_id = id, receives = count,
+                            "message moved to the dead-letter queue after its retries");
+                        continue;
+                    }
+                    let receipt = format!("{id}:{}", uuid::Uuid::new_v4().simple());
+                    tx.execute(
+                        "UPDATE messages SET receive_count = receive_count + 1, receipt = ?2,
+                         visible_at = ?3 WHERE id = ?1",
+                        params![id, receipt, now + visibility],
+                    )?;
+                    out.push(Received {
+                        body,
+                        receipt,
+                        receive_count: (count + 1) as u32,
+                        message_id: id.to_string(),
+                    });
+                }
+                Ok(out)
+            })
+            .await
+            .map_err(|e| self.err(e))
+    }
+}
+
+#[async_trait]
+impl Queue for EmbeddedQueue {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    async fn send(&self, messages: Vec<Outgoing>) -> Result<(), QueueError> {
+        if messages.is_empty() {
+            return Ok(());
+        }
+        if self.options.fifo && messages.iter().any(|m| m.group_id.is_none()) {
+            return Err(QueueError::Backend {
+                queue: self.name.clone(),
+                message: "a FIFO queue needs a message group id on every message".into(),
+            });
+        }
+        let name = self.name.clone();
+        let fifo = self.options.fifo;
+        let now = self.clock.now_ms();
+        self.db
+            .tx(move |tx| {
+                tx.execute(
+                    "DELETE FROM dedup WHERE queue = ?1 AND sent_at < ?2",
+                    params![name, now - DEDUP_WINDOW_MS],
+                )?;
+                for m in messages {
+                    if let (true, Some(dedup)) = (fifo, &m.dedup_id) {
+                        let fresh = tx.execute(
+                            "INSERT OR IGNORE INTO dedup (queue, dedup_id, sent_at) VALUES (?1, ?2, ?3)",
+                            params![name, dedup, now],
+                        )?;
+                        if fresh == 0 {
+                            continue;
+                        }
+                    }
+                    let group = if fifo { m.group_id } else { None };
+                    tx.execute(
+                        "INSERT INTO messages (queue, body, group_id, visible_at, sent_at)
+                         VALUES (?1, ?2, ?3, ?4, ?4)",
+                        params![name, m.body, group, now],
+                    )?;
+                }
+                Ok(())
+            })
+            .await
+            .map_err(|e| self.err(e))?;
+        self.db.sent.notify_waiters();
+        Ok(())
+    }
+
+    async fn receive(&self, max: usize, wait: Duration) -> Result<Vec<Received>, QueueError> {
+        let max = max.clamp(1, 10);
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            let notified = self.db.sent.notified();
+            let got = self.receive_once(max).await?;
+            if !got.is_empty() {
+                return Ok(got);
+            }
+            let now = tokio::time::Instant::now();
+            if now >= deadline {
+                return Ok(got);
+            }
+            let nap = POLL_INTERVAL.min(deadline - now);
+            let _ = tokio::time::timeout(nap, notified).await;
+        }
+    }
+
+    async fn ack(&self, receipt: &str) -> Result<(), QueueError> {
+        let name = self.name.clone();
+        let receipt = receipt.to_string();
+        let deleted = self
+            .db
+            .tx(move |tx| {
+                Ok(tx.execute(
+                    "DELETE FROM messages WHERE queue = ?1 AND receipt = ?2 AND dead = 0",
+                    params![name, receipt],
+                )?)
+            })
+            .await
+            .map_err(|e| self.err(e))?;
+        if deleted == 0 {
+            return Err(QueueError::StaleReceipt {
+                queue: self.name.clone(),
+            });
+        }
+        Ok(())
+    }
+
+    async fn set_visibility(&self, receipt: &str, visibility: Duration) -> Result<(), QueueError> {
+        let name = self.name.clone();
+        let receipt = receipt.to_string();
+        let until: EpochMs = self.clock.now_ms() + visibility.as_millis() as i64;
+        let changed = self
+            .db
+            .tx(move |tx| {
+                Ok(tx.execute(
+                    "UPDATE messages SET visible_at = ?3 WHERE queue = ?1 AND receipt = ?2 AND dead = 0",
+                    params![name, receipt, until],
+                )?)
+            })
+            .await
+            .map_err(|e| self.err(e))?;
+        if changed == 0 {
+            return Err(QueueError::StaleReceipt {
+                queue: self.name.clone(),
+            });
+        }
+        if visibility.is_zero() {
+            self.db.sent.notify_waiters();
+        }
+        Ok(())
+    }
+
+    async fn depth(&self) -> Result<QueueDepth, QueueError> {
+        let name = self.name.clone();
+        let now = self.clock.now_ms();
+        self.db
+            .tx(move |tx| {
+                let count = |sql: &str| -> Result<u64, DbError> {
+                    Ok(tx.query_row(sql, params![name, now], |r| r.get::<_, i64>(0))? as u64)
+                };
+                Ok(QueueDepth {
+                    visible: count(
+                        "SELECT COUNT(*) FROM messages WHERE queue=?1 AND dead=0 AND visible_at<=?2",
+                    )?,
+                    in_flight: count(
+                        "SELECT COUNT(*) FROM messages WHERE queue=?1 AND dead=0 AND visible_at>?2",
+                    )?,
+                    dead: count("SELECT COUNT(*) FROM messages WHERE queue=?1 AND dead=1 AND ?2=?2")?,
+                })
+            })
+            .await
+            .map_err(|e| self.err(e))
+    }
+
+    async fn replay_dead_letters(
+        &self,
+        max: Option<usize>,
+        dry_run: bool,
+    ) -> Result<Vec<String>, QueueError> {
+        let name = self.name.clone();
+        let now = self.clock.now_ms();
+        let limit = max.map(|m| m as i64).unwrap_or(-1);
+        let bodies = self
+            .db
+            .tx(move |tx| {
+                let mut stmt = tx.prepare(
+                    "SELECT id, body FROM messages WHERE queue=?1 AND dead=1 ORDER BY id LIMIT ?2",
+                )?;
+                let rows: Vec<(i64, String)> = stmt
+                    .query_map(params![name, limit], |r| Ok((r.get(0)?, r.get(1)?)))?
+                    .collect::<Result<_, _>>()?;
+                if !dry_run {
+                    for (id, _) in &rows {
+                        tx.execute(
+                            "UPDATE messages SET dead=0, receive_count=0, receipt=NULL, visible_at=?2
+                             WHERE id=?1",
+                            params![id, now],
+                        )?;
+                    }
+                }
+                Ok(rows.into_iter().map(|(_, b)| b).collect::<Vec<_>>())
+            })
+            .await
+            .map_err(|e| self.err(e))?;
+        if !dry_run && !bodies.is_empty() {
+            self.db.sent.notify_waiters();
+        }
+        Ok(bodies)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::clock::ManualClock;
+    use std::sync::Arc;
+
+    fn queue(fifo: bool) -> (tempfile::TempDir, EmbeddedQueue, ManualClock) {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Db::open(&dir.path().join("q.db")).unwrap();
+        let clock = ManualClock::new(1_000_000);
+        let q = EmbeddedQueue::new(
+            db,
+            "q",
+            QueueOptions {
+                visibility_timeout: Duration::from_secs(10),
+                max_receive_count: 2,
+                fifo,
+            },
+            Arc::new(clock.clone()),
+        );
+        (dir, q, clock)
+    }
+
+    #[tokio::test]
+    async fn redelivers_after_visibility_and_dead_letters_after_max_receives() {
+        let (_d, q, clock) = queue(false);
+        q.send(vec![Outgoing::standard("a".into())]).await.unwrap();
+        let first = q.receive(10, Duration::ZERO).await.unwrap();
+        assert_eq!(first.len(), 1);
+        assert_eq!(first[0].receive_count, 1);
+        assert!(
+            q.receive(10, Duration::ZERO).await.unwrap().is_empty(),
+            "invisible"
+        );
+        clock.advance_ms(10_001);
+        let second = q.receive(10, Duration::ZERO).await.unwrap();
+        assert_eq!(second[0].receive_count, 2);
+        assert!(matches!(
+            q.ack(&first[0].receipt).await,
+            Err(QueueError::StaleReceipt { .. })
+        ));
+        clock.advance_ms(10_001);
+        assert!(q.receive(10, Duration::ZERO).await.unwrap().is_empty());
+        assert_eq!(q.depth().await.unwrap().dead, 1);
+        assert_eq!(q.replay_dead_letters(None, true).await.unwrap(), ["a"]);
+        assert_eq!(q.depth().await.unwrap().dead, 1, "dry run moves nothing");
+        assert_eq!(q.replay_dead_letters(Some(5), false).await.unwrap(), ["a"]);
+        let back = q.receive(10, Duration::ZERO).await.unwrap();
+        assert_eq!(back[0].receive_count, 1);
+        q.ack(&back[0].receipt).await.unwrap();
+        assert_eq!(q.depth().await.unwrap(), QueueDepth::default());
+    }
+
+    #[tokio::test]
+    async fn fifo_groups_deliver_one_at_a_time_in_order_and_dedup() {
+        let (_d, q, _clock) = queue(true);
+        let m = |b: &str, g: &str| Outgoing::fifo(b.into(), g.into(), b.into());
+        q.send(vec![m("a1", "a"), m("b1", "b"), m("a2", "a"), m("a1", "a")])
+            .await
+            .unwrap();
+        let got = q.receive(10, Duration::ZERO).await.unwrap();
+        let bodies: Vec<_> = got.iter().map(|r| r.body.as_str()).collect();
+        assert_eq!(
+            bodies,
+            ["a1", "b1"],
+            "one per group; the duplicate a1 was dropped"
+        );
+        assert!(q.receive(10, Duration::ZERO).await.unwrap().is_empty());
+        q.ack(&got[0].receipt).await.unwrap();
+        let next = q.receive(10, Duration::ZERO).await.unwrap();
+        assert_eq!(next[0].body, "a2");
+        assert!(q.send(vec![Outgoing::standard("x".into())]).await.is_err());
+    }
+
+    #[tokio::test]
+    async fn release_makes_a_message_visible_now() {
+        let (_d, q, _clock) = queue(false);
+        q.send(vec![Outgoing::standard("a".into())]).await.unwrap();
+        let got = q.receive(1, Duration::ZERO).await.unwrap();
+        q.set_visibility(&got[0].receipt, Duration::ZERO).await.unwrap();
+        assert_eq!(q.receive(1, Duration::ZERO).await.unwrap().len(), 1);
+    }
+}

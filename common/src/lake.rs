@@ -1,0 +1,263 @@
+//! Lake paths, defined once: every role names files through these functions and nothing else.
+//!
+//! ```text
+//! <root>/<table>/dt=YYYY-MM-DD/part-<run_id>-<uuid>.parquet     live data
+//! <root>/_staging/<table>/run=<run_id>/dt=YYYY-MM-DD/<job>.parquet
+//! ```
+//! `<root>` is a local directory (embedded mode) or `s3://bucket/prefix` (AWS mode), both
+//! through `object_store`. Readers point at `<root>/<table>/` and never see `_staging`.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use futures::TryStreamExt;
+use object_store::local::LocalFileSystem;
+use object_store::path::Path;
+use object_store::{ObjectMeta, ObjectStore, ObjectStoreExt};
+
+/// Directory of staged files, beside the tables.
+pub const STAGING_DIR: &str = "_staging";
+/// Directory of the embedded database, beside the tables.
+pub const EMBEDDED_DIR: &str = "_hubsync";
+
+#[derive(Debug, thiserror::Error)]
+pub enum LakeError {
+    #[error("lake location `{0}` is not usable: {1}")]
+    Location(String, String),
+    #[error("lake storage error: {0}")]
+    Store(#[from] object_store::Error),
+}
+
+/// Where the lake lives, parsed from the user's `--lake` value.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LakeLocation {
+    Local(PathBuf),
+    S3 { bucket: String, prefix: String },
+}
+
+impl LakeLocation {
+    /// `s3://bucket/prefix` is AWS mode; anything else is a local directory (embedded mode).
+    pub fn parse(raw: &str) -> Result<Self, LakeError> {
+        let raw = raw.trim();
+        if raw.is_empty() {
+            return Err(LakeError::Location(
+                raw.into(),
+                "empty; pass --lake DIR or --lake s3://bucket/prefix".into(),
+            ));
+        }
+        if let Some(rest) = raw.strip_prefix("s3://") {
+            let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+            if bucket.is_empty() {
+                return Err(LakeError::Location(raw.into(), "no bucket name".into()));
+            }
+            return Ok(LakeLocation::S3 {
+                bucket: bucket.into(),
+                prefix: prefix.trim_matches('/').into(),
+            });
+        }
+        if raw.contains("://") {
+            return Err(LakeError::Location(
+                raw.into(),
+                "only local directories and s3:// are supported".into(),
+            ));
+        }
+        Ok(LakeLocation::Local(PathBuf::from(raw)))
+    }
+}
+
+/// The lake: an object store plus the path rules.
+#[derive(Debug, Clone)]
+pub struct Lake {
+    store: Arc<dyn ObjectStore>,
+    root: Path,
+    uri: String,
+}
+
+impl Lake {
+    /// A lake in a local directory, created if missing.
+    pub fn local(dir: &std::path::Path) -> Result<Self, LakeError> {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| LakeError::Location(dir.display().to_string(), e.to_string()))?;
+        let dir = dir
+            .canonicalize()
+            .map_err(|e| LakeError::Location(dir.display().to_string(), e.to_string()))?;
+        let store = LocalFileSystem::new_with_prefix(&dir)?;
+        Ok(Lake {
+            store: Arc::new(store),
+            root: Path::default(),
+            uri: dir.display().to_string(),
+        })
+    }
+
+    /// A lake on any object store under `root` (AWS mode passes S3).
+    pub fn new(store: Arc<dyn ObjectStore>, root: &str, uri: String) -> Self {
+        Lake {
+            store,
+            root: Path::from(root),
+            uri,
+        }
+    }
+
+    pub fn store(&self) -> &Arc<dyn ObjectStore> {
+        &self.store
+    }
+
+    pub fn uri(&self) -> &str {
+        &self.uri
+    }
+
+    fn child(&self, parts: &[&str]) -> Path {
+        let mut p = self.root.clone();
+        for part in parts {
+            p = p.join(*part);
+        }
+        p
+    }
+
+    pub fn table_dir(&self, table: &str) -> Path {
+        self.child(&[table])
+    }
+
+    pub fn partition_dir(&self, table: &str, dt: &str) -> Path {
+        self.child(&[table, &format!("dt={dt}")])
+    }
+
+    /// A new live file of `run_id` in a partition.
+    pub fn new_live_file(&self, table: &str, dt: &str, run_id: &str) -> Path {
+        let name = format!("part-{run_id}-{}.parquet", uuid::Uuid::new_v4().simple());
+        self.partition_dir(table, dt).join(name)
+    }
+
+    pub fn staging_run_dir(&self, table: &str, run_id: &str) -> Path {
+        self.child(&[STAGING_DIR, table, &format!("run={run_id}")])
+    }
+
+    pub fn staging_dir(&self, table: &str, run_id: &str, dt: &str) -> Path {
+        self.staging_run_dir(table, run_id).join(format!("dt={dt}"))
+    }
+
+    /// The staged file of one page job in one partition: deterministic, so a redelivered job
+    /// overwrites it instead of adding a second copy.
+    pub fn staged_file(&self, table: &str, run_id: &str, dt: &str, job_id: &str) -> Path {
+        self.staging_dir(table, run_id, dt)
+            .join(format!("{job_id}.parquet"))
+    }
+
+    /// Parquet files directly under `dir`, sorted by path.
+    pub async fn list_parquet(&self, dir: &Path) -> Result<Vec<ObjectMeta>, LakeError> {
+        let mut files: Vec<ObjectMeta> = self
+            .store
+            .list(Some(dir))
+            .try_filter(|m| {
+                futures::future::ready(
+                    m.location.filename().is_some_and(|f| f.ends_with(".parquet"))
+                        && m.location
+                            .prefix_match(dir)
+                            .is_some_and(|mut r| r.next().is_some() && r.next().is_none()),
+                )
+            })
+            .try_collect()
+            .await?;
+        files.sort_by(|a, b| a.location.cmp(&b.location));
+        Ok(files)
+    }
+
+    /// The `dt` values of a table's live partitions.
+    pub async fn partitions(&self, table: &str) -> Result<Vec<String>, LakeError> {
+        let listing = self
+            .store
+            .list_with_delimiter(Some(&self.table_dir(table)))
+            .await?;
+        let mut dts: Vec<String> = listing
+            .common_prefixes
+            .iter()
+            .filter_map(|p| p.filename()?.strip_prefix("dt=").map(str::to_string))
+            .collect();
+        dts.sort();
+        Ok(dts)
+    }
+
+    /// Deletes every object under `dir` (a missing directory is fine: deletes are idempotent).
+    pub async fn delete_dir(&self, dir: &Path) -> Result<usize, LakeError> {
+        let metas: Vec<ObjectMeta> = self.store.list(Some(dir)).try_collect().await?;
+        for m in &metas {
+            self.delete(&m.location).await?;
+        }
+        Ok(metas.len())
+    }
+
+    /// Deletes one object; already gone is success (a redelivered task deletes twice).
+    pub async fn delete(&self, path: &Path) -> Result<(), LakeError> {
+        match self.store.delete(path).await {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+            Err(e) => Err(e.into()),
+        }
+    }
+}
+
+/// The run that wrote a live file, from its name `part-<run_id>-<uuid>.parquet`.
+pub fn writer_run_id(file: &Path) -> Option<&str> {
+    let name = file.filename()?;
+    let stem = name.strip_prefix("part-")?.strip_suffix(".parquet")?;
+    stem.rsplit_once('-').map(|(run, _)| run)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bytes::Bytes;
+
+    #[test]
+    fn locations_parse() {
+        assert_eq!(
+            LakeLocation::parse("s3://b/p/q/").unwrap(),
+            LakeLocation::S3 {
+                bucket: "b".into(),
+                prefix: "p/q".into()
+            }
+        );
+        assert_eq!(
+            LakeLocation::parse("./lake").unwrap(),
+            LakeLocation::Local("./lake".into())
+        );
+        assert!(LakeLocation::parse("gs://x").is_err());
+        assert!(LakeLocation::parse("s3://").is_err());
+        assert!(LakeLocation::parse("  ").is_err());
+    }
+
+    #[tokio::test]
+    async fn paths_and_listing() {
+        let dir = tempfile::tempdir().unwrap();
+        let lake = Lake::local(dir.path()).unwrap();
+        let live = lake.new_live_file("deals", "2024-01-02", "deals-20240102T000000Z-ab");
+        assert!(live
+            .as_ref()
+            .starts_with("deals/dt=2024-01-02/part-deals-20240102T000000Z-ab-"));
+        assert_eq!(writer_run_id(&live), Some("deals-20240102T000000Z-ab"));
+        let staged = lake.staged_file("deals", "r1", "2024-01-02", "s00000-p000000");
+        assert_eq!(
+            staged.as_ref(),
+            "_staging/deals/run=r1/dt=2024-01-02/s00000-p000000.parquet"
+        );
+        for p in [&live, &staged] {
+            lake.store()
+                .put(p, Bytes::from_static(b"x").into())
+                .await
+                .unwrap();
+        }
+        assert_eq!(lake.partitions("deals").await.unwrap(), ["2024-01-02"]);
+        let files = lake
+            .list_parquet(&lake.partition_dir("deals", "2024-01-02"))
+            .await
+            .unwrap();
+        assert_eq!(files.len(), 1);
+        assert_eq!(
+            lake.delete_dir(&lake.staging_run_dir("deals", "r1"))
+                .await
+                .unwrap(),
+            1
+        );
+        lake.delete(&staged).await.unwrap();
+        assert!(lake.partitions("contacts").await.unwrap().is_empty());
+    }
+}

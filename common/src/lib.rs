@@ -1,0 +1,39 @@
+//! hubsync's shared core: everything the producer, consumer and merger agree on.
+//!
+//! # Layout
+//!
+//! - [`catalog`]: the table catalog (TOML data, five tables by default): which HubSpot object
+//!   types feed which lake table and which properties become columns.
+//! - [`messages`]: the versioned JSON messages on the queues (sync request, page job, merge
+//!   task) and their deterministic ids.
+//! - [`lake`]: every lake path (live partitions, staging), over `object_store`.
+//! - [`ports`]: the small traits roles talk through (queue, sync state, run ledger), each
+//!   method with its contract; [`flag`] holds the flag port and the seed's vocabulary.
+//! - [`embedded`]: the adapters of embedded mode, one SQLite file under the lake.
+//! - [`hubspot`]: HubSpot's wire types (shared with the simulator), the client and its rate
+//!   budget.
+//! - [`pipeline`]: the bundle of ports and settings every role is given.
+//! - [`worker`]: the wire / loop / step shape of every queue worker.
+//! - [`clock`]: injected time.
+//!
+//! # Invariants kept across crates
+//!
+//! - W1: the watermark never passes unmerged data: it moves only when a run's last merge is
+//!   done, and only to `min(max seen, T0)`.
+//! - W2: the watermark only moves forwards (a conditional write).
+//! - M1: a merge never deletes an input it did not read, except the older live files a full
+//!   run replaces.
+//! - M2: a merge writes its new file before it deletes anything, so a partition is never
+//!   without its data.
+//! - L1–L4: see [`ports::ledger`].
+
+pub mod catalog;
+pub mod clock;
+pub mod embedded;
+pub mod flag;
+pub mod hubspot;
+pub mod lake;
+pub mod messages;
+pub mod pipeline;
+pub mod ports;
+pub mod worker;

@@ -1,0 +1,112 @@
+//! The bundle of ports and settings every role is given, and how embedded mode builds it.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::catalog::Catalog;
+use crate::clock::SharedClock;
+use crate::embedded::{Db, EmbeddedFlag, EmbeddedLedger, EmbeddedQueue, EmbeddedState, QueueOptions};
+use crate::flag::FlagSource;
+use crate::hubspot::HubSpotClient;
+use crate::lake::Lake;
+use crate::ports::{Ledger, Queue, StateStore};
+
+/// Queue names (embedded mode; AWS mode maps them to queue URLs).
+pub mod queue_names {
+    pub const REQUESTS: &str = "hubsync-requests";
+    pub const PAGES: &str = "hubsync-pages";
+    pub const MERGES: &str = "hubsync-merges.fifo";
+}
+
+/// Tunables shared by the roles, with the seed's defaults.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// Overlap subtracted from the watermark to open an incremental window (seed: 2 h).
+    pub overlap_buffer_ms: i64,
+    /// How long a run may go without progress before it is abandoned (L4).
+    pub lease_ms: i64,
+    /// Visibility timeout of page jobs and merge tasks; long work extends it (heartbeat).
+    pub visibility_timeout: Duration,
+    /// Receives before a message is dead-lettered.
+    pub max_receive_count: u32,
+    /// Longest pause before a failed message is retried (it grows with its receive count).
+    pub max_retry_delay: Duration,
+    /// Search page size (HubSpot allows up to 200).
+    pub search_page_size: u32,
+    /// List page size (HubSpot allows up to 100).
+    pub list_page_size: u32,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            overlap_buffer_ms: 2 * 60 * 60 * 1000,
+            lease_ms: 30 * 60 * 1000,
+            visibility_timeout: Duration::from_secs(120),
+            max_receive_count: 5,
+            max_retry_delay: Duration::from_secs(30),
+            search_page_size: crate::hubspot::wire::SEARCH_PAGE_MAX,
+            list_page_size: crate::hubspot::wire::LIST_PAGE_MAX,
+        }
+    }
+}
+
+/// Everything a role needs; cheap to clone.
+#[derive(Clone)]
+pub struct Pipeline {
+    pub catalog: Arc<Catalog>,
+    pub lake: Lake,
+    pub ledger: Arc<dyn Ledger>,
+    pub state: Arc<dyn StateStore>,
+    pub flag: Arc<dyn FlagSource>,
+    pub requests: Arc<dyn Queue>,
+    pub pages: Arc<dyn Queue>,
+    pub merges: Arc<dyn Queue>,
+    pub hubspot: HubSpotClient,
+    pub clock: SharedClock,
+    pub settings: Settings,
+}
+
+impl Pipeline {
+    /// Embedded mode: the lake in `lake_dir`, queues/state/ledger/flag in its database.
+    pub fn embedded(
+        lake_dir: &Path,
+        catalog: Catalog,
+        hubspot: HubSpotClient,
+        clock: SharedClock,
+        settings: Settings,
+    ) -> Result<Self, EmbeddedError> {
+        let lake = Lake::local(lake_dir).map_err(|e| EmbeddedError(e.to_string()))?;
+        let db = Db::open_in_lake(lake_dir).map_err(|e| EmbeddedError(e.to_string()))?;
+        let opts = |fifo| QueueOptions {
+            visibility_timeout: settings.visibility_timeout,
+            max_receive_count: settings.max_receive_count,
+            fifo,
+        };
+        let queue = |name: &str, fifo| -> Arc<dyn Queue> {
+            Arc::new(EmbeddedQueue::new(db.clone(), name, opts(fifo), clock.clone()))
+        };
+        Ok(Pipeline {
+            catalog: Arc::new(catalog),
+            lake,
+            ledger: Arc::new(EmbeddedLedger::new(db.clone(), settings.lease_ms)),
+            state: Arc::new(EmbeddedState::new(db.clone())),
+            flag: Arc::new(EmbeddedFlag::new(db.clone())),
+            requests: queue(queue_names::REQUESTS, false),
+            pages: queue(queue_names::PAGES, false),
+            merges: queue(queue_names::MERGES, true),
+            hubspot,
+            clock,
+            settings,
+        })
+    }
+
+    pub fn now_ms(&self) -> i64 {
+        self.clock.now_ms()
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("cannot open the embedded lake: {0}")]
+pub struct EmbeddedError(pub String);

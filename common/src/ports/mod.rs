@@ -1,0 +1,12 @@
+//! The ports roles talk through: small traits with a written contract per method.
+//! Adapters live in `crate::embedded` (one SQLite file) and, for AWS mode, `crate::aws`.
+
+pub mod ledger;
+pub mod queue;
+pub mod state;
+
+pub use ledger::{
+    Ledger, LedgerError, MergeCompletion, PageCompletion, PageOutcome, Run, RunMode, RunStatus,
+};
+pub use queue::{Outgoing, Queue, QueueDepth, QueueError, Received};
+pub use state::{StateError, StateStore, SyncState};

@@ -1,0 +1,204 @@
+//! The step for one page job, and its handler for the service loop.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use common::messages::{self, Body, MergeTask, PageJob};
+use common::pipeline::Pipeline;
+use common::ports::{Outgoing, PageCompletion, PageOutcome, Run, RunStatus};
+use common::worker::{Handled, Handler};
+use object_store::ObjectStoreExt;
+
+use crate::fetch::fetch_page;
+use crate::stage::{batches_by_dt, row, to_parquet};
+use crate::ConsumerError;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum JobOutcome {
+    Staged {
+        records: usize,
+        partitions: usize,
+        last_page: bool,
+    },
+    /// The job's done-marker existed: a redelivery, nothing refetched (L2).
+    Duplicate,
+    /// The run is finished, abandoned or unknown: the job is dropped, logged (L4).
+    Stale(String),
+}
+
+/// Loads the job's run and decides whether it may still act on the lake.
+async fn live_run(p: &Pipeline, job: &PageJob) -> Result<Result<Run, String>, ConsumerError> {
+    let Some(run) = p.ledger.get_run(&job.run_id).await? else {
+        return Err(ConsumerError::BadJob(format!(
+            "run `{}` is not in the ledger (was the lake's database reset?)",
+            job.run_id
+        )));
+    };
+    let now = p.now_ms();
+    if run.lease_expired(now) {
+        // L4: nobody made progress within the lease; give the table back.
+        p.ledger
+            .finish(&run.run_id, RunStatus::Abandoned, Some("lease expired"), now)
+            .await?;
+        return Ok(Err(format!("run {} abandoned: lease expired", run.run_id)));
+    }
+    if !matches!(run.status, RunStatus::Fetching | RunStatus::Merging) {
+        return Ok(Err(format!("run {} is {}", run.run_id, run.status.as_str())));
+    }
+    if run.table != job.table {
+        return Err(ConsumerError::BadJob(format!(
+            "job names table `{}` but run {} is of `{}`",
+            job.table, run.run_id, run.table
+        )));
+    }
+    Ok(Ok(run))
+}
+
+pub async fn process_job(p: &Pipeline, job: &PageJob) -> Result<JobOutcome, ConsumerError> {
+    let run = match live_run(p, job).await? {
+        Ok(run) => run,
+        Err(why) => return Ok(JobOutcome::Stale(why)),
+    };
+    let job_id = job.job_id();
+    if p.ledger.is_page_done(&run.run_id, &job_id).await? {
+        // Redelivered after its marker was written. If it was the job that closed fetching,
+        // the crash may have come before its merge tasks were sent: send them again.
+        if run.status == RunStatus::Merging && run.closing_job.as_deref() == Some(job_id.as_str()) {
+            send_merge_tasks(p, &run).await?;
+        }
+        return Ok(JobOutcome::Duplicate);
+    }
+    let table = p
+        .catalog
+        .table(&job.table)
+        .map_err(|e| ConsumerError::BadJob(e.to_string()))?;
+    let source = table.source(job.slice.object_type()).ok_or_else(|| {
+        ConsumerError::BadJob(format!(
+            "table `{}` does not read object type `{}`",
+            table.name,
+            job.slice.object_type()
+        ))
+    })?;
+
+    let page = fetch_page(&p.hubspot, source, &job.slice, job.cursor.as_deref(), &p.settings).await?;
+    let rows = page
+        .records
+        .iter()
+        .map(|r| row(source, r))
+        .collect::<Result<Vec<_>, _>>()?;
+
+    // 1. Stage: deterministic names, so a redelivery overwrites instead of duplicating.
+    let synced_at = p.now_ms();
+    let (table_c, source_c, run_id) = (table.clone(), source.clone(), run.run_id.clone());
+    let owned: Vec<_> = page.records.clone();
+    let files = tokio::task::spawn_blocking(move || -> Result<Vec<(String, Vec<u8>)>, ConsumerError> {
+        let rows = owned
+            .iter()
+            .map(|r| row(&source_c, r))
+            .collect::<Result<Vec<_>, _>>()?;
+        batches_by_dt(&table_c, &source_c, &rows, &run_id, synced_at)?
+            .into_iter()
+            .map(|(dt, b)| Ok((dt, to_parquet(&b)?)))
+            .collect()
+    })
+    .await
+    .map_err(|e| ConsumerError::Stage(format!("encoding task: {e}")))??;
+    let mut outcome = PageOutcome {
+        records: rows.len() as i64,
+        max_created_ms: rows.iter().map(|r| r.created_ms).max(),
+        max_modified_ms: rows.iter().map(|r| r.modified_ms).max(),
+        has_next: page.next_cursor.is_some(),
+        ..Default::default()
+    };
+    let partitions = files.len();
+    for (dt, bytes) in files {
+        let path = p.lake.staged_file(&table.name, &run.run_id, &dt, &job_id);
+        p.lake
+            .store()
+            .put(&path, Bytes::from(bytes).into())
+            .await
+            .map_err(|e| ConsumerError::Stage(format!("writing {path}: {e}")))?;
+        outcome.dts.insert(dt);
+    }
+
+    // 2. The next page before the marker: a crash in between re-sends it (a duplicate that
+    //    its own marker will dismiss), never loses it.
+    if let Some(cursor) = &page.next_cursor {
+        let next = job.next(cursor.clone());
+        p.pages
+            .send(vec![Outgoing::standard(messages::encode(&Body::PageJob(next)))])
+            .await?;
+    }
+
+    // 3. Marker and counters, atomically (L2).
+    let completion = p
+        .ledger
+        .complete_page(&run.run_id, &job_id, &outcome, p.now_ms())
+        .await?;
+    let last_page = matches!(completion, PageCompletion::Recorded { pages_outstanding: 0 });
+
+    // 4. The last page hands the run to the merger (L3).
+    if last_page && p.ledger.begin_merging(&run.run_id, &job_id, p.now_ms()).await? {
+        if let Some(run) = p.ledger.get_run(&run.run_id).await? {
+            send_merge_tasks(p, &run).await?;
+        }
+    }
+    Ok(JobOutcome::Staged {
+        records: rows.len(),
+        partitions,
+        last_page,
+    })
+}
+
+/// One merge task per touched `dt` not merged yet (or one commit-only task when none was
+/// touched). FIFO deduplication and the merger's done-markers absorb repeats.
+pub async fn send_merge_tasks(p: &Pipeline, run: &Run) -> Result<usize, ConsumerError> {
+    let mut dts: Vec<Option<String>> = run.dts.iter().cloned().map(Some).collect();
+    if dts.is_empty() {
+        dts.push(None);
+    }
+    let mut out = Vec::new();
+    for dt in dts {
+        let task = MergeTask {
+            run_id: run.run_id.clone(),
+            table: run.table.clone(),
+            dt,
+        };
+        if p.ledger.is_merge_done(&run.run_id, &task.task_id()).await? {
+            continue;
+        }
+        out.push(Outgoing::fifo(
+            messages::encode(&Body::MergeTask(task.clone())),
+            task.group_id(),
+            task.task_id(),
+        ));
+    }
+    let n = out.len();
+    p.merges.send(out).await?;
+    tracing::info!(run_id = %run.run_id, table = %run.table, merge_tasks = n, records = run.records, "fetching done; merges queued");
+    Ok(n)
+}
+
+/// Handles page jobs from the pages queue.
+pub struct PageJobHandler {
+    pub pipeline: Pipeline,
+}
+
+impl PageJobHandler {
+    pub fn new(pipeline: Pipeline) -> Arc<Self> {
+        Arc::new(PageJobHandler { pipeline })
+    }
+}
+
+#[async_trait]
+impl Handler for PageJobHandler {
+    async fn handle(&self, body: &str) -> Result<Handled, String> {
+        let job = messages::decode_page_job(body).map_err(|e| e.to_string())?;
+        match process_job(&self.pipeline, &job).await {
+            Ok(JobOutcome::Stale(why)) => Ok(Handled::Dropped(why)),
+            Ok(o) => Ok(Handled::Done(format!("{} {}: {o:?}", job.run_id, job.job_id()))),
+            Err(e) => Err(format!("{} {}: {e}", job.run_id, job.job_id())),
+        }
+    }
+}

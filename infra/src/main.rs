@@ -1,0 +1,162 @@
+//! The `hubsync` operator CLI.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Result;
+use clap::{Parser, Subcommand, ValueEnum};
+use common::messages::RequestedMode;
+use hubsync_infra::logging::{self, LogFormat};
+use hubsync_infra::setup::{HubSpotArgs, LakeArgs};
+use hubsync_infra::{commands, demo, sim};
+
+#[derive(Parser)]
+#[command(
+    name = "hubsync",
+    version,
+    about = "Keeps HubSpot CRM as a deduplicated, dt-partitioned Parquet lake, fetching only what changed",
+    long_about = "Keeps HubSpot CRM as a deduplicated, dt-partitioned Parquet lake, fetching only what changed.\n\n\
+        A local --lake directory runs embedded mode (one process, state in <lake>/_hubsync). \
+        The HubSpot token is read from HUBSPOT_TOKEN only. Every flag has an environment twin (shown in --help)."
+)]
+struct Cli {
+    /// Log format on stderr.
+    #[arg(long, global = true, env = "HUBSYNC_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum ModeArg {
+    /// Decide from the flag and the sync state (the seed's rules).
+    Auto,
+    Full,
+    Incremental,
+}
+
+impl From<ModeArg> for RequestedMode {
+    fn from(m: ModeArg) -> Self {
+        match m {
+            ModeArg::Auto => RequestedMode::Auto,
+            ModeArg::Full => RequestedMode::Full,
+            ModeArg::Incremental => RequestedMode::Incremental,
+        }
+    }
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve a simulated HubSpot CRM v3 API (seeded portal, limits, faults) until stopped.
+    Sim(sim::SimArgs),
+    /// Full-sync all five tables from an in-process simulator, change records, sync
+    /// incrementally, and compare the lake with the simulator's truth.
+    Demo {
+        /// Lake directory (replaced if it holds an earlier demo lake).
+        #[arg(long, env = "HUBSYNC_DEMO_LAKE")]
+        lake: Option<PathBuf>,
+        /// Simulated records per HubSpot object type.
+        #[arg(long, env = "HUBSYNC_DEMO_RECORDS", default_value_t = 2000)]
+        records: u64,
+    },
+    /// One sync of the given tables (all by default); exit 0 only when every run committed.
+    /// Runs left active by an interrupted process are resumed, not restarted.
+    Run {
+        #[command(flatten)]
+        lake: LakeArgs,
+        #[command(flatten)]
+        hubspot: HubSpotArgs,
+        /// Comma-separated tables (default: every catalog table).
+        #[arg(long, env = "HUBSYNC_TABLES", value_delimiter = ',')]
+        tables: Vec<String>,
+        /// Full, incremental, or decided by the flag and state.
+        #[arg(long, env = "HUBSYNC_MODE", value_enum, default_value = "auto")]
+        mode: ModeArg,
+        /// Concurrent page fetchers.
+        #[arg(long, env = "HUBSYNC_CONSUMERS", default_value_t = 4)]
+        consumers: usize,
+    },
+    /// Read or set the incremental-sync flag (/hubspot-analytics/incremental-sync-enabled).
+    Flag {
+        #[command(subcommand)]
+        action: FlagAction,
+    },
+    /// Show or reset the sync state (hubspot-sync-state); a reset forces a full sync.
+    State {
+        #[command(subcommand)]
+        action: StateAction,
+    },
+}
+
+#[derive(Subcommand)]
+enum FlagAction {
+    /// Print the flag's value and what it means.
+    Get {
+        #[command(flatten)]
+        lake: LakeArgs,
+    },
+    /// Set the flag: true|1|yes|enabled or false|0|no|disabled.
+    Set {
+        value: String,
+        #[command(flatten)]
+        lake: LakeArgs,
+    },
+}
+
+#[derive(Subcommand)]
+enum StateAction {
+    /// Print each table's watermark.
+    Show {
+        #[command(flatten)]
+        lake: LakeArgs,
+        #[arg(long)]
+        table: Option<String>,
+    },
+    /// Delete one table's state (--table) or every table's: their next sync is full.
+    Reset {
+        #[command(flatten)]
+        lake: LakeArgs,
+        #[arg(long)]
+        table: Option<String>,
+    },
+}
+
+async fn dispatch(command: Command) -> Result<bool> {
+    match command {
+        Command::Sim(args) => sim::run_cli(args).await.map(|_| true),
+        Command::Demo { lake, records } => demo::demo(lake, records).await.map(|_| true),
+        Command::Run {
+            lake,
+            hubspot,
+            tables,
+            mode,
+            consumers,
+        } => commands::run(&lake, &hubspot, tables, mode.into(), consumers).await,
+        Command::Flag { action } => match action {
+            FlagAction::Get { lake } => commands::flag(&lake, None).await.map(|_| true),
+            FlagAction::Set { value, lake } => commands::flag(&lake, Some(&value)).await.map(|_| true),
+        },
+        Command::State { action } => match action {
+            StateAction::Show { lake, table } => commands::state(&lake, false, table.as_deref())
+                .await
+                .map(|_| true),
+            StateAction::Reset { lake, table } => {
+                commands::state(&lake, true, table.as_deref()).await.map(|_| true)
+            }
+        },
+    }
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    logging::init(cli.log_format);
+    match dispatch(cli.command).await {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::from(1),
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}

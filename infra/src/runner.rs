@@ -1,0 +1,223 @@
+//! Embedded mode's all-in-one run: one process hosts the producer, N consumers and the merger
+//! over the lake's own database and queues, requests one sync per table (or resumes the
+//! table's active run, e.g. after a kill -9), and waits until every run is finished.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::clock::EpochMs;
+use common::messages::{self, Body, RequestedMode, SyncRequest};
+use common::pipeline::Pipeline;
+use common::ports::{Outgoing, Run, RunStatus};
+use common::worker::{run_workers, WorkerOptions};
+use tokio_util::sync::CancellationToken;
+
+/// How the all-in-one run is staffed.
+#[derive(Debug, Clone)]
+pub struct RunOptions {
+    pub tables: Vec<String>,
+    pub mode: RequestedMode,
+    /// Concurrent page fetchers.
+    pub consumers: usize,
+    /// Concurrent partition merges (different partitions only: FIFO groups).
+    pub mergers: usize,
+    /// Give up waiting after this long (the runs stay active and resume next time).
+    pub timeout: Option<Duration>,
+}
+
+impl Default for RunOptions {
+    fn default() -> Self {
+        RunOptions {
+            tables: vec![],
+            mode: RequestedMode::Auto,
+            consumers: 4,
+            mergers: 2,
+            timeout: None,
+        }
+    }
+}
+
+/// What one table's run did.
+#[derive(Debug, Clone)]
+pub struct RunReport {
+    pub table: String,
+    pub run: Option<Run>,
+    /// Set when the run did not commit, with the reason.
+    pub problem: Option<String>,
+    pub resumed: bool,
+}
+
+impl RunReport {
+    pub fn committed(&self) -> bool {
+        self.problem.is_none()
+            && self
+                .run
+                .as_ref()
+                .is_some_and(|r| r.status == RunStatus::Committed)
+    }
+}
+
+/// A request id: sortable by time, unique.
+pub fn new_request_id(now: EpochMs) -> String {
+    let t = chrono::DateTime::from_timestamp_millis(now)
+        .map(|t| t.format("%Y%m%dT%H%M%S%3fZ").to_string())
+        .unwrap_or_else(|| now.to_string());
+    format!("{t}-{}", &uuid::Uuid::new_v4().simple().to_string()[..8])
+}
+
+/// Runs one sync of each table to the end (or resumes active runs) and reports.
+pub async fn run_embedded(p: &Pipeline, options: &RunOptions) -> anyhow::Result<Vec<RunReport>> {
+    let tables: Vec<String> = p
+        .catalog
+        .select(&options.tables)?
+        .into_iter()
+        .map(|t| t.name.clone())
+        .collect();
+    // Resume what a previous process left active; request the rest.
+    let mut waiting: BTreeMap<String, (String, bool)> = BTreeMap::new();
+    let mut requests = Vec::new();
+    for table in &tables {
+        if let Some(active) = p.ledger.active_run(table).await? {
+            tracing::info!(table, run_id = %active.run_id, status = active.status.as_str(), "resuming the table's active run");
+            waiting.insert(table.clone(), (active.run_id, true));
+            continue;
+        }
+        let request = SyncRequest {
+            request_id: new_request_id(p.now_ms()),
+            table: table.clone(),
+            mode: options.mode,
+            requested_at_ms: p.now_ms(),
+        };
+        waiting.insert(table.clone(), (producer::worker::run_id_for(&request), false));
+        requests.push(Outgoing::standard(messages::encode(&Body::SyncRequest(request))));
+    }
+    p.requests.send(requests).await?;
+    let dead_before = dead_letters(p).await?;
+
+    let shutdown = CancellationToken::new();
+    let workers = spawn_roles(p, options, shutdown.clone());
+    let started = tokio::time::Instant::now();
+    let mut reports: BTreeMap<String, RunReport> = BTreeMap::new();
+    let outcome: anyhow::Result<()> = loop {
+        for (table, (run_id, resumed)) in &waiting {
+            if reports.contains_key(table) {
+                continue;
+            }
+            let run = p.ledger.get_run(run_id).await?;
+            let finished = run.as_ref().is_some_and(|r| !r.status.is_active());
+            if finished {
+                let problem = run
+                    .as_ref()
+                    .filter(|r| r.status != RunStatus::Committed)
+                    .map(|r| {
+                        format!(
+                            "run {} ended {}: {}",
+                            r.run_id,
+                            r.status.as_str(),
+                            r.note.clone().unwrap_or_default()
+                        )
+                    });
+                reports.insert(
+                    table.clone(),
+                    RunReport {
+                        table: table.clone(),
+                        run,
+                        problem,
+                        resumed: *resumed,
+                    },
+                );
+            } else if run.is_none()
+                && p.requests.depth().await?.visible + p.requests.depth().await?.in_flight == 0
+            {
+                // The request was handled but no run exists: it was refused.
+                let active = p.ledger.active_run(table).await?;
+                reports.insert(
+                    table.clone(),
+                    RunReport {
+                        table: table.clone(),
+                        run: None,
+                        problem: Some(match active {
+                            Some(a) => format!(
+                                "refused: run {} of {table} is active ({})",
+                                a.run_id,
+                                a.status.as_str()
+                            ),
+                            None => "the sync request was dead-lettered; see the log".into(),
+                        }),
+                        resumed: false,
+                    },
+                );
+            }
+        }
+        if reports.len() == waiting.len() {
+            break Ok(());
+        }
+        let dead_now = dead_letters(p).await?;
+        if dead_now > dead_before {
+            break Err(anyhow::anyhow!(
+                "{} message(s) were dead-lettered after their retries (see the errors above); \
+                 fix the cause, then `hubsync replay` and `hubsync run` again to finish the active runs",
+                dead_now - dead_before
+            ));
+        }
+        if options.timeout.is_some_and(|t| started.elapsed() > t) {
+            break Err(anyhow::anyhow!(
+                "timed out; the runs stay active and resume on the next `hubsync run`"
+            ));
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    shutdown.cancel();
+    for w in workers {
+        let _ = w.await;
+    }
+    outcome?;
+    Ok(tables.iter().filter_map(|t| reports.remove(t)).collect())
+}
+
+async fn dead_letters(p: &Pipeline) -> anyhow::Result<u64> {
+    Ok(p.requests.depth().await?.dead + p.pages.depth().await?.dead + p.merges.depth().await?.dead)
+}
+
+fn spawn_roles(
+    p: &Pipeline,
+    options: &RunOptions,
+    shutdown: CancellationToken,
+) -> Vec<tokio::task::JoinHandle<()>> {
+    let worker_options = WorkerOptions {
+        wait: Duration::from_millis(200),
+        visibility: p.settings.visibility_timeout,
+        first_retry_delay: Duration::from_millis(200),
+        max_retry_delay: p.settings.max_retry_delay,
+    };
+    let roles: Vec<(
+        Arc<dyn common::ports::Queue>,
+        Arc<dyn common::worker::Handler>,
+        usize,
+    )> = vec![
+        (p.requests.clone(), producer::RequestHandler::new(p.clone()), 1),
+        (
+            p.pages.clone(),
+            consumer::PageJobHandler::new(p.clone()),
+            options.consumers,
+        ),
+        (
+            p.merges.clone(),
+            merger::MergeTaskHandler::new(p.clone()),
+            options.mergers,
+        ),
+    ];
+    roles
+        .into_iter()
+        .map(|(queue, handler, n)| {
+            tokio::spawn(run_workers(
+                queue,
+                handler,
+                worker_options.clone(),
+                n,
+                shutdown.clone(),
+            ))
+        })
+        .collect()
+}

@@ -1,0 +1,241 @@
+//! Time moving on request (`POST /_sim/mutate`): updates, creates and archives stamped as
+//! HubSpot stamps them.
+//!
+//! - U1: an update bumps `version` (so values change) and sets the modified property to a
+//!   millisecond after the record's previous one and not after `now`.
+//! - U2: an archive sets `archivedAt` and leaves the modified property alone (HubSpot does).
+//! - U3: a create takes a fresh id above every id of its space (activities share one).
+//! - U4: with a search lag, search keeps seeing the record as it was (or not at all, if new)
+//!   until `now + lag`.
+
+use common::hubspot::wire::format_ms;
+use serde::{Deserialize, Serialize};
+
+use super::catalog::ObjectType;
+use super::portal::{Pending, Portal, Rec, ID_STRIDE};
+use super::rng::SplitMix64;
+
+/// `POST /_sim/mutate` body: counts of each change; all but `object_type` optional.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MutateRequest {
+    /// A name (`deals`) or type id (`0-3`).
+    pub object_type: String,
+    #[serde(default)]
+    pub updates: u64,
+    #[serde(default)]
+    pub creates: u64,
+    #[serde(default)]
+    pub archives: u64,
+    /// Stamp every update with one identical millisecond, as bulk edits do.
+    #[serde(default)]
+    pub same_timestamp: bool,
+}
+
+/// What a mutation changed: ids per kind and the instant used.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MutateResponse {
+    pub object_type: String,
+    pub timestamp_ms: i64,
+    pub timestamp: String,
+    pub updated: Vec<String>,
+    pub created: Vec<String>,
+    pub archived: Vec<String>,
+}
+
+impl Portal {
+    /// Applies one mutation at `now_ms` (raised if needed so stamps never go back in time).
+    /// Updated and archived records are distinct live records picked with `rng`.
+    pub fn mutate(
+        &mut self,
+        t: ObjectType,
+        req: &MutateRequest,
+        now_ms: i64,
+        search_lag_ms: u64,
+        rng: &mut SplitMix64,
+    ) -> MutateResponse {
+        let now = now_ms.max(self.last_stamp_ms + 1);
+        self.last_stamp_ms = now;
+        let visible_at = now + search_lag_ms as i64;
+        let store = &mut self.stores[t.index()];
+        store.pending.retain(|_, p| p.visible_at_ms > now);
+
+        let mut live: Vec<usize> = (0..store.records.len())
+            .filter(|i| store.records[*i].is_live())
+            .collect();
+        let picks = (req.updates.saturating_add(req.archives)).min(live.len() as u64) as usize;
+        for i in 0..picks {
+            let j = i + rng.below((live.len() - i) as u64) as usize;
+            live.swap(i, j);
+        }
+        let n_updates = (req.updates as usize).min(picks);
+        let mut updates = live[..n_updates].to_vec();
+        let mut archives = live[n_updates..picks].to_vec();
+        updates.sort_unstable();
+        archives.sort_unstable();
+
+        let mut out = MutateResponse {
+            object_type: t.name().to_string(),
+            timestamp_ms: now,
+            timestamp: format_ms(now),
+            updated: Vec::with_capacity(updates.len()),
+            created: Vec::new(),
+            archived: Vec::with_capacity(archives.len()),
+        };
+        let n = updates.len() as i64;
+        for (i, idx) in updates.into_iter().enumerate() {
+            let old = store.records[idx];
+            let stamp = if req.same_timestamp {
+                now
+            } else {
+                (now - (n - 1 - i as i64)).max(old.modified_ms + 1).min(now)
+            };
+            let rec = &mut store.records[idx];
+            rec.version = rec.version.saturating_add(1);
+            rec.modified_ms = stamp.max(old.modified_ms);
+            note_pending(
+                &mut store.pending,
+                search_lag_ms,
+                visible_at,
+                old.id,
+                Some(old),
+                now,
+            );
+            out.updated.push(old.id.to_string());
+        }
+        for idx in archives {
+            let old = store.records[idx];
+            store.records[idx].archived_at_ms = Some(now);
+            note_pending(
+                &mut store.pending,
+                search_lag_ms,
+                visible_at,
+                old.id,
+                Some(old),
+                now,
+            );
+            out.archived.push(old.id.to_string());
+        }
+        for _ in 0..req.creates {
+            let id = if t.is_activity() {
+                self.next_engagement_id
+            } else {
+                self.next_id[t.index()]
+            };
+            let next = id + 1 + rng.below(ID_STRIDE);
+            if t.is_activity() {
+                self.next_engagement_id = next;
+            } else {
+                self.next_id[t.index()] = next;
+            }
+            let store = &mut self.stores[t.index()];
+            let rec = Rec {
+                id,
+                created_ms: now,
+                modified_ms: now,
+                archived_at_ms: None,
+                version: 0,
+            };
+            store.records.push(rec);
+            note_pending(&mut store.pending, search_lag_ms, visible_at, id, None, now);
+            out.created.push(id.to_string());
+        }
+        out
+    }
+}
+
+/// Records what search sees until `visible_at` (U4). A record changed again while a change
+/// is pending keeps the older view: search shows what it showed before the first change.
+fn note_pending(
+    pending: &mut std::collections::HashMap<u64, Pending>,
+    lag_ms: u64,
+    visible_at_ms: i64,
+    id: u64,
+    previous: Option<Rec>,
+    now: i64,
+) {
+    if lag_ms == 0 {
+        return;
+    }
+    let previous = match pending.get(&id) {
+        Some(p) if p.visible_at_ms > now => p.previous,
+        _ => previous,
+    };
+    pending.insert(
+        id,
+        Pending {
+            visible_at_ms,
+            previous,
+        },
+    );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sim::portal::portal_for_test;
+
+    fn req(updates: u64, creates: u64, archives: u64, same: bool) -> MutateRequest {
+        MutateRequest {
+            object_type: "deals".into(),
+            updates,
+            creates,
+            archives,
+            same_timestamp: same,
+        }
+    }
+
+    #[test]
+    fn updates_bump_modified_and_version_u1() {
+        let mut p = portal_for_test(3, 50, &[ObjectType::Deals]);
+        let before = p.store(ObjectType::Deals).records.clone();
+        let now = 1_800_000_000_000;
+        let out = p.mutate(
+            ObjectType::Deals,
+            &req(5, 0, 0, false),
+            now,
+            0,
+            &mut SplitMix64::new(1),
+        );
+        assert_eq!(out.updated.len(), 5);
+        let after = &p.store(ObjectType::Deals).records;
+        let mut stamps = Vec::new();
+        for (old, new) in before.iter().zip(after) {
+            if out.updated.contains(&old.id.to_string()) {
+                assert_eq!(new.version, old.version + 1);
+                assert!(new.modified_ms > old.modified_ms && new.modified_ms <= now);
+                stamps.push(new.modified_ms);
+            } else {
+                assert_eq!(old, new);
+            }
+        }
+        stamps.sort_unstable();
+        stamps.dedup();
+        assert_eq!(stamps.len(), 5, "each update has its own millisecond");
+    }
+
+    #[test]
+    fn same_timestamp_archives_and_creates_u2_u3() {
+        let t = ObjectType::Calls;
+        let mut p = portal_for_test(3, 20, &[ObjectType::Calls, ObjectType::Notes]);
+        let max_engagement = p.store(ObjectType::Notes).records.iter().map(|r| r.id).max();
+        let r = MutateRequest {
+            object_type: "calls".into(),
+            ..req(4, 2, 3, true)
+        };
+        let out = p.mutate(t, &r, 1_800_000_000_000, 0, &mut SplitMix64::new(2));
+        let recs = &p.store(t).records;
+        let get = |id: &String| recs.iter().find(|r| r.id.to_string() == *id).copied();
+        for id in &out.updated {
+            assert_eq!(get(id).map(|r| r.modified_ms), Some(out.timestamp_ms));
+        }
+        for id in &out.archived {
+            let rec = get(id).filter(|r| r.archived_at_ms == Some(out.timestamp_ms));
+            assert!(rec.is_some_and(|r| r.modified_ms < out.timestamp_ms), "U2");
+            assert!(!out.updated.contains(id));
+        }
+        assert_eq!(out.created.len(), 2);
+        let first_new: u64 = out.created[0].parse().unwrap_or(0);
+        assert!(Some(first_new) > max_engagement, "U3: shared engagement id space");
+        assert!(recs.windows(2).all(|w| w[0].id < w[1].id));
+    }
+}

@@ -1,0 +1,154 @@
+//! Counters of what the simulator served, for `GET /_sim/stats` and tests.
+
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+
+use serde::{Deserialize, Serialize};
+
+use super::config::FaultKind;
+use super::limits::Policy;
+
+/// The CRM endpoints, as counted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Endpoint {
+    List,
+    Search,
+    Properties,
+    /// Anything else under the API (unknown paths).
+    Other,
+}
+
+/// Live counters; [`Stats::snapshot`] reads them.
+#[derive(Debug, Default)]
+pub struct Stats {
+    requests: AtomicU64,
+    list: AtomicU64,
+    search: AtomicU64,
+    properties: AtomicU64,
+    other: AtomicU64,
+    unauthorized: AtomicU64,
+    limited_general: AtomicU64,
+    limited_search: AtomicU64,
+    faults: [AtomicU64; 4],
+    admin: AtomicU64,
+}
+
+/// A snapshot of the counters.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SimStats {
+    /// CRM API requests received (whatever the answer).
+    pub requests: u64,
+    pub by_endpoint: EndpointCounts,
+    /// 401s answered.
+    pub unauthorized: u64,
+    pub rate_limited: RateLimitedCounts,
+    pub faults: FaultCounts,
+    /// `/_sim/*` requests (never limited or faulted).
+    pub admin_requests: u64,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EndpointCounts {
+    pub list: u64,
+    pub search: u64,
+    pub properties: u64,
+    pub other: u64,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RateLimitedCounts {
+    pub total: u64,
+    pub general: u64,
+    pub search: u64,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FaultCounts {
+    pub total: u64,
+    pub server_error: u64,
+    pub truncated: u64,
+    pub malformed: u64,
+    pub dropped: u64,
+}
+
+impl Stats {
+    pub fn request(&self, endpoint: Endpoint) {
+        self.requests.fetch_add(1, Relaxed);
+        let counter = match endpoint {
+            Endpoint::List => &self.list,
+            Endpoint::Search => &self.search,
+            Endpoint::Properties => &self.properties,
+            Endpoint::Other => &self.other,
+        };
+        counter.fetch_add(1, Relaxed);
+    }
+
+    pub fn unauthorized(&self) {
+        self.unauthorized.fetch_add(1, Relaxed);
+    }
+
+    pub fn rate_limited(&self, policy: Policy) {
+        let counter = match policy {
+            Policy::TenSecondlyRolling => &self.limited_general,
+            Policy::Secondly => &self.limited_search,
+        };
+        counter.fetch_add(1, Relaxed);
+    }
+
+    pub fn fault(&self, kind: FaultKind) {
+        self.faults[kind as usize].fetch_add(1, Relaxed);
+    }
+
+    pub fn admin(&self) {
+        self.admin.fetch_add(1, Relaxed);
+    }
+
+    pub fn snapshot(&self) -> SimStats {
+        let f = |k: FaultKind| self.faults[k as usize].load(Relaxed);
+        let (general, search) = (
+            self.limited_general.load(Relaxed),
+            self.limited_search.load(Relaxed),
+        );
+        let faults = FaultCounts {
+            total: FaultKind::ALL.into_iter().map(f).sum(),
+            server_error: f(FaultKind::ServerError),
+            truncated: f(FaultKind::Truncated),
+            malformed: f(FaultKind::Malformed),
+            dropped: f(FaultKind::Dropped),
+        };
+        SimStats {
+            requests: self.requests.load(Relaxed),
+            by_endpoint: EndpointCounts {
+                list: self.list.load(Relaxed),
+                search: self.search.load(Relaxed),
+                properties: self.properties.load(Relaxed),
+                other: self.other.load(Relaxed),
+            },
+            unauthorized: self.unauthorized.load(Relaxed),
+            rate_limited: RateLimitedCounts {
+                total: general + search,
+                general,
+                search,
+            },
+            faults,
+            admin_requests: self.admin.load(Relaxed),
+        }
+    }
+
+    /// Zeroes every counter (`POST /_sim/stats/reset`).
+    pub fn reset(&self) {
+        let all = [
+            &self.requests,
+            &self.list,
+            &self.search,
+            &self.properties,
+            &self.other,
+            &self.unauthorized,
+            &self.limited_general,
+            &self.limited_search,
+            &self.admin,
+        ];
+        for c in all.into_iter().chain(self.faults.iter()) {
+            c.store(0, Relaxed);
+        }
+    }
+}

@@ -1,0 +1,123 @@
+//! Committing a run, after its last merge. Every step is idempotent: a redelivered last merge
+//! task commits again and finds the work done.
+
+use common::pipeline::Pipeline;
+use common::ports::{Run, RunMode, RunStatus, SyncState};
+
+use crate::MergerError;
+
+/// The state a committed run leaves: W1 caps each timestamp at T0 (a record changed behind a
+/// full sync's cursor after T0 must fall in the next window); W2 never moves it backwards.
+pub fn next_state(run: &Run, previous: Option<&SyncState>) -> SyncState {
+    let t0 = run.window_to_ms;
+    let cap = |seen: Option<i64>| seen.map(|s| s.min(t0));
+    let keep_max = |new: Option<i64>, old: Option<i64>| new.max(old);
+    SyncState {
+        object_type: run.table.clone(),
+        last_sync_at: t0,
+        last_created_at: keep_max(cap(run.max_created_ms), previous.and_then(|s| s.last_created_at)),
+        last_modified_at: keep_max(
+            cap(run.max_modified_ms),
+            previous.and_then(|s| s.last_modified_at),
+        ),
+        records_processed: run.records,
+    }
+}
+
+pub async fn commit(p: &Pipeline, run: &Run) -> Result<(), MergerError> {
+    if run.mode == RunMode::Full {
+        // A full run replaces the table: partitions it did not touch hold only records that
+        // are gone from HubSpot.
+        for dt in p.lake.partitions(&run.table).await? {
+            if !run.dts.contains(&dt) {
+                let n = p.lake.delete_dir(&p.lake.partition_dir(&run.table, &dt)).await?;
+                tracing::info!(run_id = %run.run_id, table = %run.table, %dt, files = n, "dropped partition absent from the full sync");
+            }
+        }
+    }
+    p.lake
+        .delete_dir(&p.lake.staging_run_dir(&run.table, &run.run_id))
+        .await?;
+    let previous = match p.state.get(&run.table).await {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::warn!(table = %run.table, error = %e, "could not read the sync state before writing it");
+            None
+        }
+    };
+    let state = next_state(run, previous.as_ref());
+    match p.state.put_forward(&state).await {
+        Ok(true) => {}
+        Ok(false) => tracing::warn!(table = %run.table, "sync state already later; kept it (W2)"),
+        // The seed's rule: a failed state write warns and does not fail the run.
+        Err(e) => tracing::warn!(table = %run.table, error = %e,
+            "could not write the sync state; the run still commits and the next sync re-reads the window"),
+    }
+    if p.ledger
+        .finish(&run.run_id, RunStatus::Committed, None, p.now_ms())
+        .await?
+    {
+        tracing::info!(
+            run_id = %run.run_id,
+            table = %run.table,
+            mode = run.mode.as_str(),
+            records = run.records,
+            partitions = run.dts.len(),
+            watermark = ?state.watermark().map(common::clock::iso),
+            "run committed"
+        );
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use common::ports::RunStatus;
+
+    fn run(max_modified: Option<i64>, t0: i64) -> Run {
+        Run {
+            run_id: "r".into(),
+            table: "deals".into(),
+            request_id: "q".into(),
+            mode: RunMode::Incremental,
+            window_from_ms: Some(0),
+            window_to_ms: t0,
+            status: RunStatus::Merging,
+            pages_outstanding: 0,
+            merges_outstanding: 0,
+            dts: Default::default(),
+            max_created_ms: max_modified.map(|m| m - 5),
+            max_modified_ms: max_modified,
+            records: 3,
+            lease_until_ms: 0,
+            started_at_ms: 0,
+            updated_at_ms: 0,
+            plan: vec![],
+            closing_job: None,
+            note: None,
+        }
+    }
+
+    #[test]
+    fn watermark_is_capped_at_t0_and_never_goes_back() {
+        let s = next_state(&run(Some(500), 100), None);
+        assert_eq!(s.last_modified_at, Some(100), "W1: capped at T0");
+        let prev = SyncState {
+            object_type: "deals".into(),
+            last_sync_at: 50,
+            last_created_at: Some(40),
+            last_modified_at: Some(90),
+            records_processed: 1,
+        };
+        let s = next_state(&run(Some(60), 100), Some(&prev));
+        assert_eq!(
+            (s.last_created_at, s.last_modified_at),
+            (Some(55), Some(90)),
+            "W2"
+        );
+        let s = next_state(&run(None, 100), Some(&prev));
+        assert_eq!(s.watermark(), Some(90), "an empty run keeps the watermark");
+        assert_eq!(s.last_sync_at, 100);
+    }
+}

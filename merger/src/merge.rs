@@ -1,0 +1,142 @@
+//! Keep-latest-per-key with DataFusion.
+//!
+//! The inputs (live files and staged files) are read as one table whose schema is the union of
+//! their schemas by column name; a column missing from an older file reads as null. Per key the
+//! row with the greatest `last_modified_at`, then `_synced_at`, then `_run_id` survives, so the
+//! result does not depend on the order in which pages or merges ran. Archived survivors are
+//! dropped: the lake mirrors HubSpot's live records. The result streams into one Parquet file.
+
+use std::sync::Arc;
+
+use common::catalog::columns;
+use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::execution::context::SessionContext;
+use datafusion::prelude::{ParquetReadOptions, SessionConfig};
+use futures::StreamExt;
+use object_store::buffered::BufWriter;
+use object_store::path::Path;
+use object_store::ObjectStore;
+use parquet::arrow::async_writer::AsyncArrowWriter;
+use parquet::basic::Compression;
+use parquet::file::properties::WriterProperties;
+
+use crate::MergerError;
+
+/// The URL the lake's object store is registered under inside DataFusion.
+const LAKE_URL: &str = "hubsync-lake://lake/";
+
+/// What a merge read and wrote.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct MergeStats {
+    pub input_files: usize,
+    pub rows_out: u64,
+}
+
+/// Which columns identify and order versions of a record.
+#[derive(Debug, Clone)]
+pub struct MergeKeys {
+    pub key: String,
+    pub modified: String,
+    /// Preferred output column order (the catalog's); other input columns follow, sorted.
+    pub column_order: Vec<String>,
+    /// Drop survivors whose `archived` is true (when the column exists).
+    pub drop_archived: bool,
+}
+
+fn quote(ident: &str) -> String {
+    format!("\"{}\"", ident.replace('"', "\"\""))
+}
+
+/// Merges `inputs` (paths in `store`) into `output`. Inputs must be non-empty.
+pub async fn merge_files(
+    store: Arc<dyn ObjectStore>,
+    inputs: &[Path],
+    output: &Path,
+    keys: &MergeKeys,
+) -> Result<MergeStats, MergerError> {
+    if inputs.is_empty() {
+        return Err(MergerError::Merge("no input files".into()));
+    }
+    let config = SessionConfig::new().with_target_partitions(2);
+    let ctx = SessionContext::new_with_config(config);
+    let url = url::Url::parse(LAKE_URL).map_err(|e| MergerError::Merge(e.to_string()))?;
+    ctx.register_object_store(&url, store.clone());
+    let paths: Vec<String> = inputs.iter().map(|p| format!("{LAKE_URL}{p}")).collect();
+    let df = ctx
+        .read_parquet(paths, ParquetReadOptions::default().parquet_pruning(false))
+        .await?;
+    let schema: SchemaRef = Arc::new(df.schema().as_arrow().clone());
+    for needed in [&keys.key, &keys.modified] {
+        if schema.field_with_name(needed).is_err() {
+            return Err(MergerError::Merge(format!(
+                "input files have no `{needed}` column (columns: {})",
+                schema
+                    .fields()
+                    .iter()
+                    .map(|f| f.name().as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )));
+        }
+    }
+    let mut ordered: Vec<String> = keys
+        .column_order
+        .iter()
+        .filter(|c| schema.field_with_name(c).is_ok())
+        .cloned()
+        .collect();
+    let mut extra: Vec<String> = schema
+        .fields()
+        .iter()
+        .map(|f| f.name().clone())
+        .filter(|n| !ordered.contains(n))
+        .collect();
+    extra.sort();
+    ordered.extend(extra);
+    let has = |c: &str| schema.field_with_name(c).is_ok();
+    let mut order_by = vec![format!("{} DESC", quote(&keys.modified))];
+    for tiebreak in [columns::SYNCED_AT, columns::RUN_ID] {
+        if has(tiebreak) {
+            order_by.push(format!("{} DESC", quote(tiebreak)));
+        }
+    }
+    let filter = if keys.drop_archived && has(columns::ARCHIVED) {
+        format!(" AND {} IS NOT TRUE", quote(columns::ARCHIVED))
+    } else {
+        String::new()
+    };
+    ctx.register_table("inputs", df.into_view())?;
+    let select = ordered.iter().map(|c| quote(c)).collect::<Vec<_>>().join(", ");
+    let sql = format!(
+        "SELECT {select} FROM (SELECT *, row_number() OVER (PARTITION BY {key} ORDER BY {order}) AS __hubsync_rn FROM inputs) \
+         WHERE __hubsync_rn = 1{filter} ORDER BY {key}",
+        key = quote(&keys.key),
+        order = order_by.join(", "),
+    );
+    let result = ctx.sql(&sql).await?;
+    let out_schema: SchemaRef = Arc::new(result.schema().as_arrow().clone());
+    let mut stream = result.execute_stream().await?;
+    let props = WriterProperties::builder()
+        .set_compression(Compression::SNAPPY)
+        .build();
+    let object_writer = BufWriter::new(store.clone(), output.clone());
+    let mut writer = AsyncArrowWriter::try_new(object_writer, out_schema, Some(props))
+        .map_err(|e| MergerError::Merge(e.to_string()))?;
+    let mut rows_out = 0u64;
+    while let Some(batch) = stream.next().await {
+        let batch = batch?;
+        rows_out += batch.num_rows() as u64;
+        writer
+            .write(&batch)
+            .await
+            .map_err(|e| MergerError::Merge(format!("writing {output}: {e}")))?;
+    }
+    writer
+        .close()
+        .await
+        .map_err(|e| MergerError::Merge(format!("closing {output}: {e}")))?;
+    Ok(MergeStats {
+        input_files: inputs.len(),
+        rows_out,
+    })
+}

@@ -1,0 +1,155 @@
+//! The producer's request handler and service loop.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use common::hubspot::wire::SEARCH_RESULT_CAP;
+use common::messages::{self, Body, PageJob, SyncRequest};
+use common::pipeline::Pipeline;
+use common::ports::ledger::BeginRun;
+use common::ports::{Outgoing, Run, RunStatus};
+use common::worker::{Handled, Handler};
+
+use crate::decide::decide;
+use crate::plan::plan;
+use crate::ProducerError;
+
+/// What became of a request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RequestOutcome {
+    /// The run is fetching; page 0 of each slice was sent.
+    Started { run_id: String, slices: usize },
+    /// Another run of the table is active (L1); the request is refused, not retried.
+    Refused {
+        active_run_id: String,
+        status: RunStatus,
+    },
+    /// The request's run already finished (a late redelivery).
+    AlreadyFinished { run_id: String },
+}
+
+/// The run id of a request: deterministic, so a redelivered request continues its own run.
+pub fn run_id_for(request: &SyncRequest) -> String {
+    format!("{}-{}", request.table, request.request_id)
+}
+
+pub async fn handle_request(p: &Pipeline, request: &SyncRequest) -> Result<RequestOutcome, ProducerError> {
+    let table = p.catalog.table(&request.table)?;
+    let run_id = run_id_for(request);
+    let now = p.now_ms();
+    let run = match p.ledger.get_run(&run_id).await? {
+        Some(existing) => existing,
+        None => {
+            let decision = decide(p, &table.name, request.mode, now).await;
+            let run = Run {
+                run_id: run_id.clone(),
+                table: table.name.clone(),
+                request_id: request.request_id.clone(),
+                mode: decision.mode,
+                window_from_ms: decision.window_from_ms,
+                window_to_ms: decision.window_to_ms,
+                status: RunStatus::Planning,
+                pages_outstanding: 0,
+                merges_outstanding: 0,
+                dts: Default::default(),
+                max_created_ms: None,
+                max_modified_ms: None,
+                records: 0,
+                lease_until_ms: now + p.settings.lease_ms,
+                started_at_ms: now,
+                updated_at_ms: now,
+                plan: vec![],
+                closing_job: None,
+                note: None,
+            };
+            match p.ledger.begin_run(&run, now).await? {
+                BeginRun::Started(r) | BeginRun::Existing(r) => r,
+                BeginRun::Refused(active) => {
+                    tracing::warn!(
+                        table = %table.name,
+                        active_run = %active.run_id,
+                        status = active.status.as_str(),
+                        "sync refused: a run of this table is already active; wait for it to commit \
+                         (or for its lease to expire) and request again"
+                    );
+                    return Ok(RequestOutcome::Refused {
+                        active_run_id: active.run_id,
+                        status: active.status,
+                    });
+                }
+            }
+        }
+    };
+    if !run.status.is_active() {
+        return Ok(RequestOutcome::AlreadyFinished { run_id });
+    }
+    let slices = if run.status == RunStatus::Planning {
+        let decision = crate::decide::Decision {
+            mode: run.mode,
+            window_from_ms: run.window_from_ms,
+            window_to_ms: run.window_to_ms,
+        };
+        let slices = plan(&p.hubspot, table, &decision, SEARCH_RESULT_CAP).await?;
+        // Record the plan before sending anything: a redelivery reuses it.
+        if !p.ledger.start_fetching(&run_id, &slices, p.now_ms()).await? {
+            let again = p.ledger.get_run(&run_id).await?;
+            again.map(|r| r.plan).unwrap_or(slices)
+        } else {
+            slices
+        }
+    } else {
+        run.plan.clone()
+    };
+    let first_pages: Vec<Outgoing> = slices
+        .iter()
+        .enumerate()
+        .map(|(i, slice)| {
+            let job = PageJob {
+                run_id: run_id.clone(),
+                table: table.name.clone(),
+                slice_no: i as u32,
+                page_no: 0,
+                slice: slice.clone(),
+                cursor: None,
+            };
+            Outgoing::standard(messages::encode(&Body::PageJob(job)))
+        })
+        .collect();
+    p.pages.send(first_pages).await?;
+    tracing::info!(run_id = %run_id, table = %table.name, mode = run.mode.as_str(), slices = slices.len(), "run planned");
+    Ok(RequestOutcome::Started {
+        run_id,
+        slices: slices.len(),
+    })
+}
+
+/// Handles sync requests from the requests queue.
+pub struct RequestHandler {
+    pub pipeline: Pipeline,
+}
+
+impl RequestHandler {
+    pub fn new(pipeline: Pipeline) -> Arc<Self> {
+        Arc::new(RequestHandler { pipeline })
+    }
+}
+
+#[async_trait]
+impl Handler for RequestHandler {
+    async fn handle(&self, body: &str) -> Result<Handled, String> {
+        let request = messages::decode_sync_request(body).map_err(|e| e.to_string())?;
+        match handle_request(&self.pipeline, &request).await {
+            Ok(RequestOutcome::Started { run_id, slices }) => Ok(Handled::Done(format!(
+                "run {run_id} started with {slices} slices"
+            ))),
+            Ok(RequestOutcome::Refused { active_run_id, .. }) => Ok(Handled::Dropped(format!(
+                "refused: run {active_run_id} of table {} is active",
+                request.table
+            ))),
+            Ok(RequestOutcome::AlreadyFinished { run_id }) => {
+                Ok(Handled::Dropped(format!("run {run_id} already finished")))
+            }
+            Err(e) => Err(e.to_string()),
+        }
+    }
+}
