@@ -6,7 +6,9 @@ use common::flag::{parse_flag, read_decision, FlagDecision};
 use common::messages::RequestedMode;
 
 use crate::runner::{run_embedded, RunOptions, RunReport};
-use crate::setup::{embedded_pipeline, offline_pipeline, HubSpotArgs, LakeArgs};
+use crate::setup::{
+    embedded_pipeline, local_lake_dir, offline_pipeline, take_over_lake, HubSpotArgs, LakeArgs,
+};
 
 /// `hubsync run`: one sync of each table; true when every run committed.
 pub async fn run(
@@ -16,6 +18,7 @@ pub async fn run(
     mode: RequestedMode,
     consumers: usize,
 ) -> anyhow::Result<bool> {
+    let _lock = take_over_lake(&local_lake_dir(&lake.lake)?).await?;
     let p = embedded_pipeline(lake, hubspot)?;
     let options = RunOptions {
         tables,

@@ -34,6 +34,7 @@ fn prepare_lake(dir: &Path) -> anyhow::Result<()> {
 pub async fn demo(lake: Option<PathBuf>, records: u64) -> anyhow::Result<()> {
     let dir = lake.unwrap_or_else(|| PathBuf::from(DEFAULT_DEMO_LAKE));
     prepare_lake(&dir)?;
+    let _lock = crate::setup::take_over_lake(&dir).await?;
     let server = sim::start(SimConfig {
         records_per_type: records,
         ..Default::default()

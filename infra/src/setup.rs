@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context};
 use common::catalog::Catalog;
 use common::clock;
+use common::embedded::{Db, LakeLock};
 use common::hubspot::{client::DEFAULT_BASE_URL, ClientConfig, HubSpotClient, RateBudget, Secret};
 use common::lake::LakeLocation;
 use common::pipeline::{Pipeline, Settings};
@@ -83,6 +84,22 @@ pub fn settings(args: &HubSpotArgs) -> anyhow::Result<Settings> {
         overlap_buffer_ms: (args.overlap_hours * 3_600_000.0) as i64,
         ..Default::default()
     })
+}
+
+/// Takes the lake's lock and releases the messages a killed predecessor held, so its runs
+/// resume at once instead of after their visibility timeout.
+pub async fn take_over_lake(dir: &Path) -> anyhow::Result<LakeLock> {
+    let lock = LakeLock::acquire(dir)?;
+    let released = Db::open_in_lake(dir)?
+        .release_in_flight(clock::system().now_ms())
+        .await?;
+    if released > 0 {
+        tracing::info!(
+            messages = released,
+            "released messages held by an interrupted process"
+        );
+    }
+    Ok(lock)
 }
 
 /// An embedded pipeline over a local lake.

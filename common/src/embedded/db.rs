@@ -130,3 +130,51 @@ impl Db {
         .map_err(|e| DbError::Other(format!("database task failed: {e}")))?
     }
 }
+
+impl Db {
+    /// Makes every in-flight message visible again. Only for a process that holds the
+    /// [`LakeLock`]: whoever received those messages is gone (killed), and waiting out their
+    /// visibility timeout would only delay the resumed run.
+    pub async fn release_in_flight(&self, now_ms: i64) -> Result<usize, DbError> {
+        let n = self
+            .tx(move |tx| {
+                Ok(tx.execute(
+                    "UPDATE messages SET visible_at = ?1, receipt = NULL
+                     WHERE dead = 0 AND visible_at > ?1",
+                    [now_ms],
+                )?)
+            })
+            .await?;
+        self.sent.notify_waiters();
+        Ok(n)
+    }
+}
+
+/// An exclusive lock on a lake's embedded database, held by the one process that runs its
+/// roles (released by the OS when the process dies, even by SIGKILL).
+#[derive(Debug)]
+pub struct LakeLock {
+    _file: std::fs::File,
+}
+
+impl LakeLock {
+    pub fn acquire(lake_dir: &Path) -> Result<Self, DbError> {
+        let dir = lake_dir.join(crate::lake::EMBEDDED_DIR);
+        std::fs::create_dir_all(&dir).map_err(|e| DbError::Other(format!("{}: {e}", dir.display())))?;
+        let path = dir.join("lock");
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .map_err(|e| DbError::Other(format!("{}: {e}", path.display())))?;
+        file.try_lock().map_err(|_| {
+            DbError::Other(format!(
+                "another hubsync process is running on the lake {} (it holds {}); wait for it to finish",
+                lake_dir.display(),
+                path.display()
+            ))
+        })?;
+        Ok(LakeLock { _file: file })
+    }
+}

@@ -8,7 +8,7 @@ mod ledger;
 mod queue;
 mod state;
 
-pub use db::Db;
+pub use db::{Db, LakeLock};
 pub use flag::EmbeddedFlag;
 pub use ledger::EmbeddedLedger;
 pub use queue::{EmbeddedQueue, QueueOptions};

@@ -12,7 +12,8 @@ use super::limits::Policy;
 #[derive(Debug, Clone)]
 pub struct ApiError {
     pub status: StatusCode,
-    pub body: ErrorBody,
+    /// Boxed: errors travel in `Result`s on the hot path, where a large `Err` costs every call.
+    pub body: Box<ErrorBody>,
 }
 
 fn correlation_id() -> String {
@@ -23,7 +24,7 @@ impl ApiError {
     fn new(status: StatusCode, category: &str, message: impl Into<String>) -> Self {
         ApiError {
             status,
-            body: ErrorBody::new(category, message, correlation_id()),
+            body: Box::new(ErrorBody::new(category, message, correlation_id())),
         }
     }
 
@@ -55,7 +56,7 @@ impl ApiError {
         body.policy_name = Some(policy.name().into());
         ApiError {
             status: StatusCode::TOO_MANY_REQUESTS,
-            body,
+            body: Box::new(body),
         }
     }
 
@@ -77,7 +78,7 @@ impl ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        (self.status, Json(self.body)).into_response()
+        (self.status, Json(*self.body)).into_response()
     }
 }
 

@@ -6,7 +6,8 @@
 //!
 //! - `config`: [`SimConfig`] (fixed at start) and [`RuntimeConfig`] (limits, latency,
 //!   faults, search lag; changed at runtime by `POST /_sim/config`), validated once.
-//! - `catalog`: the eight object types and their properties (name, type, how generated).
+//! - `catalog`: the eight object types and the vocabulary of their properties;
+//!   `properties` holds the tables (name, HubSpot type, how each value is generated).
 //! - `rng`: splitmix64, the only source of randomness, so one seed is one portal.
 //! - `portal`: compact records (id, created, modified, archived, version), their seeded
 //!   generation and rendering; invariants P1-P3.
@@ -22,8 +23,9 @@
 //! # Endpoints
 //!
 //! - `GET /crm/v3/objects/{type}` (`limit` 1..=100, larger is a 400; `after`; `properties`;
-//!   `archived`), `POST /crm/v3/objects/{type}/search`, `GET /crm/v3/properties/{type}`;
-//!   a type is a name (`deals`) or type id (`0-3`).
+//!   `archived`), `POST /crm/v3/objects/{type}/search` (`limit` 1..=200, at most one sort as
+//!   HubSpot allows, a 400 when `after + limit > 10000`), `GET /crm/v3/properties/{type}`;
+//!   a type is a name (`deals`) or type id (`0-3`); an unknown one is a 404.
 //! - `POST /_sim/mutate`, `GET|POST /_sim/config`, `GET /_sim/truth/{type}` (JSON lines),
 //!   `GET /_sim/stats`, `POST /_sim/stats/reset`, `GET /_sim/health`.
 
@@ -37,6 +39,7 @@ mod gate;
 mod limits;
 mod mutate;
 mod portal;
+mod properties;
 mod rng;
 mod search;
 mod server;

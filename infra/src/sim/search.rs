@@ -56,16 +56,25 @@ enum Val {
 
 /// Is the property compared as a number (ids, timestamps and numeric properties)?
 fn numeric(spec: &PropSpec) -> bool {
-    matches!(spec.kind, Kind::Number | Kind::DateTime | Kind::Date) && !matches!(spec.gen, Gen::Amount)
+    matches!(spec.kind, Kind::Number | Kind::DateTime | Kind::Date)
 }
+
+/// Decimal numbers (amounts) compare in thousandths, exactly enough for money and counts.
+const DECIMAL_SCALE: f64 = 1000.0;
 
 fn parse_operand(spec: &PropSpec, raw: &str) -> Result<Operand, String> {
     if !numeric(spec) {
         return Ok(Operand::Str(raw.to_string()));
     }
-    let parsed = match spec.kind {
-        Kind::DateTime | Kind::Date => parse_ms(raw),
-        _ => raw.trim().parse::<i64>().ok(),
+    let parsed = match (spec.kind, spec.gen) {
+        (Kind::DateTime | Kind::Date, _) => parse_ms(raw),
+        (_, Gen::ObjectId) => raw.trim().parse::<i64>().ok(),
+        _ => raw
+            .trim()
+            .parse::<f64>()
+            .ok()
+            .filter(|f| f.is_finite())
+            .map(|f| (f * DECIMAL_SCALE).round() as i64),
     };
     parsed
         .map(Operand::Num)
@@ -340,6 +349,22 @@ mod tests {
             .windows(2)
             .all(|w| (w[0].modified_ms, std::cmp::Reverse(w[0].id))
                 >= (w[1].modified_ms, std::cmp::Reverse(w[1].id))));
+    }
+
+    #[test]
+    fn amounts_compare_as_numbers() {
+        let p = portal_for_test(4, 200, &[ObjectType::Deals]);
+        let t = ObjectType::Deals;
+        let req = query(vec![Filter::new("amount", Operator::Gt, "9999.5")], None, 200);
+        let (_, page) = run(&p, t, &compile(t, &req).unwrap(), 0);
+        let ctx = p.value_ctx(t);
+        let amount = t.property("amount").unwrap();
+        let amounts: Vec<f64> = page
+            .iter()
+            .filter_map(|r| value(&ctx, amount, r).and_then(|a| a.parse().ok()))
+            .collect();
+        assert!(!amounts.is_empty() && amounts.len() == page.len());
+        assert!(amounts.iter().all(|a| *a > 9999.5), "{amounts:?}");
     }
 
     #[test]

@@ -1,3 +1,9 @@
 //! End-to-end tests in one binary (each test binary links the whole dependency graph).
+//! Every test starts its own simulator on a free port and its own temporary lake.
 
+mod bad_input;
+mod embedded;
+mod embedded_crash_test;
+mod redelivery;
+mod seed_rules;
 mod sim;

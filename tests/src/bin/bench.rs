@@ -1,0 +1,166 @@
+//! hubsync's benchmarks. `bench sim` measures the simulator's list endpoint, the ceiling
+//! every other benchmark runs under.
+//!
+//! Run in release: `cargo run --release -p hubsync-tests --bin bench -- sim`.
+
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use clap::{Args, Parser, Subcommand};
+use infra::sim::{self, ObjectType, RuntimeConfig, SimConfig};
+
+#[derive(Parser)]
+#[command(name = "bench", about = "hubsync benchmarks")]
+struct Cli {
+    #[command(subcommand)]
+    command: BenchCommand,
+}
+
+#[derive(Subcommand)]
+enum BenchCommand {
+    /// Pages the simulator's list endpoint from concurrent clients (limits off).
+    Sim(SimBench),
+}
+
+#[derive(Args)]
+struct SimBench {
+    /// Deals seeded in the simulated portal.
+    #[arg(long, default_value_t = 100_000)]
+    records: u64,
+    /// Concurrent HTTP clients, each paging on its own.
+    #[arg(long, default_value_t = 8)]
+    clients: usize,
+    /// How long to measure, in seconds.
+    #[arg(long, default_value_t = 10)]
+    duration_secs: u64,
+    /// Records per page (the list endpoint's maximum is 100).
+    #[arg(long, default_value_t = 100)]
+    limit: u32,
+    /// Also parse every page into wire types (as the consumer does).
+    #[arg(long)]
+    parse: bool,
+}
+
+#[derive(Default)]
+struct Totals {
+    pages: AtomicU64,
+    records: AtomicU64,
+    bytes: AtomicU64,
+    busy_us: AtomicU64,
+}
+
+/// The `paging.next.after` cursor of a raw list page, found without parsing the page.
+fn next_after(body: &[u8]) -> Option<String> {
+    const NEEDLE: &[u8] = br#""next":{"after":""#;
+    let start = body.windows(NEEDLE.len()).position(|w| w == NEEDLE)? + NEEDLE.len();
+    let len = body[start..].iter().position(|b| *b == b'"')?;
+    Some(String::from_utf8_lossy(&body[start..start + len]).into_owned())
+}
+
+fn count_records(body: &[u8]) -> u64 {
+    const NEEDLE: &[u8] = br#"{"id":""#;
+    body.windows(NEEDLE.len()).filter(|w| *w == NEEDLE).count() as u64
+}
+
+async fn client_loop(
+    base: String,
+    limit: u32,
+    parse: bool,
+    until: Instant,
+    totals: Arc<Totals>,
+) -> Result<()> {
+    let http = reqwest::Client::new();
+    let url = format!("{base}{}/objects/deals", sim::CRM_BASE_PATH);
+    let limit = limit.to_string();
+    let mut after: Option<String> = None;
+    while Instant::now() < until {
+        let t0 = Instant::now();
+        let mut req = http.get(&url).query(&[("limit", limit.as_str())]);
+        if let Some(a) = &after {
+            req = req.query(&[("after", a.as_str())]);
+        }
+        let body = req.send().await?.error_for_status()?.bytes().await?;
+        let records = if parse {
+            let page: common::hubspot::wire::ListResponse = serde_json::from_slice(&body)?;
+            page.results.len() as u64
+        } else {
+            count_records(&body)
+        };
+        totals.busy_us.fetch_add(t0.elapsed().as_micros() as u64, Relaxed);
+        totals.pages.fetch_add(1, Relaxed);
+        totals.records.fetch_add(records, Relaxed);
+        totals.bytes.fetch_add(body.len() as u64, Relaxed);
+        after = next_after(&body);
+    }
+    Ok(())
+}
+
+async fn bench_sim(args: SimBench) -> Result<()> {
+    let t0 = Instant::now();
+    let server = sim::start(SimConfig {
+        records_per_type: args.records,
+        object_types: vec![ObjectType::Deals],
+        runtime: RuntimeConfig {
+            rate_limit: 0,
+            ..RuntimeConfig::default()
+        },
+        ..SimConfig::default()
+    })
+    .await
+    .context("starting the simulator")?;
+    println!(
+        "simulator: {} deals seeded in {:.2?} at {}",
+        args.records,
+        t0.elapsed(),
+        server.base_url()
+    );
+    let totals = Arc::new(Totals::default());
+    let started = Instant::now();
+    let until = started + Duration::from_secs(args.duration_secs);
+    let tasks: Vec<_> = (0..args.clients)
+        .map(|_| {
+            tokio::spawn(client_loop(
+                server.base_url(),
+                args.limit,
+                args.parse,
+                until,
+                totals.clone(),
+            ))
+        })
+        .collect();
+    for task in tasks {
+        task.await.context("client task")??;
+    }
+    let secs = started.elapsed().as_secs_f64();
+    let (pages, records) = (totals.pages.load(Relaxed), totals.records.load(Relaxed));
+    let mib = totals.bytes.load(Relaxed) as f64 / (1024.0 * 1024.0);
+    let mean_ms = totals.busy_us.load(Relaxed) as f64 / pages.max(1) as f64 / 1000.0;
+    println!(
+        "list limit={} clients={} parse={} for {secs:.1}s: {pages} pages, {:.0} pages/s, {:.0} records/s, {:.1} MiB/s, mean {mean_ms:.2} ms/page",
+        args.limit, args.clients, args.parse, pages as f64 / secs, records as f64 / secs, mib / secs
+    );
+    server.shutdown().await.context("stopping the simulator")?;
+    Ok(())
+}
+
+#[tokio::main]
+async fn main() -> Result<()> {
+    match Cli::parse().command {
+        BenchCommand::Sim(args) => bench_sim(args).await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cursor_and_records_are_found_in_raw_pages() {
+        let body = br#"{"results":[{"id":"1","properties":{"hs_object_id":"1"}},{"id":"2"}],"paging":{"next":{"after":"3","link":"x"}}}"#;
+        assert_eq!(next_after(body).as_deref(), Some("3"));
+        assert_eq!(count_records(body), 2);
+        assert_eq!(next_after(br#"{"results":[]}"#), None);
+    }
+}

@@ -1,0 +1,201 @@
+//! A simulator plus an embedded pipeline over a temporary lake.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use common::catalog::Catalog;
+use common::clock;
+use common::hubspot::{ClientConfig, HubSpotClient, RateBudget};
+use common::messages::RequestedMode;
+use common::pipeline::{Pipeline, Settings};
+use infra::audit::{compare, expected_rows, read_lake_table, Diff, LakeTable};
+use infra::runner::{run_embedded, RunOptions, RunReport};
+use infra::sim::{self, MutateRequest, MutateResponse, ObjectType, RuntimeConfig, SimConfig, SimServer};
+
+/// Settings that keep tests fast: quick retries, few receives before dead-lettering.
+pub fn fast_settings() -> Settings {
+    Settings {
+        max_receive_count: 3,
+        max_retry_delay: Duration::from_millis(300),
+        visibility_timeout: Duration::from_secs(30),
+        ..Settings::default()
+    }
+}
+
+/// A simulator config with limits off (tests of limits set them explicitly).
+pub fn sim_config(records: u64, types: &[ObjectType]) -> SimConfig {
+    SimConfig {
+        records_per_type: records,
+        object_types: if types.is_empty() {
+            ObjectType::ALL.to_vec()
+        } else {
+            types.to_vec()
+        },
+        runtime: RuntimeConfig {
+            rate_limit: 0,
+            search_rate: 0,
+            ..RuntimeConfig::default()
+        },
+        ..SimConfig::default()
+    }
+}
+
+pub struct Harness {
+    pub sim: SimServer,
+    pub dir: tempfile::TempDir,
+    pub pipeline: Pipeline,
+}
+
+impl Harness {
+    pub async fn start(config: SimConfig) -> anyhow::Result<Harness> {
+        Harness::start_with(config, fast_settings()).await
+    }
+
+    pub async fn start_with(config: SimConfig, settings: Settings) -> anyhow::Result<Harness> {
+        let sim = sim::start(config).await?;
+        let dir = tempfile::tempdir()?;
+        let pipeline = pipeline_for(&sim.base_url(), dir.path(), settings)?;
+        Ok(Harness { sim, dir, pipeline })
+    }
+
+    pub fn lake_dir(&self) -> &std::path::Path {
+        self.dir.path()
+    }
+
+    /// One sync of `tables` (all when empty) to the end.
+    pub async fn sync(&self, tables: &[&str], mode: RequestedMode) -> anyhow::Result<Vec<RunReport>> {
+        let options = RunOptions {
+            tables: tables.iter().map(|t| t.to_string()).collect(),
+            mode,
+            consumers: 4,
+            mergers: 2,
+            timeout: Some(Duration::from_secs(240)),
+        };
+        let reports = run_embedded(&self.pipeline, &options).await?;
+        for r in &reports {
+            anyhow::ensure!(
+                r.committed(),
+                "run of {} did not commit: {:?}",
+                r.table,
+                r.problem
+            );
+        }
+        Ok(reports)
+    }
+
+    pub async fn mutate(&self, req: MutateRequest) -> anyhow::Result<MutateResponse> {
+        Ok(self.sim.mutate(&req).await?)
+    }
+
+    /// The lake's table and its differences from the simulator's truth.
+    pub async fn diff(&self, table: &str) -> anyhow::Result<(LakeTable, Diff)> {
+        diff_lake(&self.sim, &self.pipeline, table).await
+    }
+
+    /// Asserts every table of `tables` (all when empty) equals truth; returns rows compared.
+    pub async fn assert_equals_truth(&self, tables: &[&str]) -> anyhow::Result<u64> {
+        let names: Vec<String> = if tables.is_empty() {
+            self.pipeline.catalog.table_names()
+        } else {
+            tables.iter().map(|t| t.to_string()).collect()
+        };
+        let mut compared = 0;
+        for t in names {
+            let (lake, diff) = self.diff(&t).await?;
+            anyhow::ensure!(diff.is_clean(), "{t}: {}", diff.summary());
+            anyhow::ensure!(lake.row_count() == diff.rows_compared, "{t}: row count");
+            compared += diff.rows_compared;
+        }
+        Ok(compared)
+    }
+}
+
+pub fn pipeline_for(base_url: &str, lake: &std::path::Path, settings: Settings) -> anyhow::Result<Pipeline> {
+    let client = HubSpotClient::new(
+        ClientConfig {
+            base_url: base_url.to_string(),
+            max_retries: 4,
+            min_backoff: Duration::from_millis(20),
+            max_backoff: Duration::from_millis(500),
+            ..Default::default()
+        },
+        RateBudget::unlimited(),
+    )?;
+    Ok(Pipeline::embedded(
+        lake,
+        Catalog::default(),
+        client,
+        clock::system(),
+        settings,
+    )?)
+}
+
+pub async fn diff_lake(sim: &SimServer, p: &Pipeline, table: &str) -> anyhow::Result<(LakeTable, Diff)> {
+    let spec = p.catalog.table(table)?;
+    let mut truth = BTreeMap::new();
+    for s in &spec.sources {
+        truth.insert(s.object_type.clone(), sim.truth(&s.object_type)?);
+    }
+    let lake = read_lake_table(&p.lake, spec).await.context("reading the lake")?;
+    let diff = compare(&lake, &expected_rows(spec, &truth)?);
+    Ok((lake, diff))
+}
+
+/// Live files per partition: `dt -> file names`.
+pub async fn live_files(p: &Pipeline, table: &str) -> anyhow::Result<BTreeMap<String, Vec<String>>> {
+    let mut out = BTreeMap::new();
+    for dt in p.lake.partitions(table).await? {
+        let files = p
+            .lake
+            .list_parquet(&p.lake.partition_dir(table, &dt))
+            .await?
+            .into_iter()
+            .filter_map(|m| m.location.filename().map(str::to_string))
+            .collect();
+        out.insert(dt, files);
+    }
+    Ok(out)
+}
+
+/// Polls `check` every 50 ms until it holds or `timeout` passes.
+pub async fn wait_for<F, Fut>(what: &str, timeout: Duration, mut check: F) -> anyhow::Result<()>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<bool>>,
+{
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        if check().await? {
+            return Ok(());
+        }
+        anyhow::ensure!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// A state store whose writes fail (the seed: a failed state write warns, the run commits).
+pub struct FailingWrites(pub Arc<dyn common::ports::StateStore>);
+
+#[async_trait::async_trait]
+impl common::ports::StateStore for FailingWrites {
+    async fn get(&self, t: &str) -> Result<Option<common::ports::SyncState>, common::ports::StateError> {
+        self.0.get(t).await
+    }
+    async fn list(&self) -> Result<Vec<common::ports::SyncState>, common::ports::StateError> {
+        self.0.list().await
+    }
+    async fn put_forward(&self, _: &common::ports::SyncState) -> Result<bool, common::ports::StateError> {
+        Err(common::ports::StateError("injected: DynamoDB unavailable".into()))
+    }
+    async fn delete(&self, t: &str) -> Result<(), common::ports::StateError> {
+        self.0.delete(t).await
+    }
+    async fn delete_all(&self) -> Result<usize, common::ports::StateError> {
+        self.0.delete_all().await
+    }
+}

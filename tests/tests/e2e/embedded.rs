@@ -1,0 +1,182 @@
+//! Embedded mode end to end, over real HTTP to the simulator, by the seed's rules.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+use common::clock::dt_of;
+use common::hubspot::wire::parse_ms;
+use common::messages::RequestedMode;
+use common::ports::{RunMode, RunStatus};
+use hubsync_tests::harness::{live_files, sim_config, FailingWrites, Harness};
+use infra::sim::{MutateRequest, ObjectType};
+
+fn mutate(
+    object_type: &str,
+    updates: u64,
+    creates: u64,
+    archives: u64,
+    same_timestamp: bool,
+) -> MutateRequest {
+    MutateRequest {
+        object_type: object_type.into(),
+        updates,
+        creates,
+        archives,
+        same_timestamp,
+    }
+}
+
+/// A full sync of all five tables equals truth, every value compared.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn full_sync_of_all_five_tables_equals_truth() -> anyhow::Result<()> {
+    let h = Harness::start(sim_config(400, &[])).await?;
+    let reports = h.sync(&[], RequestedMode::Auto).await?;
+    assert_eq!(reports.len(), 5);
+    for r in &reports {
+        let run = r.run.as_ref().unwrap();
+        assert_eq!(run.mode, RunMode::Full, "{}: no flag, no state: full", r.table);
+        assert_eq!(run.status, RunStatus::Committed);
+    }
+    let compared = h.assert_equals_truth(&[]).await?;
+    // 400 deals, contacts, companies, contacts_dim; 5 × 400 activities.
+    assert_eq!(compared, 400 * 4 + 2000);
+    // The seed's state items.
+    for t in ["deals", "contacts", "companies", "activities", "contacts_dim"] {
+        let s = h.pipeline.state.get(t).await?.expect("state written");
+        assert_eq!(s.records_processed, if t == "activities" { 2000 } else { 400 });
+        assert!(s.last_modified_at.is_some() && s.last_created_at.is_some());
+    }
+    Ok(())
+}
+
+/// After updates, creates, archives and a same-millisecond bulk update of more than 10,000
+/// records, an incremental sync equals truth and rewrote only the affected partitions.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn incremental_sync_after_bulk_edit_equals_truth_and_touches_only_affected_partitions(
+) -> anyhow::Result<()> {
+    let h = Harness::start(sim_config(12_000, &[ObjectType::Deals])).await?;
+    h.sync(&["deals"], RequestedMode::Auto).await?;
+    h.assert_equals_truth(&["deals"]).await?;
+    let before = live_files(&h.pipeline, "deals").await?;
+
+    let bulk = h.mutate(mutate("deals", 10_500, 0, 0, true)).await?;
+    let edits = h.mutate(mutate("deals", 40, 25, 10, false)).await?;
+    let changed: BTreeSet<String> = bulk
+        .updated
+        .iter()
+        .chain(&edits.updated)
+        .chain(&edits.created)
+        .chain(&edits.archived)
+        .cloned()
+        .collect();
+    h.pipeline.flag.set(" Yes ").await?;
+    let reports = h.sync(&["deals"], RequestedMode::Auto).await?;
+    let run = reports[0].run.as_ref().unwrap();
+    assert_eq!(run.mode, RunMode::Incremental);
+    assert!(
+        run.plan.len() >= 3,
+        "a >10k millisecond is split by id: {:?}",
+        run.plan.len()
+    );
+    let compared = h.assert_equals_truth(&["deals"]).await?;
+    assert_eq!(compared, 12_000 + 25 - 10);
+
+    // Only partitions holding a changed record were rewritten.
+    let truth: std::collections::BTreeMap<String, String> = h
+        .sim
+        .truth("deals")?
+        .into_iter()
+        .map(|r| (r.id, r.created_at))
+        .collect();
+    let created_dt = |id: &String| dt_of(parse_ms(truth.get(id)?)?);
+    let mut affected: BTreeSet<String> = changed.iter().filter_map(created_dt).collect();
+    // Archived records are gone from truth; their partitions come from the run itself.
+    affected.extend(run.dts.iter().cloned());
+    let after = live_files(&h.pipeline, "deals").await?;
+    let mut untouched = 0;
+    for (dt, files) in &before {
+        if !affected.contains(dt) {
+            assert_eq!(
+                after.get(dt),
+                Some(files),
+                "partition {dt} was rewritten without a change"
+            );
+            untouched += 1;
+        }
+    }
+    for dt in &run.dts {
+        assert_ne!(
+            before.get(dt),
+            after.get(dt),
+            "affected partition {dt} not rewritten"
+        );
+    }
+    assert!(untouched > 0, "the test must leave some partitions alone");
+    Ok(())
+}
+
+/// The flag's vocabulary decides the mode, end to end (table-driven, bad values included).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn flag_vocabulary_decides_the_mode() -> anyhow::Result<()> {
+    let h = Harness::start(sim_config(60, &[ObjectType::Companies])).await?;
+    h.sync(&["companies"], RequestedMode::Auto).await?;
+    let cases = [
+        ("true", RunMode::Incremental),
+        (" Yes ", RunMode::Incremental),
+        ("ENABLED", RunMode::Incremental),
+        ("1", RunMode::Incremental),
+        ("false", RunMode::Full),
+        ("No", RunMode::Full),
+        ("0", RunMode::Full),
+        ("disabled", RunMode::Full),
+        ("maybe", RunMode::Full),
+        ("", RunMode::Full),
+    ];
+    for (value, want) in cases {
+        h.pipeline.flag.set(value).await?;
+        let reports = h.sync(&["companies"], RequestedMode::Auto).await?;
+        assert_eq!(reports[0].run.as_ref().unwrap().mode, want, "flag {value:?}");
+        h.assert_equals_truth(&["companies"]).await?;
+    }
+    Ok(())
+}
+
+/// A failed state write logs a warning and the run still commits.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_state_write_does_not_fail_the_run() -> anyhow::Result<()> {
+    let mut h = Harness::start(sim_config(50, &[ObjectType::Deals])).await?;
+    h.pipeline.state = Arc::new(FailingWrites(h.pipeline.state.clone()));
+    let reports = h.sync(&["deals"], RequestedMode::Auto).await?;
+    assert_eq!(reports[0].run.as_ref().unwrap().status, RunStatus::Committed);
+    assert_eq!(h.pipeline.state.get("deals").await?, None, "the write failed");
+    h.assert_equals_truth(&["deals"]).await?;
+    Ok(())
+}
+
+/// A sync of a table with an active run is refused with a clear message.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_run_of_an_active_table_is_refused() -> anyhow::Result<()> {
+    let h = Harness::start(sim_config(20, &[ObjectType::Deals])).await?;
+    let first = common::messages::SyncRequest {
+        request_id: "one".into(),
+        table: "deals".into(),
+        mode: RequestedMode::Full,
+        requested_at_ms: 0,
+    };
+    let started = producer::handle_request(&h.pipeline, &first).await?;
+    assert!(matches!(started, producer::RequestOutcome::Started { .. }));
+    let second = common::messages::SyncRequest {
+        request_id: "two".into(),
+        ..first.clone()
+    };
+    match producer::handle_request(&h.pipeline, &second).await? {
+        producer::RequestOutcome::Refused { active_run_id, .. } => assert_eq!(active_run_id, "deals-one"),
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+    // The redelivered first request continues its own run instead.
+    assert!(matches!(
+        producer::handle_request(&h.pipeline, &first).await?,
+        producer::RequestOutcome::Started { .. }
+    ));
+    Ok(())
+}
