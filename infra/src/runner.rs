@@ -180,6 +180,13 @@ async fn dead_letters(p: &Pipeline) -> anyhow::Result<u64> {
     Ok(p.requests.depth().await?.dead + p.pages.depth().await?.dead + p.merges.depth().await?.dead)
 }
 
+/// A queue, its handler and how many workers poll it.
+type Role = (
+    Arc<dyn common::ports::Queue>,
+    Arc<dyn common::worker::Handler>,
+    usize,
+);
+
 fn spawn_roles(
     p: &Pipeline,
     options: &RunOptions,
@@ -191,11 +198,7 @@ fn spawn_roles(
         first_retry_delay: Duration::from_millis(200),
         max_retry_delay: p.settings.max_retry_delay,
     };
-    let roles: Vec<(
-        Arc<dyn common::ports::Queue>,
-        Arc<dyn common::worker::Handler>,
-        usize,
-    )> = vec![
+    let roles: Vec<Role> = vec![
         (p.requests.clone(), producer::RequestHandler::new(p.clone()), 1),
         (
             p.pages.clone(),

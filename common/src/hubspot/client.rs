@@ -284,7 +284,8 @@ fn retry_after(headers: &header::HeaderMap) -> Duration {
         return Duration::from_secs(secs);
     }
     match num(wire::headers::RATE_INTERVAL_MS) {
-        Some(ms) => Duration::from_millis(ms / 10),
+        // A quarter of the rolling window: a few tries span the whole window.
+        Some(ms) => Duration::from_millis(ms / 4),
         None => Duration::from_secs(1),
     }
 }
@@ -312,7 +313,7 @@ mod tests {
         let mut h = header::HeaderMap::new();
         assert_eq!(retry_after(&h), Duration::from_secs(1));
         h.insert(wire::headers::RATE_INTERVAL_MS, "10000".parse().unwrap());
-        assert_eq!(retry_after(&h), Duration::from_secs(1));
+        assert_eq!(retry_after(&h), Duration::from_millis(2500));
         h.insert("retry-after", "3".parse().unwrap());
         assert_eq!(retry_after(&h), Duration::from_secs(3));
     }

@@ -74,7 +74,7 @@ impl FaultDice {
             FaultKind::ServerError => ServerError(SERVER_ERRORS[(variant % 3) as usize]),
             FaultKind::Truncated => Fault::Truncated,
             FaultKind::Malformed => Fault::Malformed {
-                html: variant % 2 == 0,
+                html: variant.is_multiple_of(2),
             },
             FaultKind::Dropped => Fault::Dropped,
         })

@@ -40,6 +40,9 @@ struct Progress {
     committed: bool,
 }
 
+/// When to kill: a description and a condition on progress.
+type Stage = (&'static str, fn(&Progress) -> bool);
+
 async fn progress(p: &common::pipeline::Pipeline) -> anyhow::Result<Progress> {
     let runs = p.ledger.list_runs(None, 100).await?;
     let merges_done = runs
@@ -69,7 +72,7 @@ async fn killed_with_sigkill_mid_backfill_and_restarted_ends_with_the_same_lake(
     let watcher = pipeline_for(&base, &crashed, fast_settings())?;
 
     // Kill at growing progress: early and late in the fetch, then twice while merging.
-    let stages: [(&str, fn(&Progress) -> bool); 4] = [
+    let stages: [Stage; 4] = [
         ("300 records fetched", |p| p.records >= 300),
         ("1,500 records fetched", |p| p.records >= 1500),
         ("30 partitions merged", |p| p.merges_done >= 30),

@@ -2,6 +2,7 @@
 //! Every test starts its own simulator on a free port and its own temporary lake.
 
 mod bad_input;
+mod client;
 mod embedded;
 mod embedded_crash_test;
 mod redelivery;
