@@ -10,6 +10,8 @@
 //! - [`ports`]: the small traits roles talk through (queue, sync state, run ledger), each
 //!   method with its contract; [`flag`] holds the flag port and the seed's vocabulary.
 //! - [`embedded`]: the adapters of embedded mode, one SQLite file under the lake.
+//! - [`aws`]: the adapters of AWS mode (SQS, DynamoDB, SSM, S3).
+//! - [`service`]: configuration, logging and shutdown shared by the service binaries.
 //! - [`hubspot`]: HubSpot's wire types (shared with the simulator), the client and its rate
 //!   budget.
 //! - [`pipeline`]: the bundle of ports and settings every role is given.
@@ -27,6 +29,7 @@
 //!   without its data.
 //! - L1–L4: see [`ports::ledger`].
 
+pub mod aws;
 pub mod catalog;
 pub mod clock;
 pub mod embedded;
@@ -36,4 +39,5 @@ pub mod lake;
 pub mod messages;
 pub mod pipeline;
 pub mod ports;
+pub mod service;
 pub mod worker;

@@ -8,11 +8,15 @@ use common::messages::{self, Body, MergeTask, PageJob};
 use common::pipeline::Pipeline;
 use common::ports::{Outgoing, PageCompletion, PageOutcome, Run, RunStatus};
 use common::worker::{Handled, Handler};
+use futures::{StreamExt, TryStreamExt};
 use object_store::ObjectStoreExt;
 
 use crate::fetch::fetch_page;
 use crate::stage::{batches_by_dt, row, to_parquet};
 use crate::ConsumerError;
+
+/// Staged files of one page written at once (a page of 100 records can touch 100 days).
+const STAGE_UPLOAD_CONCURRENCY: usize = 16;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum JobOutcome {
@@ -112,15 +116,23 @@ pub async fn process_job(p: &Pipeline, job: &PageJob) -> Result<JobOutcome, Cons
         ..Default::default()
     };
     let partitions = files.len();
-    for (dt, bytes) in files {
+    // A page spans many partitions (dt is the creation day): upload them concurrently.
+    let uploads = files.into_iter().map(|(dt, bytes)| {
         let path = p.lake.staged_file(&table.name, &run.run_id, &dt, &job_id);
-        p.lake
-            .store()
-            .put(&path, Bytes::from(bytes).into())
-            .await
-            .map_err(|e| ConsumerError::Stage(format!("writing {path}: {e}")))?;
-        outcome.dts.insert(dt);
-    }
+        async move {
+            p.lake
+                .store()
+                .put(&path, Bytes::from(bytes).into())
+                .await
+                .map_err(|e| ConsumerError::Stage(format!("writing {path}: {e}")))?;
+            Ok::<_, ConsumerError>(dt)
+        }
+    });
+    let dts: Vec<String> = futures::stream::iter(uploads)
+        .buffer_unordered(STAGE_UPLOAD_CONCURRENCY)
+        .try_collect()
+        .await?;
+    outcome.dts.extend(dts);
 
     // 2. The next page before the marker: a crash in between re-sends it (a duplicate that
     //    its own marker will dismiss), never loses it.

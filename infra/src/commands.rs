@@ -1,4 +1,4 @@
-//! The operator commands of embedded mode: run, flag, state.
+//! The operator commands: run (embedded), sync, status, replay (AWS), flag and state (both).
 
 use anyhow::Context;
 use common::clock::iso;
@@ -6,9 +6,7 @@ use common::flag::{parse_flag, read_decision, FlagDecision};
 use common::messages::RequestedMode;
 
 use crate::runner::{run_embedded, RunOptions, RunReport};
-use crate::setup::{
-    embedded_pipeline, local_lake_dir, offline_pipeline, take_over_lake, HubSpotArgs, LakeArgs,
-};
+use crate::setup::{embedded_pipeline, local_lake_dir, open_pipeline, take_over_lake, HubSpotArgs, LakeArgs};
 
 /// `hubsync run`: one sync of each table; true when every run committed.
 pub async fn run(
@@ -64,7 +62,7 @@ pub fn print_reports(reports: &[RunReport]) {
 
 /// `hubsync flag get|set`.
 pub async fn flag(lake: &LakeArgs, value: Option<&str>) -> anyhow::Result<()> {
-    let p = offline_pipeline(lake)?;
+    let p = open_pipeline(lake, None).await?;
     if let Some(v) = value {
         if let FlagDecision::Unrecognized(_) = parse_flag(v) {
             anyhow::bail!("`{v}` is not a flag value; use true/false, 1/0, yes/no or enabled/disabled");
@@ -90,7 +88,7 @@ pub async fn flag(lake: &LakeArgs, value: Option<&str>) -> anyhow::Result<()> {
 
 /// `hubsync state show|reset`.
 pub async fn state(lake: &LakeArgs, reset: bool, table: Option<&str>) -> anyhow::Result<()> {
-    let p = offline_pipeline(lake)?;
+    let p = open_pipeline(lake, None).await?;
     if let Some(t) = table {
         p.catalog.table(t)?;
     }
@@ -125,5 +123,154 @@ pub async fn state(lake: &LakeArgs, reset: bool, table: Option<&str>) -> anyhow:
             s.records_processed
         );
     }
+    Ok(())
+}
+
+/// `hubsync sync`: sends one sync request; with `wait`, follows the run until it ends.
+/// Returns whether it committed (or, without `wait`, was sent).
+pub async fn sync(
+    lake: &LakeArgs,
+    table: &str,
+    mode: RequestedMode,
+    wait: Option<std::time::Duration>,
+) -> anyhow::Result<bool> {
+    let p = open_pipeline(lake, None).await?;
+    p.catalog.table(table)?;
+    if let Some(active) = p.ledger.active_run(table).await? {
+        if !active.lease_expired(p.now_ms()) {
+            anyhow::bail!(
+                "refused: run {} of {table} is active ({}); wait for it to commit or for its lease to expire",
+                active.run_id,
+                active.status.as_str()
+            );
+        }
+    }
+    let request = common::messages::SyncRequest {
+        request_id: crate::runner::new_request_id(p.now_ms()),
+        table: table.to_string(),
+        mode,
+        requested_at_ms: p.now_ms(),
+    };
+    let run_id = producer::worker::run_id_for(&request);
+    p.requests
+        .send(vec![common::ports::Outgoing::standard(common::messages::encode(
+            &common::messages::Body::SyncRequest(request),
+        ))])
+        .await?;
+    println!("sync of {table} requested: run {run_id}");
+    let Some(timeout) = wait else {
+        return Ok(true);
+    };
+    let deadline = tokio::time::Instant::now() + timeout;
+    let mut last = String::new();
+    loop {
+        if let Some(run) = p.ledger.get_run(&run_id).await? {
+            let now = format!(
+                "{} ({} records, {} partitions)",
+                run.status.as_str(),
+                run.records,
+                run.dts.len()
+            );
+            if now != last {
+                println!("run {run_id}: {now}");
+                last = now;
+            }
+            if !run.status.is_active() {
+                if run.status == common::ports::RunStatus::Committed {
+                    return Ok(true);
+                }
+                anyhow::bail!(
+                    "run {run_id} ended {}: {}",
+                    run.status.as_str(),
+                    run.note.unwrap_or_default()
+                );
+            }
+        } else if let Some(active) = p.ledger.active_run(table).await? {
+            if active.run_id != run_id {
+                anyhow::bail!("refused: run {} of {table} is active", active.run_id);
+            }
+        }
+        let dead =
+            p.requests.depth().await?.dead + p.pages.depth().await?.dead + p.merges.depth().await?.dead;
+        if dead > 0 {
+            println!("warning: {dead} dead-lettered message(s); see `hubsync status` and `hubsync replay`");
+        }
+        anyhow::ensure!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for run {run_id}; it goes on (see `hubsync status`)"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    }
+}
+
+/// `hubsync status`: active runs, queue and dead-letter depths, watermarks.
+pub async fn status(lake: &LakeArgs) -> anyhow::Result<()> {
+    let p = open_pipeline(lake, None).await?;
+    println!("lake {}", p.lake.uri());
+    println!(
+        "\n{:<24} {:>8} {:>9} {:>13}",
+        "queue", "visible", "in flight", "dead letters"
+    );
+    for q in [&p.requests, &p.pages, &p.merges] {
+        let d = q.depth().await?;
+        println!(
+            "{:<24} {:>8} {:>9} {:>13}",
+            q.name(),
+            d.visible,
+            d.in_flight,
+            d.dead
+        );
+    }
+    println!(
+        "\n{:<14} {:<44} {:<9} {:>8} {:>7} {:>7}  watermark",
+        "table", "active run", "status", "records", "pages", "merges"
+    );
+    let states = p.state.list().await.unwrap_or_default();
+    for t in p.catalog.tables() {
+        let active = p.ledger.active_run(&t.name).await?;
+        let wm = states
+            .iter()
+            .find(|s| s.object_type == t.name)
+            .and_then(|s| s.watermark())
+            .map(iso)
+            .unwrap_or_else(|| "- (next sync is full)".into());
+        match active {
+            Some(r) => println!(
+                "{:<14} {:<44} {:<9} {:>8} {:>7} {:>7}  {wm}",
+                t.name,
+                r.run_id,
+                r.status.as_str(),
+                r.records,
+                r.pages_outstanding,
+                r.merges_outstanding
+            ),
+            None => println!(
+                "{:<14} {:<44} {:<9} {:>8} {:>7} {:>7}  {wm}",
+                t.name, "-", "", "", "", ""
+            ),
+        }
+    }
+    Ok(())
+}
+
+/// `hubsync replay`: moves dead-lettered messages back to their queue.
+pub async fn replay(lake: &LakeArgs, queue: &str, max: Option<usize>, dry_run: bool) -> anyhow::Result<()> {
+    let p = open_pipeline(lake, None).await?;
+    let q = match queue {
+        "requests" => &p.requests,
+        "pages" => &p.pages,
+        "merge" | "merges" => &p.merges,
+        other => anyhow::bail!("unknown queue `{other}`; use requests, pages or merge"),
+    };
+    let bodies = q.replay_dead_letters(max, dry_run).await?;
+    for b in &bodies {
+        println!("{}", b.chars().take(200).collect::<String>());
+    }
+    println!(
+        "{} {} dead-lettered message(s) of {}",
+        if dry_run { "would replay" } else { "replayed" },
+        bodies.len(),
+        q.name()
+    );
     Ok(())
 }

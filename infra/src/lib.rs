@@ -10,11 +10,13 @@
 //! - `demo`: `hubsync demo`, the whole story against an in-process simulator.
 //! - `audit`: the lake compared with the source, value by value.
 //! - `logging`: human logs for the CLI, JSON for services.
+//! - `provision`: `hubsync infra up|down`, the AWS resources.
 
 pub mod audit;
 pub mod commands;
 pub mod demo;
 pub mod logging;
+pub mod provision;
 pub mod runner;
 pub mod setup;
 pub mod sim;

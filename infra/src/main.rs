@@ -86,6 +86,65 @@ enum Command {
         #[command(subcommand)]
         action: StateAction,
     },
+    /// AWS mode: request one sync of a table from the producer service; with --wait, follow the
+    /// run and exit 0 when it commits (non-zero with the reason when it fails or is refused).
+    Sync {
+        #[command(flatten)]
+        lake: LakeArgs,
+        #[arg(long, env = "HUBSYNC_TABLE")]
+        table: String,
+        #[arg(long, env = "HUBSYNC_MODE", value_enum, default_value = "auto")]
+        mode: ModeArg,
+        /// Wait for the run to end.
+        #[arg(long)]
+        wait: bool,
+        /// With --wait, give up after this many seconds (the run goes on).
+        #[arg(long, env = "HUBSYNC_WAIT_SECS", default_value_t = 3600)]
+        wait_secs: u64,
+    },
+    /// Active runs, queue and dead-letter depths, and the watermark of every table.
+    Status {
+        #[command(flatten)]
+        lake: LakeArgs,
+    },
+    /// Move dead-lettered messages back to their queue (after fixing what made them fail).
+    Replay {
+        #[command(flatten)]
+        lake: LakeArgs,
+        /// requests, pages or merge.
+        #[arg(long)]
+        queue: String,
+        /// At most this many messages (default: all).
+        #[arg(long)]
+        max: Option<usize>,
+        /// Only list what would be replayed.
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// AWS mode: create (up) or delete (down) every queue, table, parameter and bucket.
+    Infra {
+        #[command(subcommand)]
+        action: InfraAction,
+    },
+}
+
+#[derive(Subcommand)]
+enum InfraAction {
+    /// Create what is missing (idempotent).
+    Up {
+        #[command(flatten)]
+        lake: LakeArgs,
+        /// Receives before a message moves to its dead-letter queue.
+        #[arg(long, env = "HUBSYNC_MAX_RECEIVE_COUNT", default_value_t = hubsync_infra::provision::MAX_RECEIVE_COUNT)]
+        max_receive_count: u32,
+    },
+    /// Delete the queues, tables and parameter (and the bucket with --delete-bucket).
+    Down {
+        #[command(flatten)]
+        lake: LakeArgs,
+        #[arg(long)]
+        delete_bucket: bool,
+    },
 }
 
 #[derive(Subcommand)]
@@ -136,6 +195,45 @@ async fn dispatch(command: Command) -> Result<bool> {
             FlagAction::Get { lake } => commands::flag(&lake, None).await.map(|_| true),
             FlagAction::Set { value, lake } => commands::flag(&lake, Some(&value)).await.map(|_| true),
         },
+        Command::Sync {
+            lake,
+            table,
+            mode,
+            wait,
+            wait_secs,
+        } => {
+            commands::sync(
+                &lake,
+                &table,
+                mode.into(),
+                wait.then(|| std::time::Duration::from_secs(wait_secs)),
+            )
+            .await
+        }
+        Command::Status { lake } => commands::status(&lake).await.map(|_| true),
+        Command::Replay {
+            lake,
+            queue,
+            max,
+            dry_run,
+        } => commands::replay(&lake, &queue, max, dry_run).await.map(|_| true),
+        Command::Infra { action } => match action {
+            InfraAction::Up {
+                lake,
+                max_receive_count,
+            } => {
+                let bucket = s3_bucket(&lake)?;
+                hubsync_infra::provision::up(&lake.names(), &bucket, max_receive_count)
+                    .await
+                    .map(|_| true)
+            }
+            InfraAction::Down { lake, delete_bucket } => {
+                let bucket = s3_bucket(&lake)?;
+                hubsync_infra::provision::down(&lake.names(), &bucket, delete_bucket)
+                    .await
+                    .map(|_| true)
+            }
+        },
         Command::State { action } => match action {
             StateAction::Show { lake, table } => commands::state(&lake, false, table.as_deref())
                 .await
@@ -144,6 +242,15 @@ async fn dispatch(command: Command) -> Result<bool> {
                 commands::state(&lake, true, table.as_deref()).await.map(|_| true)
             }
         },
+    }
+}
+
+fn s3_bucket(lake: &LakeArgs) -> Result<String> {
+    match common::lake::LakeLocation::parse(&lake.lake)? {
+        common::lake::LakeLocation::S3 { bucket, .. } => Ok(bucket),
+        common::lake::LakeLocation::Local(_) => {
+            anyhow::bail!("`hubsync infra` provisions AWS mode; pass --lake s3://bucket/prefix")
+        }
     }
 }
 

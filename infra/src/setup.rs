@@ -22,6 +22,18 @@ pub struct LakeArgs {
     /// Table catalog (TOML); default: the five built-in tables.
     #[arg(long, env = "HUBSYNC_CATALOG")]
     pub catalog: Option<PathBuf>,
+    /// AWS mode: prefix of the queues and the run table (`<prefix>-pages`, `<prefix>-runs`).
+    #[arg(long, env = "HUBSYNC_PREFIX", default_value = "hubsync")]
+    pub prefix: String,
+}
+
+impl LakeArgs {
+    pub fn names(&self) -> common::aws::AwsNames {
+        common::aws::AwsNames {
+            prefix: self.prefix.clone(),
+            ..Default::default()
+        }
+    }
 }
 
 /// Options of commands that talk to HubSpot.
@@ -42,14 +54,43 @@ pub struct HubSpotArgs {
     pub overlap_hours: f64,
 }
 
-/// The local lake directory, or an explanation of why AWS mode is not available here.
+/// The local lake directory of an embedded-mode command.
 pub fn local_lake_dir(lake: &str) -> anyhow::Result<PathBuf> {
     match LakeLocation::parse(lake)? {
         LakeLocation::Local(dir) => Ok(dir),
         LakeLocation::S3 { .. } => bail!(
-            "`{lake}` selects AWS mode, which this build does not provide yet; \
-             pass a local directory for embedded mode"
+            "`{lake}` is an S3 lake (AWS mode), where the services do the work: use `hubsync sync` \
+             to request a sync; `hubsync run` is embedded mode and needs a local directory"
         ),
+    }
+}
+
+/// A pipeline for either mode: a local directory is embedded mode, `s3://` AWS mode.
+pub async fn open_pipeline(lake: &LakeArgs, hubspot: Option<&HubSpotArgs>) -> anyhow::Result<Pipeline> {
+    match LakeLocation::parse(&lake.lake)? {
+        LakeLocation::Local(_) => match hubspot {
+            Some(h) => embedded_pipeline(lake, h),
+            None => offline_pipeline(lake),
+        },
+        LakeLocation::S3 { bucket, prefix } => {
+            let (client, settings) = match hubspot {
+                Some(h) => (hubspot_client(h)?, settings(h)?),
+                None => (
+                    HubSpotClient::new(ClientConfig::default(), RateBudget::unlimited())?,
+                    Settings::default(),
+                ),
+            };
+            Ok(common::aws::pipeline(
+                &lake.names(),
+                &bucket,
+                &prefix,
+                load_catalog(lake.catalog.as_deref())?,
+                client,
+                clock::system(),
+                settings,
+            )
+            .await?)
+        }
     }
 }
 

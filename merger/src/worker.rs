@@ -148,11 +148,11 @@ async fn merge_partition(
         lake.delete(&output).await?;
     }
     // M1: delete exactly what was read (plus, for a full run, what it replaces).
-    let mut deleted = 0;
-    for f in live_inputs.iter().chain(replaced.iter()).chain(staged.iter()) {
-        lake.delete(f).await?;
-        deleted += 1;
-    }
+    // Staged files go last: while any is left, a redelivered task merges again (see above).
+    let old: Vec<&Path> = live_inputs.iter().chain(replaced.iter()).collect();
+    futures::future::try_join_all(old.iter().map(|f| lake.delete(f))).await?;
+    futures::future::try_join_all(staged.iter().map(|f| lake.delete(f))).await?;
+    let deleted = old.len() + staged.len();
     tracing::debug!(run_id = %run.run_id, table = %table.name, %dt, rows = stats.rows_out,
         inputs = inputs.len(), "partition merged");
     Ok(Some((stats.rows_out, inputs.len(), deleted)))

@@ -5,6 +5,10 @@
 //!
 //! - [`harness`]: [`harness::Harness`] (sim + lake + pipeline), waits with timeouts.
 //! - [`binary`]: locating and spawning the `hubsync` binary for crash tests.
+//! - [`moto`]: a moto server (AWS emulator), installed on first use.
+//! - [`cfn`]: deploying `infra/cloudformation.yaml` into moto.
 
 pub mod binary;
+pub mod cfn;
 pub mod harness;
+pub mod moto;

@@ -1,0 +1,31 @@
+//! The lake on S3 through `object_store`, configured from the same environment as the SDK
+//! (`AWS_ENDPOINT_URL`, region, credentials).
+
+use std::sync::Arc;
+
+use object_store::aws::AmazonS3Builder;
+
+use super::AwsError;
+use crate::lake::Lake;
+
+pub fn s3_lake(bucket: &str, prefix: &str) -> Result<Lake, AwsError> {
+    let mut builder = AmazonS3Builder::from_env().with_bucket_name(bucket);
+    let endpoint = std::env::var("AWS_ENDPOINT_URL_S3").or_else(|_| std::env::var("AWS_ENDPOINT_URL"));
+    if let Ok(endpoint) = endpoint {
+        builder = builder
+            .with_endpoint(&endpoint)
+            .with_allow_http(endpoint.starts_with("http://"));
+    }
+    if std::env::var("AWS_REGION").is_err() && std::env::var("AWS_DEFAULT_REGION").is_err() {
+        builder = builder.with_region("us-east-1");
+    }
+    let store = builder
+        .build()
+        .map_err(|e| AwsError(format!("S3 lake s3://{bucket}/{prefix}: {e}")))?;
+    let uri = if prefix.is_empty() {
+        format!("s3://{bucket}")
+    } else {
+        format!("s3://{bucket}/{prefix}")
+    };
+    Ok(Lake::new(Arc::new(store), prefix, uri))
+}

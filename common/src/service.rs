@@ -1,0 +1,177 @@
+//! What the three service binaries share: configuration from flags with environment twins,
+//! JSON logs, and one cancellation token fired by SIGTERM or Ctrl-C.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
+
+use crate::aws::AwsNames;
+use crate::catalog::Catalog;
+use crate::clock;
+use crate::hubspot::client::DEFAULT_BASE_URL;
+use crate::hubspot::{ClientConfig, HubSpotClient, RateBudget, Secret};
+use crate::lake::LakeLocation;
+use crate::pipeline::{Pipeline, Settings};
+use crate::worker::WorkerOptions;
+
+/// Environment variable holding the HubSpot token (never a flag).
+pub const TOKEN_ENV: &str = "HUBSPOT_TOKEN";
+
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct ServiceError(pub String);
+
+/// Configuration of a service process (AWS mode).
+#[derive(Debug, Clone, clap::Parser)]
+pub struct ServiceArgs {
+    /// The lake: s3://bucket/prefix.
+    #[arg(long, env = "HUBSYNC_LAKE")]
+    pub lake: String,
+    /// Table catalog (TOML); default: the five built-in tables.
+    #[arg(long, env = "HUBSYNC_CATALOG")]
+    pub catalog: Option<PathBuf>,
+    /// Prefix of the queues and the run table (`<prefix>-pages`, `<prefix>-runs`, ...).
+    #[arg(long, env = "HUBSYNC_PREFIX", default_value = "hubsync")]
+    pub prefix: String,
+    /// HubSpot API base URL; the token comes from HUBSPOT_TOKEN.
+    #[arg(long, env = "HUBSPOT_BASE_URL", default_value = DEFAULT_BASE_URL)]
+    pub hubspot_url: String,
+    /// Retries of one HubSpot request (429, 5xx, transport) before the job fails and is retried
+    /// through the queue.
+    #[arg(long, env = "HUBSYNC_HUBSPOT_RETRIES", default_value_t = 6)]
+    pub hubspot_retries: usize,
+    /// Messages this process works on at once.
+    #[arg(long, env = "HUBSYNC_CONCURRENCY", default_value_t = 4)]
+    pub concurrency: usize,
+    /// Requests per rolling 10 s this process may send to HubSpot (0 = no limit).
+    #[arg(long, env = "HUBSYNC_RATE_LIMIT", default_value_t = 170)]
+    pub rate_limit: usize,
+    /// Search requests per second this process may send (0 = no limit).
+    #[arg(long, env = "HUBSYNC_SEARCH_RATE", default_value_t = 4)]
+    pub search_rate: usize,
+    /// Receives before a message is dead-lettered (must match the queues' redrive policy).
+    #[arg(long, env = "HUBSYNC_MAX_RECEIVE_COUNT", default_value_t = 5)]
+    pub max_receive_count: u32,
+    /// Seconds a message in hand stays invisible; a heartbeat renews it.
+    #[arg(long, env = "HUBSYNC_VISIBILITY_SECS", default_value_t = 120)]
+    pub visibility_secs: u64,
+    /// Longest pause, in milliseconds, before a failed message is retried.
+    #[arg(long, env = "HUBSYNC_MAX_RETRY_DELAY_MS", default_value_t = 30_000)]
+    pub max_retry_delay_ms: u64,
+    /// Hours of overlap subtracted from the watermark to open an incremental window.
+    #[arg(long, env = "HUBSYNC_OVERLAP_HOURS", default_value_t = 2.0)]
+    pub overlap_hours: f64,
+}
+
+impl ServiceArgs {
+    pub fn settings(&self) -> Result<Settings, ServiceError> {
+        if !(self.overlap_hours.is_finite() && self.overlap_hours >= 0.0) {
+            return Err(ServiceError(format!(
+                "HUBSYNC_OVERLAP_HOURS must be a non-negative number, got {}",
+                self.overlap_hours
+            )));
+        }
+        if self.concurrency == 0 {
+            return Err(ServiceError("HUBSYNC_CONCURRENCY must be at least 1".into()));
+        }
+        Ok(Settings {
+            overlap_buffer_ms: (self.overlap_hours * 3_600_000.0) as i64,
+            max_receive_count: self.max_receive_count,
+            visibility_timeout: Duration::from_secs(self.visibility_secs),
+            max_retry_delay: Duration::from_millis(self.max_retry_delay_ms),
+            ..Settings::default()
+        })
+    }
+
+    pub fn worker_options(&self) -> WorkerOptions {
+        WorkerOptions {
+            wait: Duration::from_secs(10),
+            visibility: Duration::from_secs(self.visibility_secs),
+            first_retry_delay: Duration::from_millis(500).min(Duration::from_millis(self.max_retry_delay_ms)),
+            max_retry_delay: Duration::from_millis(self.max_retry_delay_ms),
+        }
+    }
+
+    pub fn names(&self) -> AwsNames {
+        AwsNames {
+            prefix: self.prefix.clone(),
+            ..AwsNames::default()
+        }
+    }
+
+    /// The pipeline on AWS.
+    pub async fn pipeline(&self) -> Result<Pipeline, ServiceError> {
+        let (bucket, prefix) = match LakeLocation::parse(&self.lake).map_err(|e| ServiceError(e.to_string()))? {
+            LakeLocation::S3 { bucket, prefix } => (bucket, prefix),
+            LakeLocation::Local(_) => {
+                return Err(ServiceError(format!(
+                    "HUBSYNC_LAKE `{}` is a local path; the services run in AWS mode and need s3://bucket/prefix \
+                     (use `hubsync run` for embedded mode)",
+                    self.lake
+                )))
+            }
+        };
+        let catalog = Catalog::load(self.catalog.as_deref()).map_err(|e| ServiceError(e.to_string()))?;
+        let token = std::env::var(TOKEN_ENV).unwrap_or_default();
+        let client = HubSpotClient::new(
+            ClientConfig {
+                base_url: self.hubspot_url.clone(),
+                token: Secret::new(token.trim()),
+                max_retries: self.hubspot_retries,
+                ..Default::default()
+            },
+            RateBudget::new(self.rate_limit, self.search_rate),
+        )
+        .map_err(|e| ServiceError(e.to_string()))?;
+        crate::aws::pipeline(
+            &self.names(),
+            &bucket,
+            &prefix,
+            catalog,
+            client,
+            clock::system(),
+            self.settings()?,
+        )
+        .await
+        .map_err(|e| ServiceError(e.to_string()))
+    }
+}
+
+/// JSON logs on stderr; `RUST_LOG` filters (default `info`).
+pub fn init_json_logs() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .json()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+/// A token cancelled on SIGTERM or Ctrl-C. Workers finish the message in hand, then stop.
+pub fn shutdown_on_signals() -> CancellationToken {
+    let token = CancellationToken::new();
+    let t = token.clone();
+    tokio::spawn(async move {
+        #[cfg(unix)]
+        {
+            let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot listen for SIGTERM");
+                    return;
+                }
+            };
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = tokio::signal::ctrl_c() => {}
+            }
+        }
+        #[cfg(not(unix))]
+        let _ = tokio::signal::ctrl_c().await;
+        tracing::info!("shutdown requested; finishing the messages in hand");
+        t.cancel();
+    });
+    token
+}

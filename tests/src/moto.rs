@@ -1,0 +1,350 @@
+//! A [moto](https://github.com/getmoto/moto) server (AWS emulator: SQS, DynamoDB, SSM, S3,
+//! CloudFormation, IAM) for tests and benchmarks, with no manual setup.
+//!
+//! [`Moto::start`] makes sure moto is importable (the system Python's, else a private install
+//! under `~/.cache/hubsync-moto`, installed with pip on first use under a file lock), starts
+//! `moto.server` on a free port of 127.0.0.1 as a child process logging to a temporary file,
+//! and waits until it answers HTTP. Dropping the [`Moto`] kills the server; the server also exits
+//! on its own when the test process dies (it watches its stdin, a pipe from this process).
+//!
+//! Environment overrides: `HUBSYNC_PYTHON` (interpreter, default `python3`) and
+//! `HUBSYNC_MOTO_DIR` (private install directory, default `$HOME/.cache/hubsync-moto`).
+
+use std::ffi::OsString;
+use std::fs::{File, OpenOptions};
+use std::io::{Read, Write};
+use std::net::{Ipv4Addr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, bail, Context};
+
+/// How long [`Moto::start`] waits for the server to answer.
+const START_TIMEOUT: Duration = Duration::from_secs(60);
+/// Attempts at starting the server (a free port may be taken between probing and binding).
+const START_ATTEMPTS: usize = 3;
+/// Modules moto needs to run as a server and that the Python helpers import.
+const IMPORT_CHECK: &str = "import moto.server, boto3";
+
+/// The server's entry point: exit when stdin reaches EOF (the parent died or dropped us), then
+/// run `moto.server` on the port given as first argument.
+const SERVER_SCRIPT: &str = r#"
+import os, sys, threading
+def _watch_parent():
+    try:
+        sys.stdin.buffer.read()
+    finally:
+        os._exit(0)
+threading.Thread(target=_watch_parent, daemon=True).start()
+from moto.server import main
+main(["-H", "127.0.0.1", "-p", sys.argv[1]])
+"#;
+
+/// A running moto server, killed on drop.
+pub struct Moto {
+    /// `http://127.0.0.1:<port>`, the endpoint of every emulated service.
+    pub endpoint: String,
+    /// The server's port.
+    pub port: u16,
+    child: Child,
+    log_path: PathBuf,
+    /// `PYTHONPATH` to import moto and boto3, when they come from the private install.
+    python_path: Option<OsString>,
+    _log_dir: tempfile::TempDir,
+}
+
+impl Moto {
+    /// Installs moto if needed, starts a server on a free port and waits until it answers.
+    pub fn start() -> anyhow::Result<Moto> {
+        let python_path = ensure_installed()?;
+        let log_dir = tempfile::Builder::new().prefix("hubsync-moto-log").tempdir()?;
+        let mut last_error = anyhow!("moto never started");
+        for attempt in 0..START_ATTEMPTS {
+            let log_path = log_dir.path().join(format!("moto-{attempt}.log"));
+            match start_server(python_path.as_ref(), &log_path) {
+                Ok((child, port)) => {
+                    return Ok(Moto {
+                        endpoint: format!("http://127.0.0.1:{port}"),
+                        port,
+                        child,
+                        log_path,
+                        python_path,
+                        _log_dir: log_dir,
+                    });
+                }
+                Err(e) => last_error = e,
+            }
+        }
+        Err(last_error)
+    }
+
+    /// Environment that makes `python3` import this moto and its boto3 (`PYTHONPATH`, when the
+    /// private install is used; empty otherwise).
+    pub fn python_env(&self) -> Vec<(String, String)> {
+        self.python_path
+            .iter()
+            .map(|p| ("PYTHONPATH".to_string(), p.to_string_lossy().into_owned()))
+            .collect()
+    }
+
+    /// Environment that points AWS SDKs and CLIs at this server with dummy credentials.
+    pub fn aws_env(&self) -> Vec<(&'static str, String)> {
+        vec![
+            ("AWS_ENDPOINT_URL", self.endpoint.clone()),
+            ("AWS_ACCESS_KEY_ID", "testing".to_string()),
+            ("AWS_SECRET_ACCESS_KEY", "testing".to_string()),
+            ("AWS_REGION", "us-east-1".to_string()),
+            ("AWS_DEFAULT_REGION", "us-east-1".to_string()),
+        ]
+    }
+
+    /// A `python3` command with [`Moto::python_env`] and [`Moto::aws_env`] set, so boto3 inside
+    /// it talks to this server.
+    pub fn python(&self) -> Command {
+        let mut cmd = Command::new(python_exe());
+        cmd.envs(self.python_env()).envs(self.aws_env());
+        // Never let a developer's own AWS profile or config leak into the emulator's clients.
+        cmd.env_remove("AWS_PROFILE").env_remove("AWS_SESSION_TOKEN");
+        cmd
+    }
+
+    /// Runs `python3 -c script args...` (see [`Moto::python`]) and returns its stdout; fails
+    /// with its stderr when it exits non-zero.
+    pub fn run_python(&self, script: &str, args: &[&str]) -> anyhow::Result<String> {
+        let out = self
+            .python()
+            .arg("-c")
+            .arg(script)
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .context("running python3")?;
+        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+        if !out.status.success() {
+            bail!(
+                "python script failed ({}):\n{}\n--- stdout ---\n{}",
+                out.status,
+                String::from_utf8_lossy(&out.stderr),
+                stdout
+            );
+        }
+        Ok(stdout)
+    }
+
+    /// Forgets every resource in every emulated service (`POST /moto-api/reset`).
+    pub fn reset(&self) -> anyhow::Result<()> {
+        let (status, body) = http(self.port, "POST", "/moto-api/reset")?;
+        anyhow::ensure!(status == 200, "moto reset answered {status}: {body}");
+        Ok(())
+    }
+
+    /// The server's log so far (its stdout and stderr), for failure messages.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log_path).unwrap_or_default()
+    }
+}
+
+impl Drop for Moto {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl std::fmt::Debug for Moto {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Moto")
+            .field("endpoint", &self.endpoint)
+            .field("pid", &self.child.id())
+            .field("python_path", &self.python_path)
+            .finish()
+    }
+}
+
+fn python_exe() -> OsString {
+    std::env::var_os("HUBSYNC_PYTHON").unwrap_or_else(|| "python3".into())
+}
+
+fn private_install_dir() -> anyhow::Result<PathBuf> {
+    if let Some(dir) = std::env::var_os("HUBSYNC_MOTO_DIR") {
+        return Ok(PathBuf::from(dir));
+    }
+    let home = std::env::var_os("HOME").ok_or_else(|| anyhow!("HOME is not set"))?;
+    Ok(PathBuf::from(home).join(".cache").join("hubsync-moto"))
+}
+
+/// `PYTHONPATH` value that puts `dir` first, keeping any inherited entries.
+fn python_path_with(dir: &Path) -> OsString {
+    let mut paths = vec![dir.to_path_buf()];
+    if let Some(existing) = std::env::var_os("PYTHONPATH") {
+        paths.extend(std::env::split_paths(&existing));
+    }
+    std::env::join_paths(paths).unwrap_or_else(|_| dir.as_os_str().to_owned())
+}
+
+fn imports_ok(python_path: Option<&OsString>) -> bool {
+    let mut cmd = Command::new(python_exe());
+    cmd.args(["-c", IMPORT_CHECK])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    if let Some(p) = python_path {
+        cmd.env("PYTHONPATH", p);
+    }
+    cmd.status().map(|s| s.success()).unwrap_or(false)
+}
+
+/// Makes moto importable, once per process: `None` if the interpreter already has it, else the
+/// `PYTHONPATH` of the private install (installed now if missing).
+fn ensure_installed() -> anyhow::Result<Option<OsString>> {
+    static INSTALLED: OnceLock<Result<Option<OsString>, String>> = OnceLock::new();
+    INSTALLED
+        .get_or_init(|| install_if_missing().map_err(|e| format!("{e:#}")))
+        .clone()
+        .map_err(|e| anyhow!(e))
+}
+
+fn install_if_missing() -> anyhow::Result<Option<OsString>> {
+    if imports_ok(None) {
+        return Ok(None);
+    }
+    let dir = private_install_dir()?;
+    let python_path = python_path_with(&dir);
+    if imports_ok(Some(&python_path)) {
+        return Ok(Some(python_path));
+    }
+    let parent = dir
+        .parent()
+        .ok_or_else(|| anyhow!("{} has no parent directory", dir.display()))?;
+    std::fs::create_dir_all(parent).with_context(|| format!("creating {}", parent.display()))?;
+
+    // Serialize installers across processes (parallel `cargo test` binaries, CI jobs).
+    let lock_path = dir.with_extension("lock");
+    let lock = OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&lock_path)
+        .with_context(|| format!("opening {}", lock_path.display()))?;
+    lock.lock()
+        .with_context(|| format!("locking {}", lock_path.display()))?;
+    // Another process may have installed it while we waited for the lock.
+    if imports_ok(Some(&python_path)) {
+        return Ok(Some(python_path));
+    }
+
+    // Install beside the final directory, then rename: a reader never sees half an install.
+    let staging = parent.join(format!(
+        "{}.installing-{}",
+        dir.file_name().and_then(|n| n.to_str()).unwrap_or("hubsync-moto"),
+        std::process::id()
+    ));
+    let _ = std::fs::remove_dir_all(&staging);
+    let started = Instant::now();
+    eprintln!(
+        "moto is not installed; installing moto[server] into {} (one time)",
+        dir.display()
+    );
+    let out = Command::new(python_exe())
+        .args(["-m", "pip", "install", "--quiet", "--disable-pip-version-check"])
+        .arg("--target")
+        .arg(&staging)
+        .arg("moto[server]")
+        .stdin(Stdio::null())
+        .output()
+        .context("running pip")?;
+    if !out.status.success() {
+        let _ = std::fs::remove_dir_all(&staging);
+        bail!(
+            "`pip install moto[server]` failed ({}):\n{}{}",
+            out.status,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    if dir.exists() {
+        // A broken earlier install (it failed the import check above).
+        std::fs::remove_dir_all(&dir).with_context(|| format!("removing {}", dir.display()))?;
+    }
+    std::fs::rename(&staging, &dir)
+        .with_context(|| format!("renaming {} to {}", staging.display(), dir.display()))?;
+    eprintln!("installed moto in {:.1?}", started.elapsed());
+    drop(lock);
+    anyhow::ensure!(
+        imports_ok(Some(&python_path)),
+        "moto was installed into {} but `{IMPORT_CHECK}` still fails",
+        dir.display()
+    );
+    Ok(Some(python_path))
+}
+
+fn free_port() -> anyhow::Result<u16> {
+    Ok(TcpListener::bind((Ipv4Addr::LOCALHOST, 0))?.local_addr()?.port())
+}
+
+/// Starts one server and waits until it answers; kills it on any failure.
+fn start_server(python_path: Option<&OsString>, log_path: &Path) -> anyhow::Result<(Child, u16)> {
+    let port = free_port()?;
+    let log = File::create(log_path)?;
+    let mut cmd = Command::new(python_exe());
+    cmd.arg("-c")
+        .arg(SERVER_SCRIPT)
+        .arg(port.to_string())
+        .stdin(Stdio::piped())
+        .stdout(log.try_clone()?)
+        .stderr(log)
+        // moto reads these for defaults; keep them deterministic.
+        .env("AWS_ACCESS_KEY_ID", "testing")
+        .env("AWS_SECRET_ACCESS_KEY", "testing")
+        .env("AWS_DEFAULT_REGION", "us-east-1");
+    if let Some(p) = python_path {
+        cmd.env("PYTHONPATH", p);
+    }
+    let mut child = cmd.spawn().context("spawning moto.server")?;
+    let deadline = Instant::now() + START_TIMEOUT;
+    loop {
+        if let Ok((_status, _)) = http(port, "GET", "/moto-api/") {
+            return Ok((child, port));
+        }
+        if let Some(status) = child.try_wait()? {
+            bail!(
+                "moto.server exited ({status}) before answering:\n{}",
+                std::fs::read_to_string(log_path).unwrap_or_default()
+            );
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            bail!(
+                "moto.server did not answer on port {port} within {START_TIMEOUT:?}:\n{}",
+                std::fs::read_to_string(log_path).unwrap_or_default()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// A minimal HTTP/1.0 request to 127.0.0.1:`port` without a body; returns status and body.
+fn http(port: u16, method: &str, path: &str) -> anyhow::Result<(u16, String)> {
+    let mut stream = TcpStream::connect_timeout(&(Ipv4Addr::LOCALHOST, port).into(), Duration::from_secs(2))?;
+    stream.set_read_timeout(Some(Duration::from_secs(10)))?;
+    write!(
+        stream,
+        "{method} {path} HTTP/1.0\r\nHost: 127.0.0.1:{port}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+    )?;
+    let mut response = Vec::new();
+    stream.read_to_end(&mut response)?;
+    let text = String::from_utf8_lossy(&response);
+    let status = text
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| anyhow!("not an HTTP response: {:.200}", text))?;
+    let body = text
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
+    Ok((status, body))
+}

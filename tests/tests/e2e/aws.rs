@@ -1,0 +1,277 @@
+//! AWS mode against the moto emulator: `hubsync infra up`, the producer, two consumers and a
+//! merger as separate processes, full and incremental syncs of all five tables equal to the
+//! simulator's truth read back from S3, the seed's state items in DynamoDB, the flag in SSM,
+//! a poison page job dead-lettered then replayed, and the CloudFormation template's resources.
+
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use common::aws::AwsNames;
+use common::catalog::Catalog;
+use common::clock;
+use common::hubspot::{ClientConfig, HubSpotClient, RateBudget};
+use common::pipeline::{Pipeline, Settings};
+use common::ports::{RunMode, RunStatus};
+use hubsync_tests::binary::{binary, hubsync_binary};
+use hubsync_tests::harness::{diff_lake, sim_config, wait_for};
+use hubsync_tests::moto::Moto;
+use infra::sim::{self, ConfigPatch, FaultKind, MutateRequest, SimServer};
+
+const TABLES: [&str; 5] = ["deals", "contacts", "companies", "activities", "contacts_dim"];
+
+struct Deployment<'a> {
+    moto: &'a Moto,
+    lake: String,
+    prefix: String,
+    hubspot: String,
+    log: std::path::PathBuf,
+}
+
+impl Deployment<'_> {
+    fn env(&self, cmd: &mut Command) {
+        cmd.envs(self.moto.aws_env())
+            .env("HUBSYNC_LAKE", &self.lake)
+            .env("HUBSYNC_PREFIX", &self.prefix)
+            .env("HUBSPOT_BASE_URL", &self.hubspot)
+            .env("HUBSYNC_MAX_RECEIVE_COUNT", "2")
+            .env("HUBSYNC_MAX_RETRY_DELAY_MS", "300")
+            .env("HUBSYNC_VISIBILITY_SECS", "30")
+            .env("HUBSYNC_HUBSPOT_RETRIES", "1")
+            .env("HUBSYNC_RATE_LIMIT", "0")
+            .env("HUBSYNC_SEARCH_RATE", "0")
+            .env_remove("HUBSPOT_TOKEN")
+            .env_remove("AWS_PROFILE");
+    }
+
+    fn service(&self, name: &str) -> anyhow::Result<Child> {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)?;
+        let mut cmd = Command::new(binary(name, &format!("hubsync-{name}"))?);
+        self.env(&mut cmd);
+        Ok(cmd
+            .env("HUBSYNC_CONCURRENCY", "4")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()?)
+    }
+
+    fn hubsync(&self, args: &[&str]) -> anyhow::Result<std::process::Output> {
+        let mut cmd = Command::new(hubsync_binary()?);
+        self.env(&mut cmd);
+        Ok(cmd.args(args).stdin(Stdio::null()).output()?)
+    }
+
+    fn hubsync_ok(&self, args: &[&str]) -> anyhow::Result<String> {
+        let out = self.hubsync(args)?;
+        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+        anyhow::ensure!(
+            out.status.success(),
+            "hubsync {args:?} failed: {}\n{stdout}\n--- services ---\n{}",
+            String::from_utf8_lossy(&out.stderr),
+            tail(&self.log)
+        );
+        Ok(stdout)
+    }
+
+    /// Syncs every table at once (one `hubsync sync --wait` each) and returns their runs.
+    async fn sync_all(&self, p: &Pipeline) -> anyhow::Result<Vec<common::ports::Run>> {
+        let mut children = Vec::new();
+        for t in TABLES {
+            let mut cmd = Command::new(hubsync_binary()?);
+            self.env(&mut cmd);
+            cmd.args(["sync", "--table", t, "--wait", "--wait-secs", "300"])
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped());
+            children.push((t, cmd.spawn()?));
+        }
+        for (t, child) in children {
+            let out = child.wait_with_output()?;
+            anyhow::ensure!(
+                out.status.success(),
+                "sync of {t} failed: {}{}\n--- services ---\n{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr),
+                tail(&self.log)
+            );
+        }
+        let mut runs = Vec::new();
+        for t in TABLES {
+            let run = p.ledger.list_runs(Some(t), 1).await?.remove(0);
+            assert_eq!(run.status, RunStatus::Committed, "{t}");
+            runs.push(run);
+        }
+        Ok(runs)
+    }
+}
+
+fn tail(log: &Path) -> String {
+    let text = std::fs::read_to_string(log).unwrap_or_default();
+    text.lines()
+        .rev()
+        .take(30)
+        .collect::<Vec<_>>()
+        .into_iter()
+        .rev()
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+async fn aws_pipeline(lake_bucket: &str, prefix: &str) -> anyhow::Result<Pipeline> {
+    let names = AwsNames {
+        prefix: prefix.into(),
+        ..Default::default()
+    };
+    let client = HubSpotClient::new(ClientConfig::default(), RateBudget::unlimited())?;
+    Ok(common::aws::pipeline(
+        &names,
+        lake_bucket,
+        "data",
+        Catalog::default(),
+        client,
+        clock::system(),
+        Settings::default(),
+    )
+    .await?)
+}
+
+async fn assert_equals_truth(sim: &SimServer, p: &Pipeline) -> anyhow::Result<u64> {
+    let mut compared = 0;
+    for t in TABLES {
+        let (_, diff) = diff_lake(sim, p, t).await?;
+        assert!(diff.is_clean(), "{t}: {}", diff.summary());
+        compared += diff.rows_compared;
+    }
+    Ok(compared)
+}
+
+fn stop(children: Vec<Child>) -> anyhow::Result<()> {
+    for mut c in children {
+        // SIGTERM: the services finish the message in hand and exit 0.
+        let _ = Command::new("kill").arg("-TERM").arg(c.id().to_string()).status();
+        let status = c.wait()?;
+        assert!(status.success(), "a service did not stop cleanly: {status}");
+    }
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn services_on_the_emulator_sync_all_five_tables_equal_to_truth() -> anyhow::Result<()> {
+    let moto = Moto::start()?;
+    // The in-process pipeline below reads the same standard AWS configuration as the services.
+    for (k, v) in moto.aws_env() {
+        std::env::set_var(k, v);
+    }
+    let server = sim::start(sim_config(40, &[])).await?;
+    let dir = tempfile::tempdir()?;
+    let d = Deployment {
+        moto: &moto,
+        lake: "s3://lake-one/data".into(),
+        prefix: "t1".into(),
+        hubspot: server.base_url(),
+        log: dir.path().join("services.log"),
+    };
+    d.hubsync_ok(&["infra", "up", "--max-receive-count", "2"])?;
+    let mut services = vec![
+        d.service("producer")?,
+        d.service("consumer")?,
+        d.service("consumer")?,
+        d.service("merger")?,
+    ];
+    let p = aws_pipeline("lake-one", "t1").await?;
+
+    // Full sync: the flag is "false" as provisioned.
+    let runs = d.sync_all(&p).await?;
+    assert!(runs.iter().all(|r| r.mode == RunMode::Full));
+    let compared = assert_equals_truth(&server, &p).await?;
+    assert_eq!(compared, 40 * 4 + 40 * 5);
+
+    // The seed's state items, attribute by attribute.
+    let dynamo = aws_sdk_dynamodb::Client::new(&aws_config::load_from_env().await);
+    for t in TABLES {
+        let item = dynamo
+            .get_item()
+            .table_name("hubspot-sync-state")
+            .key(
+                "object_type",
+                aws_sdk_dynamodb::types::AttributeValue::S(t.into()),
+            )
+            .send()
+            .await?;
+        let item = item.item().expect("state item");
+        for attr in [
+            "object_type",
+            "last_sync_at",
+            "last_created_at",
+            "last_modified_at",
+            "records_processed",
+        ] {
+            assert!(item.contains_key(attr), "{t} lacks {attr}: {item:?}");
+        }
+    }
+
+    // Changes, the flag turned on in SSM with a value of the seed's vocabulary, incremental.
+    for object_type in ["deals", "contacts", "companies", "calls", "notes"] {
+        server
+            .mutate(&MutateRequest {
+                object_type: object_type.into(),
+                updates: 6,
+                creates: 3,
+                archives: 2,
+                same_timestamp: false,
+            })
+            .await?;
+    }
+    d.hubsync_ok(&["flag", "set", " Yes "])?;
+    let ssm = aws_sdk_ssm::Client::new(&aws_config::load_from_env().await);
+    let raw = ssm
+        .get_parameter()
+        .name("/hubspot-analytics/incremental-sync-enabled")
+        .send()
+        .await?;
+    assert_eq!(raw.parameter().and_then(|p| p.value()), Some(" Yes "));
+    let runs = d.sync_all(&p).await?;
+    assert!(
+        runs.iter().all(|r| r.mode == RunMode::Incremental),
+        "{:?}",
+        runs.iter().map(|r| r.mode).collect::<Vec<_>>()
+    );
+    assert_equals_truth(&server, &p).await?;
+
+    // A poison page job: HubSpot fails every request, the job is dead-lettered; the cause is
+    // removed, `hubsync replay` brings it back, and the run commits.
+    server.configure(&ConfigPatch {
+        fault_rate: Some(1.0),
+        fault_kinds: Some(vec![FaultKind::ServerError]),
+        ..Default::default()
+    })?;
+    d.hubsync_ok(&["sync", "--table", "deals", "--mode", "full"])?;
+    wait_for("the poison job in the DLQ", Duration::from_secs(120), || async {
+        Ok(p.pages.depth().await?.dead >= 1)
+    })
+    .await?;
+    let run = p.ledger.active_run("deals").await?.expect("the run waits");
+    assert_eq!(run.status, RunStatus::Fetching);
+    server.configure(&ConfigPatch {
+        fault_rate: Some(0.0),
+        ..Default::default()
+    })?;
+    let out = d.hubsync_ok(&["replay", "--queue", "pages"])?;
+    assert!(out.contains("replayed 1"), "{out}");
+    wait_for("the replayed run to commit", Duration::from_secs(120), || async {
+        Ok(p.ledger
+            .get_run(&run.run_id)
+            .await?
+            .is_some_and(|r| r.status == RunStatus::Committed))
+    })
+    .await?;
+    assert_equals_truth(&server, &p).await?;
+    let status = d.hubsync_ok(&["status"])?;
+    assert!(status.contains("t1-pages"), "{status}");
+
+    stop(std::mem::take(&mut services))?;
+    server.shutdown().await?;
+    Ok(())
+}
