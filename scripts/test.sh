@@ -1,9 +1,14 @@
 #!/usr/bin/env bash
 # The test command of the README: format check, lints, then every test of the workspace
-# (unit tests beside the code, end-to-end tests in tests/ against the simulator).
+# (unit tests beside the code, end-to-end tests in tests/ against the simulator, in embedded
+# mode and against the AWS emulator).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/hubsync-target}"
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
+# The crash and AWS tests run the real binaries (hubsync, producer, consumer, merger).
+cargo build --workspace --bins --locked
+# The AWS tests install the moto emulator themselves (pip, into ~/.cache/hubsync-moto) when
+# it is missing, and start one on a free port per test.
 cargo test --workspace --locked -- --test-threads 2

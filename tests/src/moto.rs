@@ -30,6 +30,11 @@ const IMPORT_CHECK: &str = "import moto.server, boto3";
 
 /// The server's entry point: exit when stdin reaches EOF (the parent died or dropped us), then
 /// run `moto.server` on the port given as first argument.
+///
+/// moto's server is threaded and its DynamoDB backend takes no lock, so two concurrent
+/// conditional writes to one item can both pass their condition (a lost update the real
+/// service never allows: DynamoDB conditions and transactions are atomic). The run ledger relies
+/// on that atomicity, so DynamoDB requests are serialized here; SQS long polls stay concurrent.
 const SERVER_SCRIPT: &str = r#"
 import os, sys, threading
 def _watch_parent():
@@ -38,6 +43,13 @@ def _watch_parent():
     finally:
         os._exit(0)
 threading.Thread(target=_watch_parent, daemon=True).start()
+from moto.dynamodb.responses import DynamoHandler
+_dynamo_lock = threading.Lock()
+_call_action = DynamoHandler.call_action
+def _atomic_call_action(self):
+    with _dynamo_lock:
+        return _call_action(self)
+DynamoHandler.call_action = _atomic_call_action
 from moto.server import main
 main(["-H", "127.0.0.1", "-p", sys.argv[1]])
 "#;

@@ -14,6 +14,7 @@ use common::hubspot::{ClientConfig, HubSpotClient, RateBudget};
 use common::pipeline::{Pipeline, Settings};
 use common::ports::{RunMode, RunStatus};
 use hubsync_tests::binary::{binary, hubsync_binary};
+use hubsync_tests::cfn;
 use hubsync_tests::harness::{diff_lake, sim_config, wait_for};
 use hubsync_tests::moto::Moto;
 use infra::sim::{self, ConfigPatch, FaultKind, MutateRequest, SimServer};
@@ -272,6 +273,39 @@ async fn services_on_the_emulator_sync_all_five_tables_equal_to_truth() -> anyho
     assert!(status.contains("t1-pages"), "{status}");
 
     stop(std::mem::take(&mut services))?;
+
+    // The CloudFormation template, deployed into a fresh emulator, and a sync on what it made.
+    drop(p);
+    let moto2 = Moto::start()?;
+    for (k, v) in moto2.aws_env() {
+        std::env::set_var(k, v);
+    }
+    let template = concat!(env!("CARGO_MANIFEST_DIR"), "/../infra/cloudformation.yaml");
+    let outputs = cfn::deploy(
+        &moto2,
+        Path::new(template),
+        "hubsync-e2e",
+        &[("Prefix", "cfn"), ("LakeBucketName", "lake-cfn")],
+    )?;
+    assert!(outputs.values().any(|v| v.ends_with("cfn-pages")), "{outputs:?}");
+    let d2 = Deployment {
+        moto: &moto2,
+        lake: "s3://lake-cfn/data".into(),
+        prefix: "cfn".into(),
+        hubspot: server.base_url(),
+        log: dir.path().join("services-cfn.log"),
+    };
+    let services = vec![
+        d2.service("producer")?,
+        d2.service("consumer")?,
+        d2.service("merger")?,
+    ];
+    let out = d2.hubsync_ok(&["sync", "--table", "companies", "--wait", "--wait-secs", "180"])?;
+    assert!(out.contains("committed"), "{out}");
+    let p2 = aws_pipeline("lake-cfn", "cfn").await?;
+    let (_, diff) = diff_lake(&server, &p2, "companies").await?;
+    assert!(diff.is_clean() && diff.rows_compared > 0, "{}", diff.summary());
+    stop(services)?;
     server.shutdown().await?;
     Ok(())
 }
