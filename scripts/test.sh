@@ -11,4 +11,8 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 cargo build --workspace --bins --locked
 # The AWS tests install the moto emulator themselves (pip, into ~/.cache/hubsync-moto) when
 # it is missing, and start one on a free port per test.
-cargo test --workspace --locked -- --test-threads 2
+log="$(mktemp)"
+trap 'rm -f "$log"' EXIT
+cargo test --workspace --locked -- --test-threads 2 2>&1 | tee "$log"
+# One closing line over every test binary (cargo's last line is a doc-test run of 0 tests).
+awk '/^test result:/ { p += $4; f += $6 } END { printf "summary: %d passed, %d failed\n", p, f }' "$log"

@@ -34,22 +34,11 @@ pub struct ServiceArgs {
     /// Prefix of the queues and the run table (`<prefix>-pages`, `<prefix>-runs`, ...).
     #[arg(long, env = "HUBSYNC_PREFIX", default_value = "hubsync")]
     pub prefix: String,
-    /// HubSpot API base URL; the token comes from HUBSPOT_TOKEN.
-    #[arg(long, env = "HUBSPOT_BASE_URL", default_value = DEFAULT_BASE_URL)]
-    pub hubspot_url: String,
-    /// Retries of one HubSpot request (429, 5xx, transport) before the job fails and is retried
-    /// through the queue.
-    #[arg(long, env = "HUBSYNC_HUBSPOT_RETRIES", default_value_t = 6)]
-    pub hubspot_retries: usize,
+    #[command(flatten)]
+    pub hubspot: HubSpotArgs,
     /// Messages this process works on at once.
     #[arg(long, env = "HUBSYNC_CONCURRENCY", default_value_t = 4)]
     pub concurrency: usize,
-    /// Requests per rolling 10 s this process may send to HubSpot (0 = no limit).
-    #[arg(long, env = "HUBSYNC_RATE_LIMIT", default_value_t = 170)]
-    pub rate_limit: usize,
-    /// Search requests per second this process may send (0 = no limit).
-    #[arg(long, env = "HUBSYNC_SEARCH_RATE", default_value_t = 4)]
-    pub search_rate: usize,
     /// Receives before a message is dead-lettered (must match the queues' redrive policy).
     #[arg(long, env = "HUBSYNC_MAX_RECEIVE_COUNT", default_value_t = 5)]
     pub max_receive_count: u32,
@@ -59,28 +48,76 @@ pub struct ServiceArgs {
     /// Longest pause, in milliseconds, before a failed message is retried.
     #[arg(long, env = "HUBSYNC_MAX_RETRY_DELAY_MS", default_value_t = 30_000)]
     pub max_retry_delay_ms: u64,
+}
+
+/// How a process talks to HubSpot; shared by the services and the `hubsync` CLI.
+#[derive(Debug, Clone, clap::Args)]
+pub struct HubSpotArgs {
+    /// HubSpot API base URL (a simulator's, for tests and demos). The token is read from the
+    /// HUBSPOT_TOKEN environment variable only.
+    #[arg(long, env = "HUBSPOT_BASE_URL", default_value = DEFAULT_BASE_URL)]
+    pub hubspot_url: String,
+    /// Requests per rolling 10 s this process may send (HubSpot Professional: 190; 0 = no limit).
+    #[arg(long, env = "HUBSYNC_RATE_LIMIT", default_value_t = 170)]
+    pub rate_limit: usize,
+    /// Search requests per second this process may send (HubSpot: about 5; 0 = no limit).
+    #[arg(long, env = "HUBSYNC_SEARCH_RATE", default_value_t = 4)]
+    pub search_rate: usize,
+    /// Retries of one HubSpot request (429, 5xx, transport) before the job fails and is retried
+    /// through its queue.
+    #[arg(long, env = "HUBSYNC_HUBSPOT_RETRIES", default_value_t = 6)]
+    pub hubspot_retries: usize,
     /// Hours of overlap subtracted from the watermark to open an incremental window.
     #[arg(long, env = "HUBSYNC_OVERLAP_HOURS", default_value_t = 2.0)]
     pub overlap_hours: f64,
 }
 
-impl ServiceArgs {
+impl HubSpotArgs {
+    /// The client, with the token from HUBSPOT_TOKEN (required for HubSpot's own API).
+    pub fn client(&self) -> Result<HubSpotClient, ServiceError> {
+        let token = std::env::var(TOKEN_ENV).unwrap_or_default();
+        if token.trim().is_empty() && self.hubspot_url == DEFAULT_BASE_URL {
+            return Err(ServiceError(format!(
+                "set {TOKEN_ENV} to a HubSpot private-app token (or point --hubspot-url at a simulator)"
+            )));
+        }
+        HubSpotClient::new(
+            ClientConfig {
+                base_url: self.hubspot_url.clone(),
+                token: Secret::new(token.trim()),
+                max_retries: self.hubspot_retries,
+                ..Default::default()
+            },
+            RateBudget::new(self.rate_limit, self.search_rate),
+        )
+        .map_err(|e| ServiceError(e.to_string()))
+    }
+
+    /// Settings with this overlap, validated.
     pub fn settings(&self) -> Result<Settings, ServiceError> {
         if !(self.overlap_hours.is_finite() && self.overlap_hours >= 0.0) {
             return Err(ServiceError(format!(
-                "HUBSYNC_OVERLAP_HOURS must be a non-negative number, got {}",
+                "--overlap-hours (HUBSYNC_OVERLAP_HOURS) must be a non-negative number of hours, got {}",
                 self.overlap_hours
             )));
         }
+        Ok(Settings {
+            overlap_buffer_ms: (self.overlap_hours * 3_600_000.0) as i64,
+            ..Settings::default()
+        })
+    }
+}
+
+impl ServiceArgs {
+    pub fn settings(&self) -> Result<Settings, ServiceError> {
         if self.concurrency == 0 {
             return Err(ServiceError("HUBSYNC_CONCURRENCY must be at least 1".into()));
         }
         Ok(Settings {
-            overlap_buffer_ms: (self.overlap_hours * 3_600_000.0) as i64,
             max_receive_count: self.max_receive_count,
             visibility_timeout: Duration::from_secs(self.visibility_secs),
             max_retry_delay: Duration::from_millis(self.max_retry_delay_ms),
-            ..Settings::default()
+            ..self.hubspot.settings()?
         })
     }
 
@@ -113,17 +150,7 @@ impl ServiceArgs {
             }
         };
         let catalog = Catalog::load(self.catalog.as_deref()).map_err(|e| ServiceError(e.to_string()))?;
-        let token = std::env::var(TOKEN_ENV).unwrap_or_default();
-        let client = HubSpotClient::new(
-            ClientConfig {
-                base_url: self.hubspot_url.clone(),
-                token: Secret::new(token.trim()),
-                max_retries: self.hubspot_retries,
-                ..Default::default()
-            },
-            RateBudget::new(self.rate_limit, self.search_rate),
-        )
-        .map_err(|e| ServiceError(e.to_string()))?;
+        let client = self.hubspot.client()?;
         crate::aws::pipeline(
             &self.names(),
             &bucket,

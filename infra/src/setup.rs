@@ -6,12 +6,11 @@ use anyhow::{bail, Context};
 use common::catalog::Catalog;
 use common::clock;
 use common::embedded::{Db, LakeLock};
-use common::hubspot::{client::DEFAULT_BASE_URL, ClientConfig, HubSpotClient, RateBudget, Secret};
+use common::hubspot::{ClientConfig, HubSpotClient, RateBudget};
 use common::lake::LakeLocation;
 use common::pipeline::{Pipeline, Settings};
 
-/// Environment variable holding the HubSpot token (never a flag: flags end up in shell history).
-pub const TOKEN_ENV: &str = "HUBSPOT_TOKEN";
+pub use common::service::TOKEN_ENV;
 
 /// Options shared by every command that touches a lake.
 #[derive(Debug, Clone, clap::Args)]
@@ -36,23 +35,7 @@ impl LakeArgs {
     }
 }
 
-/// Options of commands that talk to HubSpot.
-#[derive(Debug, Clone, clap::Args)]
-pub struct HubSpotArgs {
-    /// HubSpot API base URL (a simulator's, for tests and demos). The token is read from
-    /// the HUBSPOT_TOKEN environment variable only.
-    #[arg(long, env = "HUBSPOT_BASE_URL", default_value = DEFAULT_BASE_URL)]
-    pub hubspot_url: String,
-    /// Requests per rolling 10 s this process may send (HubSpot Professional: 190; 0 = no limit).
-    #[arg(long, env = "HUBSYNC_RATE_LIMIT", default_value_t = 170)]
-    pub rate_limit: usize,
-    /// Search requests per second this process may send (HubSpot: about 5; 0 = no limit).
-    #[arg(long, env = "HUBSYNC_SEARCH_RATE", default_value_t = 4)]
-    pub search_rate: usize,
-    /// Hours of overlap subtracted from the watermark to open an incremental window.
-    #[arg(long, env = "HUBSYNC_OVERLAP_HOURS", default_value_t = 2.0)]
-    pub overlap_hours: f64,
-}
+pub use common::service::HubSpotArgs;
 
 /// The local lake directory of an embedded-mode command.
 pub fn local_lake_dir(lake: &str) -> anyhow::Result<PathBuf> {
@@ -99,32 +82,11 @@ pub fn load_catalog(path: Option<&Path>) -> anyhow::Result<Catalog> {
 }
 
 pub fn hubspot_client(args: &HubSpotArgs) -> anyhow::Result<HubSpotClient> {
-    let token = std::env::var(TOKEN_ENV).unwrap_or_default();
-    if token.trim().is_empty() && args.hubspot_url == DEFAULT_BASE_URL {
-        bail!("set {TOKEN_ENV} to a HubSpot private-app token (or point --hubspot-url at a simulator)");
-    }
-    let config = ClientConfig {
-        base_url: args.hubspot_url.clone(),
-        token: Secret::new(token.trim()),
-        ..Default::default()
-    };
-    Ok(HubSpotClient::new(
-        config,
-        RateBudget::new(args.rate_limit, args.search_rate),
-    )?)
+    Ok(args.client()?)
 }
 
 pub fn settings(args: &HubSpotArgs) -> anyhow::Result<Settings> {
-    if !(args.overlap_hours.is_finite() && args.overlap_hours >= 0.0) {
-        bail!(
-            "--overlap-hours must be a non-negative number of hours, got {}",
-            args.overlap_hours
-        );
-    }
-    Ok(Settings {
-        overlap_buffer_ms: (args.overlap_hours * 3_600_000.0) as i64,
-        ..Default::default()
-    })
+    Ok(args.settings()?)
 }
 
 /// Takes the lake's lock and releases the messages a killed predecessor held, so its runs

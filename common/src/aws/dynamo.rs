@@ -475,16 +475,9 @@ impl Ledger for DynamoLedger {
     async fn start_fetching(&self, run_id: &str, plan: &[Slice], now: EpochMs) -> Result<bool, LedgerError> {
         let lease = self.lease_ms;
         Ok(self
-            .modify(run_id, None, |run| {
-                if run.status != RunStatus::Planning {
-                    return Change::Keep(false);
-                }
-                run.status = RunStatus::Fetching;
-                run.pages_outstanding = plan.len() as i64;
-                run.plan = plan.to_vec();
-                run.updated_at_ms = now;
-                run.lease_until_ms = now + lease;
-                Change::Write(true)
+            .modify(run_id, None, |run| match run.start_fetching(plan, now, lease) {
+                true => Change::Write(true),
+                false => Change::Keep(false),
             })
             .await?
             .unwrap_or(false))
@@ -504,16 +497,7 @@ impl Ledger for DynamoLedger {
         let lease = self.lease_ms;
         let done = self
             .modify(run_id, Some(&format!("page:{job_id}")), |run| {
-                run.dts.extend(o.dts.iter().cloned());
-                run.max_created_ms = run.max_created_ms.max(o.max_created_ms);
-                run.max_modified_ms = run.max_modified_ms.max(o.max_modified_ms);
-                run.records += o.records;
-                if !o.has_next {
-                    run.pages_outstanding -= 1;
-                }
-                run.updated_at_ms = now;
-                run.lease_until_ms = run.lease_until_ms.max(now + lease);
-                Change::Write(run.pages_outstanding)
+                Change::Write(run.apply_page(o, now, lease))
             })
             .await?;
         Ok(match done {
@@ -529,15 +513,9 @@ impl Ledger for DynamoLedger {
         now: EpochMs,
     ) -> Result<bool, LedgerError> {
         Ok(self
-            .modify(run_id, None, |run| {
-                if run.status != RunStatus::Fetching || run.pages_outstanding != 0 {
-                    return Change::Keep(false);
-                }
-                run.status = RunStatus::Merging;
-                run.merges_outstanding = run.dts.len().max(1) as i64;
-                run.closing_job = Some(closing_job.to_string());
-                run.updated_at_ms = now;
-                Change::Write(true)
+            .modify(run_id, None, |run| match run.begin_merging(closing_job, now) {
+                true => Change::Write(true),
+                false => Change::Keep(false),
             })
             .await?
             .unwrap_or(false))
@@ -557,10 +535,7 @@ impl Ledger for DynamoLedger {
         let lease = self.lease_ms;
         let done = self
             .modify(run_id, Some(&format!("merge:{task_id}")), |run| {
-                run.merges_outstanding -= 1;
-                run.updated_at_ms = now;
-                run.lease_until_ms = run.lease_until_ms.max(now + lease);
-                Change::Write(run.merges_outstanding)
+                Change::Write(run.apply_merge(now, lease))
             })
             .await?;
         Ok(match done {
@@ -577,16 +552,9 @@ impl Ledger for DynamoLedger {
         now: EpochMs,
     ) -> Result<bool, LedgerError> {
         let changed = self
-            .modify(run_id, None, |run| {
-                if !run.status.is_active() {
-                    return Change::Keep(false);
-                }
-                run.status = status;
-                if let Some(n) = note {
-                    run.note = Some(n.to_string());
-                }
-                run.updated_at_ms = now;
-                Change::Write(true)
+            .modify(run_id, None, |run| match run.finish(status, note, now) {
+                true => Change::Write(true),
+                false => Change::Keep(false),
             })
             .await?
             .unwrap_or(false);

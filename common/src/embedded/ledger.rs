@@ -165,14 +165,9 @@ impl Ledger for EmbeddedLedger {
         self.db
             .tx(move |tx| {
                 let mut run = must_load(tx, &run_id)?;
-                if run.status != RunStatus::Planning {
+                if !run.start_fetching(&plan, now, lease) {
                     return Ok(false);
                 }
-                run.status = RunStatus::Fetching;
-                run.pages_outstanding = plan.len() as i64;
-                run.plan = plan;
-                run.updated_at_ms = now;
-                run.lease_until_ms = now + lease;
                 store(tx, &run)?;
                 Ok(true)
             })
@@ -207,19 +202,9 @@ impl Ledger for EmbeddedLedger {
                 if !mark(tx, &run_id, &marker)? {
                     return Ok(PageCompletion::AlreadyDone);
                 }
-                run.dts.extend(o.dts);
-                run.max_created_ms = run.max_created_ms.max(o.max_created_ms);
-                run.max_modified_ms = run.max_modified_ms.max(o.max_modified_ms);
-                run.records += o.records;
-                if !o.has_next {
-                    run.pages_outstanding -= 1;
-                }
-                run.updated_at_ms = now;
-                run.lease_until_ms = run.lease_until_ms.max(now + lease);
+                let pages_outstanding = run.apply_page(&o, now, lease);
                 store(tx, &run)?;
-                Ok(PageCompletion::Recorded {
-                    pages_outstanding: run.pages_outstanding,
-                })
+                Ok(PageCompletion::Recorded { pages_outstanding })
             })
             .await
             .map_err(ledger_err)
@@ -235,13 +220,9 @@ impl Ledger for EmbeddedLedger {
         self.db
             .tx(move |tx| {
                 let mut run = must_load(tx, &run_id)?;
-                if run.status != RunStatus::Fetching || run.pages_outstanding != 0 {
+                if !run.begin_merging(&closing_job, now) {
                     return Ok(false);
                 }
-                run.status = RunStatus::Merging;
-                run.merges_outstanding = run.dts.len().max(1) as i64;
-                run.closing_job = Some(closing_job);
-                run.updated_at_ms = now;
                 store(tx, &run)?;
                 Ok(true)
             })
@@ -270,13 +251,9 @@ impl Ledger for EmbeddedLedger {
                 if !mark(tx, &run_id, &marker)? {
                     return Ok(MergeCompletion::AlreadyDone);
                 }
-                run.merges_outstanding -= 1;
-                run.updated_at_ms = now;
-                run.lease_until_ms = run.lease_until_ms.max(now + lease);
+                let merges_outstanding = run.apply_merge(now, lease);
                 store(tx, &run)?;
-                Ok(MergeCompletion::Recorded {
-                    merges_outstanding: run.merges_outstanding,
-                })
+                Ok(MergeCompletion::Recorded { merges_outstanding })
             })
             .await
             .map_err(ledger_err)
@@ -293,14 +270,9 @@ impl Ledger for EmbeddedLedger {
         self.db
             .tx(move |tx| {
                 let mut run = must_load(tx, &run_id)?;
-                if !run.status.is_active() {
+                if !run.finish(status, note.as_deref(), now) {
                     return Ok(false);
                 }
-                run.status = status;
-                if note.is_some() {
-                    run.note = note;
-                }
-                run.updated_at_ms = now;
                 store(tx, &run)?;
                 release_table(tx, &run)?;
                 Ok(true)

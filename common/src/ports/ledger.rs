@@ -102,9 +102,73 @@ pub struct Run {
     pub note: Option<String>,
 }
 
+/// The run's state transitions, shared by every ledger adapter: an adapter only makes each one
+/// atomic (with its done-marker, where it has one).
 impl Run {
     pub fn lease_expired(&self, now: EpochMs) -> bool {
         self.status.is_active() && now > self.lease_until_ms
+    }
+
+    fn touch(&mut self, now: EpochMs, lease_ms: i64) {
+        self.updated_at_ms = now;
+        self.lease_until_ms = self.lease_until_ms.max(now + lease_ms);
+    }
+
+    /// planning → fetching with `pages_outstanding = plan.len()`; false when not planning.
+    pub fn start_fetching(&mut self, plan: &[Slice], now: EpochMs, lease_ms: i64) -> bool {
+        if self.status != RunStatus::Planning {
+            return false;
+        }
+        self.status = RunStatus::Fetching;
+        self.pages_outstanding = plan.len() as i64;
+        self.plan = plan.to_vec();
+        self.touch(now, lease_ms);
+        true
+    }
+
+    /// Applies one page (L2: the caller guarantees once per page); returns the pages outstanding.
+    pub fn apply_page(&mut self, o: &PageOutcome, now: EpochMs, lease_ms: i64) -> i64 {
+        self.dts.extend(o.dts.iter().cloned());
+        self.max_created_ms = self.max_created_ms.max(o.max_created_ms);
+        self.max_modified_ms = self.max_modified_ms.max(o.max_modified_ms);
+        self.records += o.records;
+        if !o.has_next {
+            self.pages_outstanding -= 1;
+        }
+        self.touch(now, lease_ms);
+        self.pages_outstanding
+    }
+
+    /// fetching → merging once no page is outstanding (L3); false otherwise.
+    pub fn begin_merging(&mut self, closing_job: &str, now: EpochMs) -> bool {
+        if self.status != RunStatus::Fetching || self.pages_outstanding != 0 {
+            return false;
+        }
+        self.status = RunStatus::Merging;
+        self.merges_outstanding = self.dts.len().max(1) as i64;
+        self.closing_job = Some(closing_job.to_string());
+        self.updated_at_ms = now;
+        true
+    }
+
+    /// Applies one merge (L3: once per task); returns the merges outstanding.
+    pub fn apply_merge(&mut self, now: EpochMs, lease_ms: i64) -> i64 {
+        self.merges_outstanding -= 1;
+        self.touch(now, lease_ms);
+        self.merges_outstanding
+    }
+
+    /// An active run ends as `status`; false when it had already ended.
+    pub fn finish(&mut self, status: RunStatus, note: Option<&str>, now: EpochMs) -> bool {
+        if !self.status.is_active() {
+            return false;
+        }
+        self.status = status;
+        if let Some(n) = note {
+            self.note = Some(n.to_string());
+        }
+        self.updated_at_ms = now;
+        true
     }
 }
 
