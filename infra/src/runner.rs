@@ -127,10 +127,11 @@ pub async fn run_embedded(p: &Pipeline, options: &RunOptions) -> anyhow::Result<
                         resumed: *resumed,
                     },
                 );
-            } else if run.is_none()
-                && p.requests.depth().await?.visible + p.requests.depth().await?.in_flight == 0
+            } else if run.is_none() && requests_drained(p).await? && p.ledger.get_run(run_id).await?.is_none()
             {
-                // The request was handled but no run exists: it was refused.
+                // The request was handled (the queue is empty) and still no run exists: it was
+                // refused. The run is read again after the queue because the producer may
+                // create it and ack its request between our two reads.
                 let active = p.ledger.active_run(table).await?;
                 reports.insert(
                     table.clone(),
@@ -174,6 +175,11 @@ pub async fn run_embedded(p: &Pipeline, options: &RunOptions) -> anyhow::Result<
     }
     outcome?;
     Ok(tables.iter().filter_map(|t| reports.remove(t)).collect())
+}
+
+async fn requests_drained(p: &Pipeline) -> anyhow::Result<bool> {
+    let d = p.requests.depth().await?;
+    Ok(d.visible + d.in_flight == 0)
 }
 
 async fn dead_letters(p: &Pipeline) -> anyhow::Result<u64> {
