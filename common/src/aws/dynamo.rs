@@ -226,27 +226,8 @@ impl DynamoLedger {
         Ok(item)
     }
 
-    async fn load(&self, run_id: &str) -> Result<Option<(Run, i64)>, LedgerError> {
-        let out = self
-            .client
-            .get_item()
-            .table_name(&self.table)
-            .set_key(Some(run_key(run_id)))
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(|e| self.err("GetItem", e.into_service_error()))?;
-        let Some(item) = out.item() else {
-            return Ok(None);
-        };
-        let body =
-            get_s(item, "body").ok_or_else(|| LedgerError::Backend(format!("run {run_id} has no body")))?;
-        let run: Run =
-            serde_json::from_str(body).map_err(|e| LedgerError::Backend(format!("run {run_id}: {e}")))?;
-        Ok(Some((run, get_n(item, "version").unwrap_or(0))))
-    }
-
-    async fn has_item(&self, key: Item) -> Result<bool, LedgerError> {
+    /// A consistent read of one item.
+    async fn get(&self, key: Item) -> Result<Option<Item>, LedgerError> {
         let out = self
             .client
             .get_item()
@@ -256,7 +237,23 @@ impl DynamoLedger {
             .send()
             .await
             .map_err(|e| self.err("GetItem", e.into_service_error()))?;
-        Ok(out.item().is_some())
+        Ok(out.item)
+    }
+
+    async fn load(&self, run_id: &str) -> Result<Option<(Run, i64)>, LedgerError> {
+        let Some(item) = self.get(run_key(run_id)).await? else {
+            return Ok(None);
+        };
+        let item = &item;
+        let body =
+            get_s(item, "body").ok_or_else(|| LedgerError::Backend(format!("run {run_id} has no body")))?;
+        let run: Run =
+            serde_json::from_str(body).map_err(|e| LedgerError::Backend(format!("run {run_id}: {e}")))?;
+        Ok(Some((run, get_n(item, "version").unwrap_or(0))))
+    }
+
+    async fn has_item(&self, key: Item) -> Result<bool, LedgerError> {
+        Ok(self.get(key).await?.is_some())
     }
 
     /// Optimistic read-modify-write of a run, with an optional done-marker written in the same
@@ -342,16 +339,8 @@ impl DynamoLedger {
     }
 
     async fn active_run_id(&self, table: &str) -> Result<Option<String>, LedgerError> {
-        let out = self
-            .client
-            .get_item()
-            .table_name(&self.table)
-            .set_key(Some(active_key(table)))
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(|e| self.err("GetItem", e.into_service_error()))?;
-        Ok(out.item().and_then(|i| get_s(i, "run_id")).map(str::to_string))
+        let item = self.get(active_key(table)).await?;
+        Ok(item.as_ref().and_then(|i| get_s(i, "run_id")).map(str::to_string))
     }
 }
 

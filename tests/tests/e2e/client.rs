@@ -62,7 +62,6 @@ async fn retries_through_every_fault_kind_and_rate_limits() -> anyhow::Result<()
     })?;
     server.reset_stats();
     let quick = client(&server.base_url(), "pat-test", RateBudget::unlimited());
-    let started = std::time::Instant::now();
     let mut handles = Vec::new();
     for _ in 0..8 {
         let c = quick.clone();
@@ -76,7 +75,6 @@ async fn retries_through_every_fault_kind_and_rate_limits() -> anyhow::Result<()
         assert_eq!(h.await??, 1);
     }
     assert!(server.stats().rate_limited.total > 0, "the burst met the limit");
-    assert!(started.elapsed() < Duration::from_secs(60));
     server.shutdown().await?;
     Ok(())
 }
