@@ -17,6 +17,7 @@
 //! - [`pipeline`]: the bundle of ports and settings every role is given.
 //! - [`worker`]: the wire / loop / step shape of every queue worker.
 //! - [`clock`]: injected time.
+//! - [`failpoint`]: named step boundaries where crash tests make a process die.
 //!
 //! # Invariants kept across crates
 //!
@@ -33,6 +34,7 @@ pub mod aws;
 pub mod catalog;
 pub mod clock;
 pub mod embedded;
+pub mod failpoint;
 pub mod flag;
 pub mod hubspot;
 pub mod lake;

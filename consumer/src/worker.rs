@@ -4,6 +4,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use bytes::Bytes;
+use common::failpoint;
 use common::messages::{self, Body, MergeTask, PageJob};
 use common::pipeline::Pipeline;
 use common::ports::{Outgoing, PageCompletion, PageOutcome, Run, RunStatus};
@@ -65,12 +66,14 @@ pub async fn process_job(p: &Pipeline, job: &PageJob) -> Result<JobOutcome, Cons
         Err(why) => return Ok(JobOutcome::Stale(why)),
     };
     let job_id = job.job_id();
-    if p.ledger.is_page_done(&run.run_id, &job_id).await? {
-        // Redelivered after its marker was written. If it was the job that closed fetching,
-        // the crash may have come before its merge tasks were sent: send them again.
-        if run.status == RunStatus::Merging && run.closing_job.as_deref() == Some(job_id.as_str()) {
-            send_merge_tasks(p, &run).await?;
+    if let Some(done) = p.ledger.page_done(&run.run_id, &job_id).await? {
+        // Redelivered after its marker was written: the crash may have come before the next
+        // page was sent, before the run was handed to the merger, or before the merge tasks
+        // were sent. Each is repeated; their own markers absorb the repeats.
+        if let Some(cursor) = done.next_cursor {
+            send_next_page(p, job, cursor).await?;
         }
+        hand_over(p, &run, &job_id).await?;
         return Ok(JobOutcome::Duplicate);
     }
     let table = p
@@ -112,7 +115,7 @@ pub async fn process_job(p: &Pipeline, job: &PageJob) -> Result<JobOutcome, Cons
         records: rows.len() as i64,
         max_created_ms: rows.iter().map(|r| r.created_ms).max(),
         max_modified_ms: rows.iter().map(|r| r.modified_ms).max(),
-        has_next: page.next_cursor.is_some(),
+        next_cursor: page.next_cursor.clone(),
         ..Default::default()
     };
     let partitions = files.len();
@@ -133,27 +136,27 @@ pub async fn process_job(p: &Pipeline, job: &PageJob) -> Result<JobOutcome, Cons
         .try_collect()
         .await?;
     outcome.dts.extend(dts);
+    failpoint::hit(failpoint::CONSUMER_AFTER_STAGE);
 
-    // 2. The next page before the marker: a crash in between re-sends it (a duplicate that
-    //    its own marker will dismiss), never loses it.
-    if let Some(cursor) = &page.next_cursor {
-        let next = job.next(cursor.clone());
-        p.pages
-            .send(vec![Outgoing::standard(messages::encode(&Body::PageJob(next)))])
-            .await?;
-    }
-
-    // 3. Marker and counters, atomically (L2).
+    // 2. Marker, next cursor and counters, atomically (L2).
     let completion = p
         .ledger
         .complete_page(&run.run_id, &job_id, &outcome, p.now_ms())
         .await?;
+    failpoint::hit(failpoint::CONSUMER_AFTER_PAGE_DONE);
     let last_page = matches!(completion, PageCompletion::Recorded { pages_outstanding: 0 });
 
+    // 3. The next page only after the marker: it cannot be recorded before this one (which
+    //    would let the count reach 0 with this page's partitions unknown). A crash before the
+    //    send is repaired by the redelivery, which reads the cursor back from the marker.
+    if let Some(cursor) = page.next_cursor {
+        send_next_page(p, job, cursor).await?;
+    }
+
     // 4. The last page hands the run to the merger (L3).
-    if last_page && p.ledger.begin_merging(&run.run_id, &job_id, p.now_ms()).await? {
+    if last_page {
         if let Some(run) = p.ledger.get_run(&run.run_id).await? {
-            send_merge_tasks(p, &run).await?;
+            hand_over(p, &run, &job_id).await?;
         }
     }
     Ok(JobOutcome::Staged {
@@ -161,6 +164,41 @@ pub async fn process_job(p: &Pipeline, job: &PageJob) -> Result<JobOutcome, Cons
         partitions,
         last_page,
     })
+}
+
+async fn send_next_page(p: &Pipeline, job: &PageJob, cursor: String) -> Result<(), ConsumerError> {
+    let next = job.next(cursor);
+    p.pages
+        .send(vec![Outgoing::standard(messages::encode(&Body::PageJob(next)))])
+        .await?;
+    failpoint::hit(failpoint::CONSUMER_AFTER_NEXT_PAGE);
+    Ok(())
+}
+
+/// Hands a run whose pages are all done to the merger (L3): fetching → merging, then its
+/// merge tasks. Called by the job that finished the last page, and again by any redelivered
+/// job whose marker exists, so a crash between the marker, the status change and the sends
+/// never strands a run: the conditional status change lets one job win, and the winner (or its
+/// redelivery) sends the tasks.
+async fn hand_over(p: &Pipeline, run: &Run, job_id: &str) -> Result<(), ConsumerError> {
+    let closing = match run.status {
+        RunStatus::Fetching if run.pages_outstanding == 0 => {
+            if !p.ledger.begin_merging(&run.run_id, job_id, p.now_ms()).await? {
+                return Ok(());
+            }
+            failpoint::hit(failpoint::CONSUMER_AFTER_BEGIN_MERGING);
+            true
+        }
+        RunStatus::Merging => run.closing_job.as_deref() == Some(job_id),
+        _ => false,
+    };
+    if closing {
+        if let Some(run) = p.ledger.get_run(&run.run_id).await? {
+            send_merge_tasks(p, &run).await?;
+            failpoint::hit(failpoint::CONSUMER_AFTER_MERGE_TASKS);
+        }
+    }
+    Ok(())
 }
 
 /// One merge task per touched `dt` not merged yet (or one commit-only task when none was

@@ -1,13 +1,14 @@
 //! Comparing the lake with the source: rows per table and partition, duplicate keys, and
-//! missing, unexpected and stale records, every value compared. Tests, the demo and (later)
+//! missing, unexpected and stale records, every value compared. Tests, the demo and
 //! `hubsync audit` share it.
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use anyhow::Context;
 use common::catalog::{columns, TableSpec};
-use common::clock::dt_of;
-use common::hubspot::wire::{parse_ms, ObjectRecord};
+use common::clock::{dt_of, iso};
+use common::hubspot::wire::{parse_ms, ObjectRecord, Paging, LIST_PAGE_MAX};
+use common::hubspot::HubSpotClient;
 use common::lake::Lake;
 use datafusion::arrow::array::{Array, AsArray};
 use datafusion::arrow::compute::cast;
@@ -166,29 +167,34 @@ pub fn expected_rows(
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct Diff {
     pub rows_compared: u64,
+    /// In the source, not in the lake.
     pub missing: Vec<i64>,
+    /// In the lake, not (or no longer) live in the source.
     pub unexpected: Vec<i64>,
-    /// Present in both with a different modified time (stale) or any other value.
+    /// In both, the lake's copy older than the source's: `(key, lake modified, source modified)`.
+    pub stale: Vec<(i64, i64, i64)>,
+    /// In both with the same modified time but another value (or a lake copy newer than the
+    /// source's).
     pub different: Vec<(i64, String)>,
     pub duplicate_keys: Vec<i64>,
     pub misplaced: Vec<i64>,
+    /// Partitions whose row count differs: `(dt, lake rows, source rows)`.
+    pub partitions: Vec<(String, u64, u64)>,
 }
 
 impl Diff {
     pub fn is_clean(&self) -> bool {
-        self.missing.is_empty()
-            && self.unexpected.is_empty()
-            && self.different.is_empty()
-            && self.duplicate_keys.is_empty()
-            && self.misplaced.is_empty()
+        self.count() == 0
     }
 
     pub fn count(&self) -> usize {
         self.missing.len()
             + self.unexpected.len()
+            + self.stale.len()
             + self.different.len()
             + self.duplicate_keys.len()
             + self.misplaced.len()
+            + self.partitions.len()
     }
 
     pub fn summary(&self) -> String {
@@ -200,16 +206,37 @@ impl Diff {
                 .join(",")
         };
         format!(
-            "{} compared; {} missing [{}], {} unexpected [{}], {} different [{}], {} duplicate keys, {} misplaced",
+            "{} compared; {} missing [{}], {} unexpected [{}], {} stale [{}], {} different [{}], \
+             {} duplicate keys [{}], {} misplaced, {} partitions with other row counts [{}]",
             self.rows_compared,
             self.missing.len(),
             first(&self.missing),
             self.unexpected.len(),
             first(&self.unexpected),
+            self.stale.len(),
+            self.stale
+                .iter()
+                .take(3)
+                .map(|(k, l, s)| format!("{k}: lake {} < source {}", iso(*l), iso(*s)))
+                .collect::<Vec<_>>()
+                .join("; "),
             self.different.len(),
-            self.different.iter().take(3).map(|(k, w)| format!("{k}: {w}")).collect::<Vec<_>>().join("; "),
+            self.different
+                .iter()
+                .take(3)
+                .map(|(k, w)| format!("{k}: {w}"))
+                .collect::<Vec<_>>()
+                .join("; "),
             self.duplicate_keys.len(),
-            self.misplaced.len()
+            first(&self.duplicate_keys),
+            self.misplaced.len(),
+            self.partitions.len(),
+            self.partitions
+                .iter()
+                .take(3)
+                .map(|(dt, l, s)| format!("{dt}: lake {l}, source {s}"))
+                .collect::<Vec<_>>()
+                .join("; "),
         )
     }
 }
@@ -220,15 +247,24 @@ pub fn compare(lake: &LakeTable, expected: &BTreeMap<i64, Record>) -> Diff {
         misplaced: lake.misplaced.clone(),
         ..Default::default()
     };
+    let mut source_per_dt: BTreeMap<String, u64> = BTreeMap::new();
     for (k, want) in expected {
+        if let Some(dt) = dt_of(want.created_ms) {
+            *source_per_dt.entry(dt).or_default() += 1;
+        }
         match lake.rows.get(k) {
             None => d.missing.push(*k),
             Some(got) => {
                 d.rows_compared += 1;
-                if got.modified_ms != want.modified_ms {
+                if got.modified_ms < want.modified_ms {
+                    d.stale.push((*k, got.modified_ms, want.modified_ms));
+                } else if got.modified_ms != want.modified_ms {
                     d.different.push((
                         *k,
-                        format!("modified {} != {}", got.modified_ms, want.modified_ms),
+                        format!(
+                            "lake modified {} is newer than the source's {}",
+                            got.modified_ms, want.modified_ms
+                        ),
                     ));
                 } else if got != want {
                     d.different.push((*k, format!("{got:?} != {want:?}")));
@@ -242,7 +278,123 @@ pub fn compare(lake: &LakeTable, expected: &BTreeMap<i64, Record>) -> Diff {
         .filter(|k| !expected.contains_key(k))
         .copied()
         .collect();
+    let dts: BTreeSet<&String> = lake.rows_per_dt.keys().chain(source_per_dt.keys()).collect();
+    for dt in dts {
+        let (l, s) = (
+            lake.rows_per_dt.get(dt).copied().unwrap_or(0),
+            source_per_dt.get(dt).copied().unwrap_or(0),
+        );
+        if l != s {
+            d.partitions.push((dt.clone(), l, s));
+        }
+    }
     d
+}
+
+/// Reads every live record of `table`'s object types through the list API, with the
+/// properties the table stores (what a sync of it would read, minus the archived ones).
+pub async fn source_records(
+    client: &HubSpotClient,
+    table: &TableSpec,
+) -> anyhow::Result<BTreeMap<String, Vec<ObjectRecord>>> {
+    let mut out: BTreeMap<String, Vec<ObjectRecord>> = BTreeMap::new();
+    for source in &table.sources {
+        let props = source.request_properties();
+        let records = out.entry(source.object_type.clone()).or_default();
+        let mut after: Option<String> = None;
+        loop {
+            let page = client
+                .list_page(
+                    &source.object_type,
+                    &props,
+                    after.as_deref(),
+                    false,
+                    LIST_PAGE_MAX,
+                )
+                .await
+                .with_context(|| format!("reading {} from HubSpot", source.object_type))?;
+            records.extend(page.results);
+            match Paging::next_after(&page.paging) {
+                Some(a) => after = Some(a.to_string()),
+                None => break,
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// The audit of one table.
+#[derive(Debug)]
+pub struct TableAudit {
+    pub table: String,
+    pub lake_rows: u64,
+    pub source_rows: u64,
+    pub diff: Diff,
+}
+
+/// Compares each of `tables` in the lake with HubSpot (or a simulator) through `client`.
+pub async fn audit(
+    lake: &Lake,
+    client: &HubSpotClient,
+    tables: &[&TableSpec],
+) -> anyhow::Result<Vec<TableAudit>> {
+    let mut out = Vec::new();
+    for t in tables {
+        let source = source_records(client, t).await?;
+        let expected = expected_rows(t, &source)?;
+        let at_rest = read_lake_table(lake, t)
+            .await
+            .with_context(|| format!("reading table {} from the lake {}", t.name, lake.uri()))?;
+        out.push(TableAudit {
+            table: t.name.clone(),
+            lake_rows: at_rest.row_count(),
+            source_rows: expected.len() as u64,
+            diff: compare(&at_rest, &expected),
+        });
+    }
+    Ok(out)
+}
+
+/// Prints the audit as a table, then the first differences of each kind.
+pub fn print_audit(audits: &[TableAudit]) {
+    println!(
+        "{:<14} {:>10} {:>11} {:>8} {:>6} {:>10} {:>9} {:>10} {:>9} {:>10}",
+        "table",
+        "lake rows",
+        "source rows",
+        "missing",
+        "stale",
+        "unexpected",
+        "different",
+        "duplicate",
+        "misplaced",
+        "partitions"
+    );
+    for a in audits {
+        let d = &a.diff;
+        println!(
+            "{:<14} {:>10} {:>11} {:>8} {:>6} {:>10} {:>9} {:>10} {:>9} {:>10}",
+            a.table,
+            a.lake_rows,
+            a.source_rows,
+            d.missing.len(),
+            d.stale.len(),
+            d.unexpected.len(),
+            d.different.len(),
+            d.duplicate_keys.len(),
+            d.misplaced.len(),
+            d.partitions.len()
+        );
+    }
+    for a in audits.iter().filter(|a| !a.diff.is_clean()) {
+        println!("{}: {}", a.table, a.diff.summary());
+    }
+    let compared: u64 = audits.iter().map(|a| a.diff.rows_compared).sum();
+    let differences: usize = audits.iter().map(|a| a.diff.count()).sum();
+    println!(
+        "audit: {} tables, {compared} rows compared, {differences} differences",
+        audits.len()
+    );
 }
 
 /// Reads the simulator's truth (`/_sim/truth/{type}`) for the object types of `tables`.

@@ -274,3 +274,22 @@ pub async fn replay(lake: &LakeArgs, queue: &str, max: Option<usize>, dry_run: b
     );
     Ok(())
 }
+
+/// `hubsync audit`: true when every table equals the source.
+pub async fn audit(lake: &LakeArgs, hubspot: &HubSpotArgs, tables: &[String]) -> anyhow::Result<bool> {
+    let catalog = crate::setup::load_catalog(lake.catalog.as_deref())?;
+    let names = if tables.is_empty() {
+        catalog.table_names()
+    } else {
+        tables.to_vec()
+    };
+    let specs = names
+        .iter()
+        .map(|t| catalog.table(t))
+        .collect::<Result<Vec<_>, _>>()?;
+    let store = crate::setup::open_lake(lake)?;
+    let client = crate::setup::hubspot_client(hubspot)?;
+    let audits = crate::audit::audit(&store, &client, &specs).await?;
+    crate::audit::print_audit(&audits);
+    Ok(audits.iter().all(|a| a.diff.is_clean()))
+}

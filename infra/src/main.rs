@@ -121,6 +121,18 @@ enum Command {
         #[arg(long)]
         dry_run: bool,
     },
+    /// Compare the lake with HubSpot: rows per table and partition, duplicate keys, missing,
+    /// stale and unexpected records, every stored value. Exit 0 when equal, 1 on any difference.
+    /// Run it while nothing syncs (records changed since the last sync count as stale).
+    Audit {
+        #[command(flatten)]
+        lake: LakeArgs,
+        #[command(flatten)]
+        hubspot: HubSpotArgs,
+        /// Comma-separated tables (default: every catalog table).
+        #[arg(long, env = "HUBSYNC_TABLES", value_delimiter = ',')]
+        tables: Vec<String>,
+    },
     /// AWS mode: create (up) or delete (down) every queue, table, parameter and bucket.
     Infra {
         #[command(subcommand)]
@@ -210,6 +222,11 @@ async fn dispatch(command: Command) -> Result<bool> {
             )
             .await
         }
+        Command::Audit {
+            lake,
+            hubspot,
+            tables,
+        } => commands::audit(&lake, &hubspot, &tables).await,
         Command::Status { lake } => commands::status(&lake).await.map(|_| true),
         Command::Replay {
             lake,

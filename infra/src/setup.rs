@@ -48,6 +48,21 @@ pub fn local_lake_dir(lake: &str) -> anyhow::Result<PathBuf> {
     }
 }
 
+/// The lake alone (no queue, ledger or state), for commands that only read it.
+pub fn open_lake(lake: &LakeArgs) -> anyhow::Result<common::lake::Lake> {
+    Ok(match LakeLocation::parse(&lake.lake)? {
+        LakeLocation::Local(dir) => {
+            anyhow::ensure!(
+                dir.is_dir(),
+                "the lake directory {} does not exist; pass the --lake a sync wrote to",
+                dir.display()
+            );
+            common::lake::Lake::local(&dir)?
+        }
+        LakeLocation::S3 { bucket, prefix } => common::aws::s3_lake(&bucket, &prefix)?,
+    })
+}
+
 /// A pipeline for either mode: a local directory is embedded mode, `s3://` AWS mode.
 pub async fn open_pipeline(lake: &LakeArgs, hubspot: Option<&HubSpotArgs>) -> anyhow::Result<Pipeline> {
     match LakeLocation::parse(&lake.lake)? {

@@ -1,6 +1,7 @@
 //! Committing a run, after its last merge. Every step is idempotent: a redelivered last merge
 //! task commits again and finds the work done.
 
+use common::failpoint;
 use common::pipeline::Pipeline;
 use common::ports::{Run, RunMode, RunStatus, SyncState};
 
@@ -53,6 +54,7 @@ pub async fn commit(p: &Pipeline, run: &Run) -> Result<(), MergerError> {
         Err(e) => tracing::warn!(table = %run.table, error = %e,
             "could not write the sync state; the run still commits and the next sync re-reads the window"),
     }
+    failpoint::hit(failpoint::MERGER_AFTER_STATE);
     if p.ledger
         .finish(&run.run_id, RunStatus::Committed, None, p.now_ms())
         .await?

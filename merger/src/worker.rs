@@ -4,6 +4,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use common::catalog::columns;
+use common::failpoint;
 use common::lake::writer_run_id;
 use common::messages::{self, MergeTask};
 use common::pipeline::Pipeline;
@@ -78,7 +79,9 @@ pub async fn process_task(p: &Pipeline, task: &MergeTask) -> Result<TaskOutcome,
         None => None,
         Some(dt) => Some(merge_partition(p, &run, table, dt).await?),
     };
-    let committed = match p.ledger.complete_merge(&run.run_id, &task_id, p.now_ms()).await? {
+    let completion = p.ledger.complete_merge(&run.run_id, &task_id, p.now_ms()).await?;
+    failpoint::hit(failpoint::MERGER_AFTER_MERGE_DONE);
+    let committed = match completion {
         MergeCompletion::Recorded {
             merges_outstanding: 0,
         }
@@ -147,11 +150,14 @@ async fn merge_partition(
     if stats.rows_out == 0 {
         lake.delete(&output).await?;
     }
+    failpoint::hit(failpoint::MERGER_AFTER_WRITE);
     // M1: delete exactly what was read (plus, for a full run, what it replaces).
     // Staged files go last: while any is left, a redelivered task merges again (see above).
     let old: Vec<&Path> = live_inputs.iter().chain(replaced.iter()).collect();
     futures::future::try_join_all(old.iter().map(|f| lake.delete(f))).await?;
+    failpoint::hit(failpoint::MERGER_AFTER_DELETE_OLD);
     futures::future::try_join_all(staged.iter().map(|f| lake.delete(f))).await?;
+    failpoint::hit(failpoint::MERGER_AFTER_DELETE_STAGED);
     let deleted = old.len() + staged.len();
     tracing::debug!(run_id = %run.run_id, table = %table.name, %dt, rows = stats.rows_out,
         inputs = inputs.len(), "partition merged");
@@ -166,7 +172,9 @@ async fn commit_if_last(p: &Pipeline, run_id: &str) -> Result<bool, MergerError>
     if run.status != RunStatus::Merging || run.merges_outstanding > 0 {
         return Ok(false);
     }
+    failpoint::hit(failpoint::MERGER_BEFORE_COMMIT);
     commit(p, &run).await?;
+    failpoint::hit(failpoint::MERGER_AFTER_COMMIT);
     Ok(true)
 }
 

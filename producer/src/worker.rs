@@ -3,6 +3,7 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
+use common::failpoint;
 use common::hubspot::wire::SEARCH_RESULT_CAP;
 use common::messages::{self, Body, PageJob, SyncRequest};
 use common::pipeline::Pipeline;
@@ -63,7 +64,11 @@ pub async fn handle_request(p: &Pipeline, request: &SyncRequest) -> Result<Reque
                 note: None,
             };
             match p.ledger.begin_run(&run, now).await? {
-                BeginRun::Started(r) | BeginRun::Existing(r) => r,
+                BeginRun::Started(r) => {
+                    failpoint::hit(failpoint::PRODUCER_AFTER_BEGIN_RUN);
+                    r
+                }
+                BeginRun::Existing(r) => r,
                 BeginRun::Refused(active) => {
                     tracing::warn!(
                         table = %table.name,
@@ -95,6 +100,7 @@ pub async fn handle_request(p: &Pipeline, request: &SyncRequest) -> Result<Reque
             let again = p.ledger.get_run(&run_id).await?;
             again.map(|r| r.plan).unwrap_or(slices)
         } else {
+            failpoint::hit(failpoint::PRODUCER_AFTER_PLAN);
             slices
         }
     } else {
@@ -116,6 +122,7 @@ pub async fn handle_request(p: &Pipeline, request: &SyncRequest) -> Result<Reque
         })
         .collect();
     p.pages.send(first_pages).await?;
+    failpoint::hit(failpoint::PRODUCER_AFTER_FIRST_PAGES);
     tracing::info!(run_id = %run_id, table = %table.name, mode = run.mode.as_str(), slices = slices.len(), "run planned");
     Ok(RequestOutcome::Started {
         run_id,

@@ -26,3 +26,24 @@ pub fn binary(name: &str, package: &str) -> anyhow::Result<PathBuf> {
     anyhow::ensure!(bin.exists(), "{} not found after building", bin.display());
     Ok(bin)
 }
+
+/// Runs `cmd` to its end, killing it (SIGKILL) and failing if it takes longer than `limit`:
+/// a stuck run must fail its test, not hang the suite.
+pub fn status_within(
+    cmd: &mut Command,
+    limit: std::time::Duration,
+) -> anyhow::Result<std::process::ExitStatus> {
+    let mut child = cmd.spawn()?;
+    let deadline = std::time::Instant::now() + limit;
+    loop {
+        if let Some(status) = child.try_wait()? {
+            return Ok(status);
+        }
+        if std::time::Instant::now() > deadline {
+            child.kill()?;
+            child.wait()?;
+            anyhow::bail!("{cmd:?} did not finish within {limit:?}; killed");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(25));
+    }
+}

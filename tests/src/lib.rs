@@ -6,9 +6,11 @@
 //! - [`harness`]: [`harness::Harness`] (sim + lake + pipeline), waits with timeouts.
 //! - [`binary`]: locating and spawning the `hubsync` binary for crash tests.
 //! - [`moto`]: a moto server (AWS emulator), installed on first use.
+//! - [`crash`]: what must hold after a kill, and after the restarted run finished.
 //! - [`cfn`]: deploying `infra/cloudformation.yaml` into moto.
 
 pub mod binary;
 pub mod cfn;
+pub mod crash;
 pub mod harness;
 pub mod moto;

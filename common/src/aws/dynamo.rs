@@ -18,7 +18,7 @@ use crate::clock::{iso, EpochMs};
 use crate::hubspot::wire::parse_ms;
 use crate::messages::Slice;
 use crate::ports::ledger::{
-    BeginRun, Ledger, LedgerError, MergeCompletion, PageCompletion, PageOutcome, Run, RunStatus,
+    BeginRun, Ledger, LedgerError, MergeCompletion, PageCompletion, PageDone, PageOutcome, Run, RunStatus,
 };
 use crate::ports::state::{StateError, StateStore, SyncState};
 
@@ -261,11 +261,11 @@ impl DynamoLedger {
     async fn modify<T>(
         &self,
         run_id: &str,
-        marker: Option<&str>,
+        marker: Option<(&str, Option<&str>)>,
         mut f: impl FnMut(&mut Run) -> Change<T>,
     ) -> Result<Option<T>, LedgerError> {
         for _ in 0..50 {
-            if let Some(m) = marker {
+            if let Some((m, _)) = marker {
                 if self.has_item(marker_key(run_id, m)).await? {
                     return Ok(None);
                 }
@@ -286,10 +286,14 @@ impl DynamoLedger {
                 .build()
                 .map_err(|e| self.err("Put", e))?;
             let mut items = vec![TransactWriteItem::builder().put(put_run).build()];
-            if let Some(m) = marker {
+            if let Some((m, next_cursor)) = marker {
+                let mut item = marker_key(run_id, m);
+                if let Some(c) = next_cursor {
+                    item.insert("next_cursor".into(), s(c));
+                }
                 let put_marker = Put::builder()
                     .table_name(&self.table)
-                    .set_item(Some(marker_key(run_id, m)))
+                    .set_item(Some(item))
                     .condition_expression("attribute_not_exists(pk)")
                     .build()
                     .map_err(|e| self.err("Put", e))?;
@@ -472,8 +476,13 @@ impl Ledger for DynamoLedger {
             .unwrap_or(false))
     }
 
-    async fn is_page_done(&self, run_id: &str, job_id: &str) -> Result<bool, LedgerError> {
-        self.has_item(marker_key(run_id, &format!("page:{job_id}"))).await
+    async fn page_done(&self, run_id: &str, job_id: &str) -> Result<Option<PageDone>, LedgerError> {
+        Ok(self
+            .get(marker_key(run_id, &format!("page:{job_id}")))
+            .await?
+            .map(|item| PageDone {
+                next_cursor: get_s(&item, "next_cursor").map(str::to_string),
+            }))
     }
 
     async fn complete_page(
@@ -485,9 +494,11 @@ impl Ledger for DynamoLedger {
     ) -> Result<PageCompletion, LedgerError> {
         let lease = self.lease_ms;
         let done = self
-            .modify(run_id, Some(&format!("page:{job_id}")), |run| {
-                Change::Write(run.apply_page(o, now, lease))
-            })
+            .modify(
+                run_id,
+                Some((&format!("page:{job_id}"), o.next_cursor.as_deref())),
+                |run| Change::Write(run.apply_page(o, now, lease)),
+            )
             .await?;
         Ok(match done {
             None => PageCompletion::AlreadyDone,
@@ -523,7 +534,7 @@ impl Ledger for DynamoLedger {
     ) -> Result<MergeCompletion, LedgerError> {
         let lease = self.lease_ms;
         let done = self
-            .modify(run_id, Some(&format!("merge:{task_id}")), |run| {
+            .modify(run_id, Some((&format!("merge:{task_id}"), None)), |run| {
                 Change::Write(run.apply_merge(now, lease))
             })
             .await?;

@@ -48,6 +48,7 @@ CREATE TABLE IF NOT EXISTS active_runs (
 CREATE TABLE IF NOT EXISTS markers (
     run_id TEXT NOT NULL,
     marker TEXT NOT NULL,
+    next_cursor TEXT,
     PRIMARY KEY (run_id, marker)
 );
 CREATE TABLE IF NOT EXISTS flags (
@@ -98,6 +99,19 @@ impl Db {
         conn.busy_timeout(std::time::Duration::from_secs(30))
             .map_err(open_err)?;
         conn.execute_batch(SCHEMA).map_err(open_err)?;
+        // Databases written before markers kept the next cursor gain the column.
+        let has_cursor: bool = conn
+            .query_row(
+                "SELECT COUNT(*) FROM pragma_table_info('markers') WHERE name = 'next_cursor'",
+                [],
+                |r| r.get::<_, i64>(0),
+            )
+            .map_err(open_err)?
+            > 0;
+        if !has_cursor {
+            conn.execute_batch("ALTER TABLE markers ADD COLUMN next_cursor TEXT")
+                .map_err(open_err)?;
+        }
         Ok(Db {
             conn: Arc::new(Mutex::new(conn)),
             path: path.to_path_buf(),

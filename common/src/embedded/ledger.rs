@@ -8,7 +8,7 @@ use super::db::{Db, DbError};
 use crate::clock::EpochMs;
 use crate::messages::Slice;
 use crate::ports::ledger::{
-    BeginRun, Ledger, LedgerError, MergeCompletion, PageCompletion, PageOutcome, Run, RunStatus,
+    BeginRun, Ledger, LedgerError, MergeCompletion, PageCompletion, PageDone, PageOutcome, Run, RunStatus,
 };
 
 #[derive(Debug, Clone)]
@@ -45,11 +45,16 @@ fn store(tx: &Transaction<'_>, run: &Run) -> Result<(), DbError> {
     Ok(())
 }
 
-/// Inserts a done-marker; false when it already existed.
-fn mark(tx: &Transaction<'_>, run_id: &str, marker: &str) -> Result<bool, DbError> {
+/// Inserts a done-marker (with a page's next cursor); false when it already existed.
+fn mark(
+    tx: &Transaction<'_>,
+    run_id: &str,
+    marker: &str,
+    next_cursor: Option<&str>,
+) -> Result<bool, DbError> {
     Ok(tx.execute(
-        "INSERT OR IGNORE INTO markers (run_id, marker) VALUES (?1, ?2)",
-        [run_id, marker],
+        "INSERT OR IGNORE INTO markers (run_id, marker, next_cursor) VALUES (?1, ?2, ?3)",
+        params![run_id, marker, next_cursor],
     )? > 0)
 }
 
@@ -175,10 +180,19 @@ impl Ledger for EmbeddedLedger {
             .map_err(ledger_err)
     }
 
-    async fn is_page_done(&self, run_id: &str, job_id: &str) -> Result<bool, LedgerError> {
+    async fn page_done(&self, run_id: &str, job_id: &str) -> Result<Option<PageDone>, LedgerError> {
         let (run_id, marker) = (run_id.to_string(), format!("page:{job_id}"));
         self.db
-            .tx(move |tx| has_mark(tx, &run_id, &marker))
+            .tx(move |tx| {
+                Ok(tx
+                    .query_row(
+                        "SELECT next_cursor FROM markers WHERE run_id = ?1 AND marker = ?2",
+                        [&run_id, &marker],
+                        |r| r.get::<_, Option<String>>(0),
+                    )
+                    .optional()?
+                    .map(|next_cursor| PageDone { next_cursor }))
+            })
             .await
             .map_err(ledger_err)
     }
@@ -199,7 +213,7 @@ impl Ledger for EmbeddedLedger {
         self.db
             .tx(move |tx| {
                 let mut run = must_load(tx, &run_id)?;
-                if !mark(tx, &run_id, &marker)? {
+                if !mark(tx, &run_id, &marker, o.next_cursor.as_deref())? {
                     return Ok(PageCompletion::AlreadyDone);
                 }
                 let pages_outstanding = run.apply_page(&o, now, lease);
@@ -248,7 +262,7 @@ impl Ledger for EmbeddedLedger {
         self.db
             .tx(move |tx| {
                 let mut run = must_load(tx, &run_id)?;
-                if !mark(tx, &run_id, &marker)? {
+                if !mark(tx, &run_id, &marker, None)? {
                     return Ok(MergeCompletion::AlreadyDone);
                 }
                 let merges_outstanding = run.apply_merge(now, lease);
@@ -336,7 +350,7 @@ mod tests {
             max_created_ms: Some(1),
             max_modified_ms: Some(2),
             records: 10,
-            has_next: next,
+            next_cursor: next.then(|| "c".to_string()),
         };
         assert_eq!(
             l.complete_page("r1", "a", &out(true, "d1"), 6).await.unwrap(),

@@ -5,7 +5,10 @@
 //! Protocol invariants (cited by id in the roles):
 //! - L1: at most one run per table is active (planning, fetching or merging) at a time.
 //! - L2: `pages_outstanding` counts slices whose last page is not yet recorded; each page job
-//!   is counted once, guarded by its done-marker written in the same atomic step.
+//!   is counted once, guarded by its done-marker written in the same atomic step. The marker
+//!   keeps the page's next cursor, and the next page job is sent only after it: so a page is
+//!   never recorded before its predecessor (the count cannot reach 0 while an earlier page of
+//!   a slice is unrecorded), and a redelivered page re-sends its successor from the marker.
 //! - L3: `merges_outstanding` is set once, when the run leaves fetching, and each merge task
 //!   decrements it once, guarded by its done-marker.
 //! - L4: a run whose lease expired is abandoned; its late messages are dropped, never applied.
@@ -132,7 +135,7 @@ impl Run {
         self.max_created_ms = self.max_created_ms.max(o.max_created_ms);
         self.max_modified_ms = self.max_modified_ms.max(o.max_modified_ms);
         self.records += o.records;
-        if !o.has_next {
+        if o.next_cursor.is_none() {
             self.pages_outstanding -= 1;
         }
         self.touch(now, lease_ms);
@@ -179,8 +182,15 @@ pub struct PageOutcome {
     pub max_created_ms: Option<EpochMs>,
     pub max_modified_ms: Option<EpochMs>,
     pub records: i64,
-    /// Whether the slice continues; when false the slice is finished (L2).
-    pub has_next: bool,
+    /// The cursor of the slice's next page; `None` when this page finished the slice (L2).
+    pub next_cursor: Option<String>,
+}
+
+/// A page's done-marker, as a redelivery reads it back.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PageDone {
+    /// The next page's cursor recorded with the marker (re-sent on redelivery).
+    pub next_cursor: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -233,7 +243,8 @@ pub trait Ledger: Send + Sync {
     /// when the run was not planning (already started: a redelivered request).
     async fn start_fetching(&self, run_id: &str, plan: &[Slice], now: EpochMs) -> Result<bool, LedgerError>;
 
-    async fn is_page_done(&self, run_id: &str, job_id: &str) -> Result<bool, LedgerError>;
+    /// The page's done-marker, if written.
+    async fn page_done(&self, run_id: &str, job_id: &str) -> Result<Option<PageDone>, LedgerError>;
 
     /// Writes the page's done-marker and applies its outcome in one atomic step (L2).
     async fn complete_page(

@@ -6,7 +6,7 @@ pub mod queue;
 pub mod state;
 
 pub use ledger::{
-    Ledger, LedgerError, MergeCompletion, PageCompletion, PageOutcome, Run, RunMode, RunStatus,
+    Ledger, LedgerError, MergeCompletion, PageCompletion, PageDone, PageOutcome, Run, RunMode, RunStatus,
 };
 pub use queue::{Outgoing, Queue, QueueDepth, QueueError, Received};
 pub use state::{StateError, StateStore, SyncState};

@@ -7,6 +7,7 @@ mod bad_input;
 mod client;
 mod embedded;
 mod embedded_crash_test;
+mod failpoints_embedded;
 mod redelivery;
 mod seed_rules;
 mod sim;

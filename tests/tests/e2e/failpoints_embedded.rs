@@ -1,0 +1,136 @@
+//! Every failpoint of `common::failpoint::ALL`, embedded mode: `hubsync run` dies there (SIGABRT
+//! from inside the process, not a caught panic), the invariants are checked with nothing
+//! running, and a restarted `hubsync run` finishes the run from the redelivered messages. Each
+//! failpoint is crashed in a full sync and then in an incremental sync after changes.
+
+use std::os::unix::process::ExitStatusExt;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use common::failpoint;
+use futures::StreamExt;
+use hubsync_tests::binary::{hubsync_binary, status_within};
+use hubsync_tests::crash::{check_after_crash, check_finished, Snapshot};
+use hubsync_tests::harness::{fast_settings, pipeline_for, sim_config};
+use infra::sim::{self, MutateRequest, ObjectType};
+
+/// Three list pages of 100, and two search pages of 200 once 210 records changed.
+const RECORDS: u64 = 250;
+const SIGABRT: i32 = 6;
+
+/// Which hit of a failpoint to die on: the later ones die mid-stream, with work on both sides.
+fn hit_for(point: &str) -> u64 {
+    match point {
+        failpoint::CONSUMER_AFTER_STAGE | failpoint::CONSUMER_AFTER_PAGE_DONE => 2,
+        failpoint::MERGER_AFTER_WRITE
+        | failpoint::MERGER_AFTER_DELETE_OLD
+        | failpoint::MERGER_AFTER_DELETE_STAGED
+        | failpoint::MERGER_AFTER_MERGE_DONE => 3,
+        _ => 1,
+    }
+}
+
+fn hubsync_run(
+    lake: &Path,
+    base_url: &str,
+    mode: &str,
+    failpoints: Option<&str>,
+    log: &Path,
+) -> anyhow::Result<std::process::ExitStatus> {
+    let log = std::fs::OpenOptions::new().create(true).append(true).open(log)?;
+    let mut cmd = Command::new(hubsync_binary()?);
+    cmd.args(["run", "--lake"])
+        .arg(lake)
+        .args(["--hubspot-url", base_url, "--tables", "deals", "--mode", mode])
+        .env_remove("HUBSPOT_TOKEN")
+        .env_remove(failpoint::ENV)
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::null())
+        .stderr(log);
+    if let Some(spec) = failpoints {
+        cmd.env(failpoint::ENV, spec);
+    }
+    status_within(&mut cmd, Duration::from_secs(120))
+}
+
+async fn crash_at(point: &'static str) -> anyhow::Result<()> {
+    let server = sim::start(sim_config(RECORDS, &[ObjectType::Deals])).await?;
+    let base = server.base_url();
+    let dir = tempfile::tempdir()?;
+    let (lake, log) = (dir.path().join("lake"), dir.path().join("hubsync.log"));
+    let p = pipeline_for(&base, &lake, fast_settings())?;
+    let spec = format!("{point}@{}", hit_for(point));
+    let fired = format!("failpoint {point} fired");
+    let mut before = Snapshot::default();
+    for mode in ["full", "incremental"] {
+        if mode == "incremental" {
+            server
+                .mutate(&MutateRequest {
+                    object_type: "deals".into(),
+                    updates: 210,
+                    creates: 6,
+                    archives: 4,
+                    same_timestamp: false,
+                })
+                .await?;
+        }
+        let fired_before = std::fs::read_to_string(&log)
+            .unwrap_or_default()
+            .matches(&fired)
+            .count();
+        let status = hubsync_run(&lake, &base, mode, Some(&spec), &log)?;
+        let text = std::fs::read_to_string(&log)?;
+        anyhow::ensure!(
+            status.signal() == Some(SIGABRT) && text.matches(&fired).count() == fired_before + 1,
+            "{mode} run with {spec}: expected death at the failpoint, got {status}; log tail:\n{}",
+            tail(&text)
+        );
+        check_after_crash(&server, &p, "deals", &before)
+            .await
+            .map_err(|e| anyhow::anyhow!("{mode} run, after dying at {spec}: {e}"))?;
+        let status = hubsync_run(&lake, &base, mode, None, &log)?;
+        anyhow::ensure!(
+            status.success(),
+            "{mode} run restarted after {spec} failed ({status}); log tail:\n{}",
+            tail(&std::fs::read_to_string(&log)?)
+        );
+        before = check_finished(&server, &p, "deals", &before).await.map_err(|e| {
+            anyhow::anyhow!(
+                "{mode} run, restarted after {spec}: {e}\nlog tail:\n{}",
+                tail(&std::fs::read_to_string(&log).unwrap_or_default())
+            )
+        })?;
+    }
+    server.shutdown().await?;
+    Ok(())
+}
+
+fn tail(text: &str) -> String {
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(25)..].join("\n")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_failpoint_kills_hubsync_run_and_the_restart_ends_equal_to_truth() -> anyhow::Result<()> {
+    let only = std::env::var("HUBSYNC_TEST_FAILPOINT").ok();
+    let points = failpoint::ALL
+        .iter()
+        .filter(|p| only.as_deref().is_none_or(|o| o == **p));
+    let results: Vec<(&str, anyhow::Result<()>)> = futures::stream::iter(points)
+        .map(|point| async move { (*point, crash_at(point).await) })
+        .buffer_unordered(2)
+        .collect()
+        .await;
+    let failures: Vec<String> = results
+        .iter()
+        .filter_map(|(point, r)| r.as_ref().err().map(|e| format!("{point}: {e:#}")))
+        .collect();
+    println!(
+        "failpoints crashed in embedded mode: {} of {} (each in a full and an incremental run)",
+        results.len() - failures.len(),
+        failpoint::ALL.len()
+    );
+    assert!(failures.is_empty(), "{}", failures.join("\n\n"));
+    Ok(())
+}
