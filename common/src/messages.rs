@@ -136,6 +136,8 @@ pub enum DecodeError {
     NoVersion,
     #[error("message format version {0} is not supported (this build reads {MESSAGE_VERSION}); upgrade the workers")]
     UnsupportedVersion(u64),
+    #[error("message has an invalid field: {0}")]
+    Invalid(String),
     #[error("message does not match its kind: {0}")]
     Shape(String),
     #[error("expected a {expected} message, got {got}")]
@@ -165,7 +167,56 @@ pub fn decode(raw: &str) -> Result<Body, DecodeError> {
         return Err(DecodeError::UnsupportedVersion(v));
     }
     let env: Envelope = serde_json::from_value(value).map_err(|e| DecodeError::Shape(e.to_string()))?;
+    env.body.validate()?;
     Ok(env.body)
+}
+
+/// A name that becomes part of a lake path or a queue id: letters, digits, `-`, `_`, `.`,
+/// not starting with `.` (no `/`, no `..`: a message can never point outside its table).
+fn check_name(field: &str, value: &str) -> Result<(), DecodeError> {
+    let ok = !value.is_empty()
+        && value.len() <= 200
+        && !value.starts_with('.')
+        && value
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
+    if ok {
+        Ok(())
+    } else {
+        Err(DecodeError::Invalid(format!(
+            "`{field}` {value:?} must be 1 to 200 letters, digits, '-', '_' or '.', not starting with '.'"
+        )))
+    }
+}
+
+impl Body {
+    /// Checks what serde cannot: names safe in paths, dates that are dates.
+    pub fn validate(&self) -> Result<(), DecodeError> {
+        match self {
+            Body::SyncRequest(r) => {
+                check_name("request_id", &r.request_id)?;
+                check_name("table", &r.table)
+            }
+            Body::PageJob(j) => {
+                check_name("run_id", &j.run_id)?;
+                check_name("table", &j.table)
+            }
+            Body::MergeTask(t) => {
+                check_name("run_id", &t.run_id)?;
+                check_name("table", &t.table)?;
+                match &t.dt {
+                    Some(dt)
+                        if chrono::NaiveDate::parse_from_str(dt, "%Y-%m-%d").is_err() || dt.len() != 10 =>
+                    {
+                        Err(DecodeError::Invalid(format!(
+                            "`dt` {dt:?} is not a YYYY-MM-DD date"
+                        )))
+                    }
+                    _ => Ok(()),
+                }
+            }
+        }
+    }
 }
 
 fn kind_name(b: &Body) -> String {

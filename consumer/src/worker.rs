@@ -66,6 +66,7 @@ pub async fn process_job(p: &Pipeline, job: &PageJob) -> Result<JobOutcome, Cons
         Err(why) => return Ok(JobOutcome::Stale(why)),
     };
     let job_id = job.job_id();
+    check_lineage(p, &run, job).await?;
     if let Some(done) = p.ledger.page_done(&run.run_id, &job_id).await? {
         // Redelivered after its marker was written: the crash may have come before the next
         // page was sent, before the run was handed to the merger, or before the merge tasks
@@ -164,6 +165,38 @@ pub async fn process_job(p: &Pipeline, job: &PageJob) -> Result<JobOutcome, Cons
         partitions,
         last_page,
     })
+}
+
+/// A page job must be one its run sent: page 0 of a planned slice, or the successor a recorded
+/// page named (its marker holds the cursor). Anything else (a forged, corrupted or foreign
+/// job) is refused before it can stage a file or move a counter.
+async fn check_lineage(p: &Pipeline, run: &Run, job: &PageJob) -> Result<(), ConsumerError> {
+    let refuse = |why: String| {
+        Err(ConsumerError::BadJob(format!(
+            "page job {} was not sent by run {}: {why}",
+            job.job_id(),
+            run.run_id
+        )))
+    };
+    if run.plan.get(job.slice_no as usize) != Some(&job.slice) {
+        return refuse(format!("slice {} is not in the run's plan", job.slice_no));
+    }
+    if job.page_no == 0 {
+        return match &job.cursor {
+            None => Ok(()),
+            Some(_) => refuse("page 0 carries a cursor".into()),
+        };
+    }
+    let previous = PageJob {
+        page_no: job.page_no - 1,
+        ..job.clone()
+    }
+    .job_id();
+    match p.ledger.page_done(&run.run_id, &previous).await? {
+        Some(done) if done.next_cursor == job.cursor => Ok(()),
+        Some(_) => refuse(format!("page {previous} recorded another next cursor")),
+        None => refuse(format!("its predecessor {previous} is not recorded")),
+    }
 }
 
 async fn send_next_page(p: &Pipeline, job: &PageJob, cursor: String) -> Result<(), ConsumerError> {

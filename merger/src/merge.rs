@@ -16,8 +16,10 @@ use futures::StreamExt;
 use object_store::buffered::BufWriter;
 use object_store::path::Path;
 use object_store::ObjectStore;
+use object_store::ObjectStoreExt;
 use parquet::arrow::async_writer::AsyncArrowWriter;
 use parquet::basic::Compression;
+use parquet::file::metadata::ParquetMetaDataReader;
 use parquet::file::properties::WriterProperties;
 
 use crate::MergerError;
@@ -43,6 +45,59 @@ pub struct MergeKeys {
     pub drop_archived: bool,
 }
 
+/// Reads every input's footer: each must be Parquet with the key and modified columns. A file
+/// without them would otherwise read as nulls under the union of schemas and collapse rows.
+async fn check_inputs(
+    store: &Arc<dyn ObjectStore>,
+    inputs: &[Path],
+    keys: &MergeKeys,
+) -> Result<(), MergerError> {
+    futures::future::try_join_all(inputs.iter().map(|path| check_input(store, path, keys))).await?;
+    Ok(())
+}
+
+async fn check_input(store: &Arc<dyn ObjectStore>, path: &Path, keys: &MergeKeys) -> Result<(), MergerError> {
+    let bad = |why: String| {
+        MergerError::Merge(format!(
+            "{path} is not a readable Parquet file ({why}); move it away (or restore it) and replay the task"
+        ))
+    };
+    let size = store.head(path).await.map_err(|e| bad(e.to_string()))?.size;
+    if size < 12 {
+        return Err(bad(format!("{size} bytes")));
+    }
+    let tail = store
+        .get_range(path, size - 8..size)
+        .await
+        .map_err(|e| bad(e.to_string()))?;
+    if &tail[4..8] != b"PAR1" {
+        return Err(bad("no Parquet footer: truncated or not Parquet".into()));
+    }
+    let len = u64::from(u32::from_le_bytes([tail[0], tail[1], tail[2], tail[3]]));
+    if len + 12 > size {
+        return Err(bad(format!("footer of {len} bytes in a {size}-byte file")));
+    }
+    let footer = store
+        .get_range(path, size - 8 - len..size - 8)
+        .await
+        .map_err(|e| bad(e.to_string()))?;
+    let metadata = ParquetMetaDataReader::decode_metadata(&footer).map_err(|e| bad(e.to_string()))?;
+    let schema = metadata.file_metadata().schema_descr();
+    for needed in [&keys.key, &keys.modified] {
+        if !schema
+            .root_schema()
+            .get_fields()
+            .iter()
+            .any(|f| f.name() == needed.as_str())
+        {
+            return Err(MergerError::Merge(format!(
+                "{path} has no `{needed}` column; move it away (or restore it) and replay the task"
+            )));
+        }
+    }
+    Ok(())
+}
+
 fn quote(ident: &str) -> String {
     format!("\"{}\"", ident.replace('"', "\"\""))
 }
@@ -57,6 +112,7 @@ pub async fn merge_files(
     if inputs.is_empty() {
         return Err(MergerError::Merge("no input files".into()));
     }
+    check_inputs(&store, inputs, keys).await?;
     let config = SessionConfig::new().with_target_partitions(2);
     let ctx = SessionContext::new_with_config(config);
     let url = url::Url::parse(LAKE_URL).map_err(|e| MergerError::Merge(e.to_string()))?;

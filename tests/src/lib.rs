@@ -5,11 +5,13 @@
 //!
 //! - [`harness`]: [`harness::Harness`] (sim + lake + pipeline), waits with timeouts.
 //! - [`binary`]: locating and spawning the `hubsync` binary for crash tests.
+//! - [`canned`]: a stand-in HubSpot with one canned answer, for bodies the simulator never sends.
 //! - [`moto`]: a moto server (AWS emulator), installed on first use.
 //! - [`crash`]: what must hold after a kill, and after the restarted run finished.
 //! - [`cfn`]: deploying `infra/cloudformation.yaml` into moto.
 
 pub mod binary;
+pub mod canned;
 pub mod cfn;
 pub mod crash;
 pub mod harness;
