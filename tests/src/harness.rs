@@ -10,6 +10,8 @@ use common::clock;
 use common::hubspot::{ClientConfig, HubSpotClient, RateBudget};
 use common::messages::RequestedMode;
 use common::pipeline::{Pipeline, Settings};
+use common::ports::{Outgoing, Queue};
+use common::worker::{process_one, Handled, Handler, StepOutcome, WorkerOptions};
 use infra::audit::{compare, expected_rows, read_lake_table, Diff, LakeTable};
 use infra::runner::{run_embedded, RunOptions, RunReport};
 use infra::sim::{self, MutateRequest, MutateResponse, ObjectType, RuntimeConfig, SimConfig, SimServer};
@@ -113,6 +115,16 @@ impl Harness {
 }
 
 pub fn pipeline_for(base_url: &str, lake: &std::path::Path, settings: Settings) -> anyhow::Result<Pipeline> {
+    pipeline_with_clock(base_url, lake, settings, clock::system())
+}
+
+/// [`pipeline_for`] with an injected clock (leases are tested by moving it).
+pub fn pipeline_with_clock(
+    base_url: &str,
+    lake: &std::path::Path,
+    settings: Settings,
+    clock: clock::SharedClock,
+) -> anyhow::Result<Pipeline> {
     let client = HubSpotClient::new(
         ClientConfig {
             base_url: base_url.to_string(),
@@ -127,7 +139,7 @@ pub fn pipeline_for(base_url: &str, lake: &std::path::Path, settings: Settings) 
         lake,
         Catalog::default(),
         client,
-        clock::system(),
+        clock,
         settings,
     )?)
 }
@@ -198,4 +210,72 @@ impl common::ports::StateStore for FailingWrites {
     async fn delete_all(&self) -> Result<usize, common::ports::StateError> {
         self.0.delete_all().await
     }
+}
+
+/// Worker options for stepping roles in-process: short polls, quick retries.
+pub fn step_options() -> WorkerOptions {
+    WorkerOptions {
+        wait: Duration::from_millis(20),
+        visibility: Duration::from_secs(30),
+        first_retry_delay: Duration::from_millis(10),
+        max_retry_delay: Duration::from_millis(40),
+    }
+}
+
+/// What stepping the roles to empty queues saw.
+#[derive(Debug, Default)]
+pub struct Drained {
+    /// Errors of failed attempts (each retried until dead-lettered).
+    pub errors: Vec<String>,
+    /// Reasons of messages dropped as stale.
+    pub dropped: Vec<String>,
+}
+
+/// Steps every role in-process until all queues are empty (failed messages are retried until
+/// dead-lettered).
+pub async fn drain(p: &Pipeline) -> anyhow::Result<Drained> {
+    drain_with(p, None).await
+}
+
+/// [`drain`], sending `extra` to its queue after the first round (when the requests are in).
+pub async fn drain_with(
+    p: &Pipeline,
+    mut extra: Option<(Arc<dyn Queue>, Outgoing)>,
+) -> anyhow::Result<Drained> {
+    let roles: Vec<(Arc<dyn Queue>, Arc<dyn Handler>)> = vec![
+        (p.requests.clone(), producer::RequestHandler::new(p.clone())),
+        (p.pages.clone(), consumer::PageJobHandler::new(p.clone())),
+        (p.merges.clone(), merger::MergeTaskHandler::new(p.clone())),
+    ];
+    let mut out = Drained::default();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
+    loop {
+        let mut busy = false;
+        for (q, handler) in &roles {
+            match process_one(q.as_ref(), handler.as_ref(), &step_options()).await? {
+                StepOutcome::EmptyQueue => {
+                    let d = q.depth().await?;
+                    busy |= d.visible + d.in_flight > 0;
+                }
+                StepOutcome::Failed { error, .. } => {
+                    out.errors.push(error);
+                    busy = true;
+                }
+                StepOutcome::Handled(Handled::Dropped(why)) => {
+                    out.dropped.push(why);
+                    busy = true;
+                }
+                StepOutcome::Handled(_) => busy = true,
+            }
+        }
+        if let Some((q, message)) = extra.take() {
+            q.send(vec![message]).await?;
+            busy = true;
+        }
+        if !busy {
+            break;
+        }
+        anyhow::ensure!(tokio::time::Instant::now() < deadline, "queues did not drain");
+    }
+    Ok(out)
 }

@@ -3,72 +3,23 @@
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
-use std::time::Duration;
 
 use bytes::Bytes;
 use common::messages::{self, Body, RequestedMode, SyncRequest};
 use common::pipeline::Pipeline;
 use common::ports::{Outgoing, Queue, RunStatus};
-use common::worker::{process_one, Handler, StepOutcome, WorkerOptions};
+use common::worker::{process_one, StepOutcome};
 use datafusion::arrow::array::{AsArray, RecordBatch, StringArray};
 use datafusion::arrow::datatypes::{DataType, Field, Int64Type, Schema};
 use hubsync_tests::canned;
-use hubsync_tests::harness::{fast_settings, pipeline_for, sim_config, Harness};
+use hubsync_tests::harness::{
+    drain, drain_with, fast_settings, pipeline_for, sim_config, step_options, Harness,
+};
 use infra::audit::{read_lake_table, Diff, LakeTable};
 use infra::sim::ObjectType;
 use object_store::ObjectStoreExt;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use parquet::arrow::ArrowWriter;
-
-fn options() -> WorkerOptions {
-    WorkerOptions {
-        wait: Duration::from_millis(20),
-        visibility: Duration::from_secs(30),
-        first_retry_delay: Duration::from_millis(10),
-        max_retry_delay: Duration::from_millis(40),
-    }
-}
-
-/// Steps every role until all queues are empty (failed messages are retried until dead).
-async fn drain(p: &Pipeline) -> anyhow::Result<Vec<String>> {
-    drain_with(p, None).await
-}
-
-/// [`drain`], sending `extra` to its queue after the first round (when the requests are in).
-async fn drain_with(p: &Pipeline, mut extra: Option<(Q, Outgoing)>) -> anyhow::Result<Vec<String>> {
-    let roles: Vec<(Arc<dyn Queue>, Arc<dyn Handler>)> = vec![
-        (p.requests.clone(), producer::RequestHandler::new(p.clone())),
-        (p.pages.clone(), consumer::PageJobHandler::new(p.clone())),
-        (p.merges.clone(), merger::MergeTaskHandler::new(p.clone())),
-    ];
-    let mut errors = Vec::new();
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
-    loop {
-        let mut busy = false;
-        for (q, handler) in &roles {
-            match process_one(q.as_ref(), handler.as_ref(), &options()).await? {
-                StepOutcome::EmptyQueue => {
-                    let d = q.depth().await?;
-                    busy |= d.visible + d.in_flight > 0;
-                }
-                StepOutcome::Failed { error, .. } => {
-                    errors.push(error);
-                    busy = true;
-                }
-                StepOutcome::Handled(_) => busy = true,
-            }
-        }
-        if let Some((q, message)) = extra.take() {
-            queue(p, q).send(vec![message]).await?;
-            busy = true;
-        }
-        if !busy {
-            break;
-        }
-        anyhow::ensure!(tokio::time::Instant::now() < deadline, "queues did not drain");
-    }
-    Ok(errors)
-}
 
 /// A queue of the pipeline.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -598,7 +549,7 @@ async fn run_case(case: &Case) -> anyhow::Result<()> {
                 _ => Outgoing::standard(body.clone()),
             };
             // After the good request, so a page or merge naming its run finds it.
-            let errors = drain_with(p, Some((*q, bad))).await?;
+            let errors = drain_with(p, Some((queue(p, *q).clone(), bad))).await?.errors;
             let Expect::DeadLetter(want_q, text) = case.expect else {
                 anyhow::bail!("message cases expect a dead letter");
             };
@@ -616,7 +567,7 @@ async fn run_case(case: &Case) -> anyhow::Result<()> {
             let dir = tempfile::tempdir()?;
             let p = &pipeline_for(&hubspot.base_url, dir.path(), fast_settings())?;
             producer::handle_request(p, &full_request("good")).await?;
-            let errors = drain(p).await?;
+            let errors = drain(p).await?.errors;
             let run = p.ledger.get_run(RUN).await?.expect("the run");
             match case.expect {
                 Expect::DeadLetter(q, text) => {
@@ -648,9 +599,9 @@ async fn run_case(case: &Case) -> anyhow::Result<()> {
             let p = &h.pipeline;
             producer::handle_request(p, &full_request("good")).await?;
             let pages = consumer::PageJobHandler::new(p.clone());
-            while process_one(p.pages.as_ref(), pages.as_ref(), &options()).await? != StepOutcome::EmptyQueue
-            {
-            }
+            while process_one(p.pages.as_ref(), pages.as_ref(), &step_options()).await?
+                != StepOutcome::EmptyQueue
+            {}
             let run = p.ledger.get_run(RUN).await?.expect("the run");
             let dt = run.dts.iter().next().expect("a partition").clone();
             let victim = p
@@ -674,7 +625,7 @@ async fn run_case(case: &Case) -> anyhow::Result<()> {
                 .store()
                 .put(&victim, Bytes::from(transform(&original)?).into())
                 .await?;
-            let errors = drain(p).await?;
+            let errors = drain(p).await?.errors;
             let run = p.ledger.get_run(RUN).await?.expect("the run");
             match case.expect {
                 Expect::DeadLetter(q, text) => {
@@ -736,7 +687,7 @@ async fn a_corrupt_staged_file_dead_letters_its_merge_and_replay_completes_the_r
     producer::handle_request(p, &request).await?;
     // Fetch everything, but hold the merges: corrupt one staged file first.
     let pages = consumer::PageJobHandler::new(p.clone());
-    while process_one(p.pages.as_ref(), pages.as_ref(), &options()).await? != StepOutcome::EmptyQueue {}
+    while process_one(p.pages.as_ref(), pages.as_ref(), &step_options()).await? != StepOutcome::EmptyQueue {}
     let run = p.ledger.get_run("deals-r").await?.unwrap();
     assert_eq!(run.status, RunStatus::Merging);
     let dt = run.dts.iter().next().unwrap().clone();
@@ -754,7 +705,7 @@ async fn a_corrupt_staged_file_dead_letters_its_merge_and_replay_completes_the_r
         )
         .await?;
 
-    let errors = drain(p).await?;
+    let errors = drain(p).await?.errors;
     assert!(errors.iter().any(|e| e.contains(&dt)), "{errors:?}");
     assert_eq!(
         p.merges.depth().await?.dead,

@@ -8,6 +8,7 @@ mod client;
 mod embedded;
 mod embedded_crash_test;
 mod failpoints_embedded;
+mod leases;
 mod redelivery;
 mod seed_rules;
 mod sim;
