@@ -70,6 +70,10 @@ pub struct HubSpotArgs {
     /// Hours of overlap subtracted from the watermark to open an incremental window.
     #[arg(long, env = "HUBSYNC_OVERLAP_HOURS", default_value_t = 2.0)]
     pub overlap_hours: f64,
+    /// Records per list and search page (default: HubSpot's maxima, 100 and 200). Smaller
+    /// pages mean more jobs; tests use them to get many pages from few records.
+    #[arg(long, env = "HUBSYNC_PAGE_SIZE", value_parser = clap::value_parser!(u32).range(1..=100))]
+    pub page_size: Option<u32>,
 }
 
 impl HubSpotArgs {
@@ -101,9 +105,12 @@ impl HubSpotArgs {
                 self.overlap_hours
             )));
         }
+        let defaults = Settings::default();
         Ok(Settings {
             overlap_buffer_ms: (self.overlap_hours * 3_600_000.0) as i64,
-            ..Settings::default()
+            list_page_size: self.page_size.unwrap_or(defaults.list_page_size),
+            search_page_size: self.page_size.unwrap_or(defaults.search_page_size),
+            ..defaults
         })
     }
 }

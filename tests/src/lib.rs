@@ -8,11 +8,13 @@
 //! - [`canned`]: a stand-in HubSpot with one canned answer, for bodies the simulator never sends.
 //! - [`moto`]: a moto server (AWS emulator), installed on first use.
 //! - [`crash`]: what must hold after a kill, and after the restarted run finished.
+//! - [`deploy`]: an AWS-mode deployment on moto (services, CLI, in-process pipeline).
 //! - [`cfn`]: deploying `infra/cloudformation.yaml` into moto.
 
 pub mod binary;
 pub mod canned;
 pub mod cfn;
 pub mod crash;
+pub mod deploy;
 pub mod harness;
 pub mod moto;

@@ -45,13 +45,17 @@ pub async fn pipeline(
     let sqs = aws_sdk_sqs::Client::new(&config);
     let dynamo = aws_sdk_dynamodb::Client::new(&config);
     let ssm = aws_sdk_ssm::Client::new(&config);
-    let max = settings.max_receive_count;
-    let requests: Arc<dyn Queue> =
-        Arc::new(SqsQueue::connect(sqs.clone(), &names.requests(), &names.requests_dlq(), max).await?);
-    let pages: Arc<dyn Queue> =
-        Arc::new(SqsQueue::connect(sqs.clone(), &names.pages(), &names.pages_dlq(), max).await?);
-    let merges: Arc<dyn Queue> =
-        Arc::new(SqsQueue::connect(sqs, &names.merges(), &names.merges_dlq(), max).await?);
+    let (max, visibility) = (settings.max_receive_count, settings.visibility_timeout);
+    let queue = |name: String, dlq: String| {
+        let sqs = sqs.clone();
+        async move {
+            let q = SqsQueue::connect(sqs, &name, &dlq, max).await?;
+            Ok::<Arc<dyn Queue>, AwsError>(Arc::new(q.with_visibility(visibility)))
+        }
+    };
+    let requests = queue(names.requests(), names.requests_dlq()).await?;
+    let pages = queue(names.pages(), names.pages_dlq()).await?;
+    let merges = queue(names.merges(), names.merges_dlq()).await?;
     Ok(Pipeline {
         catalog: Arc::new(catalog),
         lake: s3_lake(lake_bucket, lake_prefix)?,

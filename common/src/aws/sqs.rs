@@ -24,6 +24,9 @@ pub struct SqsQueue {
     fifo: bool,
     /// Receives before the redrive policy moves a message (for logs; SQS applies it).
     pub max_receive_count: u32,
+    /// Visibility of a received message; `None` leaves the queue's default. A message held by a
+    /// killed worker reappears after this.
+    visibility: Option<Duration>,
 }
 
 impl SqsQueue {
@@ -61,7 +64,15 @@ impl SqsQueue {
             name: name.into(),
             fifo: name.ends_with(".fifo"),
             max_receive_count,
+            visibility: None,
         })
+    }
+
+    /// Receives with this visibility instead of the queue's default (the heartbeat renews it
+    /// while a message is worked on).
+    pub fn with_visibility(mut self, visibility: Duration) -> Self {
+        self.visibility = Some(visibility);
+        self
     }
 
     fn err(&self, what: &str, e: impl std::fmt::Display) -> QueueError {
@@ -118,6 +129,7 @@ impl SqsQueue {
             .queue_url(url)
             .max_number_of_messages(max.clamp(1, BATCH) as i32)
             .wait_time_seconds(wait.as_secs().min(20) as i32)
+            .set_visibility_timeout(self.visibility.map(|v| v.as_secs().clamp(1, 43_200) as i32))
             .message_system_attribute_names(MessageSystemAttributeName::ApproximateReceiveCount)
             .send()
             .await

@@ -111,6 +111,10 @@ pub struct RuntimeConfig {
     pub fault_rate: f64,
     /// The faults drawn from, uniformly.
     pub fault_kinds: FaultKinds,
+    /// Chance in [0, 1] that a CRM request not already faulted is answered 200 with broken
+    /// JSON (a rate of its own: chaos runs want rare bad pages beside frequent 5xx/429).
+    #[serde(default)]
+    pub malformed_rate: f64,
     /// How long search lags writes.
     pub search_lag_ms: u64,
 }
@@ -123,6 +127,7 @@ impl Default for RuntimeConfig {
             latency_ms: 0,
             fault_rate: 0.0,
             fault_kinds: FaultKinds::ALL,
+            malformed_rate: 0.0,
             search_lag_ms: 0,
         }
     }
@@ -130,11 +135,16 @@ impl Default for RuntimeConfig {
 
 impl RuntimeConfig {
     pub fn validate(&self) -> Result<(), SimError> {
-        if !(0.0..=1.0).contains(&self.fault_rate) {
-            return Err(SimError::InvalidConfig {
-                field: "fault_rate",
-                reason: format!("{} is not in [0, 1]", self.fault_rate),
-            });
+        for (field, rate) in [
+            ("fault_rate", self.fault_rate),
+            ("malformed_rate", self.malformed_rate),
+        ] {
+            if !(0.0..=1.0).contains(&rate) {
+                return Err(SimError::InvalidConfig {
+                    field,
+                    reason: format!("{rate} is not in [0, 1]"),
+                });
+            }
         }
         if self.fault_kinds.is_empty() {
             return Err(SimError::InvalidConfig {
@@ -157,6 +167,7 @@ impl RuntimeConfig {
                 .as_deref()
                 .map(FaultKinds::from_kinds)
                 .unwrap_or(self.fault_kinds),
+            malformed_rate: patch.malformed_rate.unwrap_or(self.malformed_rate),
             search_lag_ms: patch.search_lag_ms.unwrap_or(self.search_lag_ms),
         };
         next.validate()?;
@@ -178,6 +189,8 @@ pub struct ConfigPatch {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fault_kinds: Option<Vec<FaultKind>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub malformed_rate: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub search_lag_ms: Option<u64>,
 }
 
@@ -194,14 +207,18 @@ pub enum FaultKind {
     Malformed,
     /// The connection drops after the first part of the body.
     Dropped,
+    /// 429 with HubSpot's secondly-limit body and headers, though no limit was reached (a
+    /// burst elsewhere on the account).
+    RateLimited,
 }
 
 impl FaultKind {
-    pub const ALL: [FaultKind; 4] = [
+    pub const ALL: [FaultKind; 5] = [
         FaultKind::ServerError,
         FaultKind::Truncated,
         FaultKind::Malformed,
         FaultKind::Dropped,
+        FaultKind::RateLimited,
     ];
 }
 
@@ -211,7 +228,7 @@ impl FaultKind {
 pub struct FaultKinds(u8);
 
 impl FaultKinds {
-    pub const ALL: FaultKinds = FaultKinds(0b1111);
+    pub const ALL: FaultKinds = FaultKinds(0b1_1111);
 
     pub fn from_kinds(kinds: &[FaultKind]) -> Self {
         FaultKinds(kinds.iter().fold(0, |bits, k| bits | 1 << (*k as u8)))

@@ -11,7 +11,9 @@ use bytes::Bytes;
 
 use super::config::{FaultKind, FaultKinds};
 use super::errors::ApiError;
+use super::limits::Policy;
 use super::rng::SplitMix64;
+use common::hubspot::wire::headers;
 
 /// One drawn fault, with its variant.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -20,6 +22,7 @@ pub enum Fault {
     Truncated,
     Malformed { html: bool },
     Dropped,
+    RateLimited,
 }
 
 impl Fault {
@@ -29,12 +32,16 @@ impl Fault {
             Fault::Truncated => FaultKind::Truncated,
             Fault::Malformed { .. } => FaultKind::Malformed,
             Fault::Dropped => FaultKind::Dropped,
+            Fault::RateLimited => FaultKind::RateLimited,
         }
     }
 
     /// Does the fault replace the handler's answer (rather than mangle it)?
     pub fn replaces_handler(self) -> bool {
-        matches!(self, Fault::ServerError(_) | Fault::Malformed { .. })
+        matches!(
+            self,
+            Fault::ServerError(_) | Fault::Malformed { .. } | Fault::RateLimited
+        )
     }
 }
 
@@ -77,6 +84,7 @@ impl FaultDice {
                 html: variant.is_multiple_of(2),
             },
             FaultKind::Dropped => Fault::Dropped,
+            FaultKind::RateLimited => Fault::RateLimited,
         })
     }
 }
@@ -91,6 +99,13 @@ const BROKEN_JSON: &str = r#"{"results":[{"id":"1" "properties":{"hs_object_id":
 pub fn replacement(fault: Fault) -> Response {
     match fault {
         ServerError(status) => ApiError::server_error(status).into_response(),
+        Fault::RateLimited => {
+            let mut response = ApiError::rate_limited(Policy::Secondly).into_response();
+            let h = response.headers_mut();
+            h.insert(headers::RATE_REMAINING, HeaderValue::from(0u32));
+            h.insert(headers::RATE_INTERVAL_MS, HeaderValue::from(1000u32));
+            response
+        }
         Fault::Malformed { html: true } => (
             StatusCode::OK,
             [(

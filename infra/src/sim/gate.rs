@@ -12,6 +12,7 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use common::hubspot::wire::headers;
 
+use super::config::{FaultKind, FaultKinds};
 use super::errors::ApiError;
 use super::faults;
 use super::limits::{DAILY_LIMIT, GENERAL_WINDOW};
@@ -92,7 +93,13 @@ pub async fn gate(State(state): State<Arc<AppState>>, request: Request, next: Ne
     if cfg.latency_ms > 0 {
         tokio::time::sleep(state.jittered(Duration::from_millis(cfg.latency_ms))).await;
     }
-    let mut response = match state.faults.draw(cfg.fault_rate, cfg.fault_kinds) {
+    let fault = state.faults.draw(cfg.fault_rate, cfg.fault_kinds).or_else(|| {
+        state.faults.draw(
+            cfg.malformed_rate,
+            FaultKinds::from_kinds(&[FaultKind::Malformed]),
+        )
+    });
+    let mut response = match fault {
         Some(fault) => {
             state.stats.fault(fault.kind());
             if fault.replaces_handler() {

@@ -97,6 +97,9 @@ pub struct SimArgs {
     /// Fault kinds to draw from (comma list; default all).
     #[arg(long, env = "HUBSYNC_SIM_FAULT_KINDS", value_enum, value_delimiter = ',')]
     pub fault_kinds: Vec<FaultKind>,
+    /// Chance in [0, 1] that a request not already faulted gets 200 with broken JSON.
+    #[arg(long, env = "HUBSYNC_SIM_MALFORMED_RATE", default_value_t = 0.0)]
+    pub malformed_rate: f64,
     /// How long search lags writes, in milliseconds.
     #[arg(long, env = "HUBSYNC_SIM_SEARCH_LAG_MS", default_value_t = 0)]
     pub search_lag_ms: u64,
@@ -140,6 +143,7 @@ impl SimArgs {
                 } else {
                     FaultKinds::from_kinds(&self.fault_kinds)
                 },
+                malformed_rate: self.malformed_rate,
                 search_lag_ms: self.search_lag_ms,
             },
         };

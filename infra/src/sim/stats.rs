@@ -28,7 +28,7 @@ pub struct Stats {
     unauthorized: AtomicU64,
     limited_general: AtomicU64,
     limited_search: AtomicU64,
-    faults: [AtomicU64; 4],
+    faults: [AtomicU64; 5],
     admin: AtomicU64,
 }
 
@@ -68,6 +68,9 @@ pub struct FaultCounts {
     pub truncated: u64,
     pub malformed: u64,
     pub dropped: u64,
+    /// Spurious 429s (not the limits: those are in `rate_limited`).
+    #[serde(default)]
+    pub rate_limited: u64,
 }
 
 impl Stats {
@@ -114,6 +117,7 @@ impl Stats {
             truncated: f(FaultKind::Truncated),
             malformed: f(FaultKind::Malformed),
             dropped: f(FaultKind::Dropped),
+            rate_limited: f(FaultKind::RateLimited),
         };
         SimStats {
             requests: self.requests.load(Relaxed),

@@ -4,139 +4,17 @@
 //! a poison page job dead-lettered then replayed, and the CloudFormation template's resources.
 
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use common::aws::AwsNames;
-use common::catalog::Catalog;
-use common::clock;
-use common::hubspot::{ClientConfig, HubSpotClient, RateBudget};
-use common::pipeline::{Pipeline, Settings};
+use common::pipeline::Pipeline;
 use common::ports::{RunMode, RunStatus};
-use hubsync_tests::binary::{binary, hubsync_binary};
 use hubsync_tests::cfn;
+use hubsync_tests::deploy::{aws_pipeline, stop, Deployment};
 use hubsync_tests::harness::{diff_lake, sim_config, wait_for};
 use hubsync_tests::moto::Moto;
 use infra::sim::{self, ConfigPatch, FaultKind, MutateRequest, SimServer};
 
 const TABLES: [&str; 5] = ["deals", "contacts", "companies", "activities", "contacts_dim"];
-
-struct Deployment<'a> {
-    moto: &'a Moto,
-    lake: String,
-    prefix: String,
-    hubspot: String,
-    log: std::path::PathBuf,
-}
-
-impl Deployment<'_> {
-    fn env(&self, cmd: &mut Command) {
-        cmd.envs(self.moto.aws_env())
-            .env("HUBSYNC_LAKE", &self.lake)
-            .env("HUBSYNC_PREFIX", &self.prefix)
-            .env("HUBSPOT_BASE_URL", &self.hubspot)
-            .env("HUBSYNC_MAX_RECEIVE_COUNT", "2")
-            .env("HUBSYNC_MAX_RETRY_DELAY_MS", "300")
-            .env("HUBSYNC_VISIBILITY_SECS", "30")
-            .env("HUBSYNC_HUBSPOT_RETRIES", "1")
-            .env("HUBSYNC_RATE_LIMIT", "0")
-            .env("HUBSYNC_SEARCH_RATE", "0")
-            .env_remove("HUBSPOT_TOKEN")
-            .env_remove("AWS_PROFILE");
-    }
-
-    fn service(&self, name: &str) -> anyhow::Result<Child> {
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&self.log)?;
-        let mut cmd = Command::new(binary(name, &format!("hubsync-{name}"))?);
-        self.env(&mut cmd);
-        Ok(cmd
-            .env("HUBSYNC_CONCURRENCY", "4")
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()?)
-    }
-
-    fn hubsync(&self, args: &[&str]) -> anyhow::Result<std::process::Output> {
-        let mut cmd = Command::new(hubsync_binary()?);
-        self.env(&mut cmd);
-        Ok(cmd.args(args).stdin(Stdio::null()).output()?)
-    }
-
-    fn hubsync_ok(&self, args: &[&str]) -> anyhow::Result<String> {
-        let out = self.hubsync(args)?;
-        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-        anyhow::ensure!(
-            out.status.success(),
-            "hubsync {args:?} failed: {}\n{stdout}\n--- services ---\n{}",
-            String::from_utf8_lossy(&out.stderr),
-            tail(&self.log)
-        );
-        Ok(stdout)
-    }
-
-    /// Syncs every table at once (one `hubsync sync --wait` each) and returns their runs.
-    async fn sync_all(&self, p: &Pipeline) -> anyhow::Result<Vec<common::ports::Run>> {
-        let mut children = Vec::new();
-        for t in TABLES {
-            let mut cmd = Command::new(hubsync_binary()?);
-            self.env(&mut cmd);
-            cmd.args(["sync", "--table", t, "--wait", "--wait-secs", "300"])
-                .stdout(Stdio::piped())
-                .stderr(Stdio::piped());
-            children.push((t, cmd.spawn()?));
-        }
-        for (t, child) in children {
-            let out = child.wait_with_output()?;
-            anyhow::ensure!(
-                out.status.success(),
-                "sync of {t} failed: {}{}\n--- services ---\n{}",
-                String::from_utf8_lossy(&out.stdout),
-                String::from_utf8_lossy(&out.stderr),
-                tail(&self.log)
-            );
-        }
-        let mut runs = Vec::new();
-        for t in TABLES {
-            let run = p.ledger.list_runs(Some(t), 1).await?.remove(0);
-            assert_eq!(run.status, RunStatus::Committed, "{t}");
-            runs.push(run);
-        }
-        Ok(runs)
-    }
-}
-
-fn tail(log: &Path) -> String {
-    let text = std::fs::read_to_string(log).unwrap_or_default();
-    text.lines()
-        .rev()
-        .take(30)
-        .collect::<Vec<_>>()
-        .into_iter()
-        .rev()
-        .collect::<Vec<_>>()
-        .join("\n")
-}
-
-async fn aws_pipeline(lake_bucket: &str, prefix: &str) -> anyhow::Result<Pipeline> {
-    let names = AwsNames {
-        prefix: prefix.into(),
-        ..Default::default()
-    };
-    let client = HubSpotClient::new(ClientConfig::default(), RateBudget::unlimited())?;
-    Ok(common::aws::pipeline(
-        &names,
-        lake_bucket,
-        "data",
-        Catalog::default(),
-        client,
-        clock::system(),
-        Settings::default(),
-    )
-    .await?)
-}
 
 async fn assert_equals_truth(sim: &SimServer, p: &Pipeline) -> anyhow::Result<u64> {
     let mut compared = 0;
@@ -146,16 +24,6 @@ async fn assert_equals_truth(sim: &SimServer, p: &Pipeline) -> anyhow::Result<u6
         compared += diff.rows_compared;
     }
     Ok(compared)
-}
-
-fn stop(children: Vec<Child>) -> anyhow::Result<()> {
-    for mut c in children {
-        // SIGTERM: the services finish the message in hand and exit 0.
-        let _ = Command::new("kill").arg("-TERM").arg(c.id().to_string()).status();
-        let status = c.wait()?;
-        assert!(status.success(), "a service did not stop cleanly: {status}");
-    }
-    Ok(())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -168,11 +36,12 @@ async fn services_on_the_emulator_sync_all_five_tables_equal_to_truth() -> anyho
     let server = sim::start(sim_config(40, &[])).await?;
     let dir = tempfile::tempdir()?;
     let d = Deployment {
-        moto: &moto,
+        aws: moto.aws_env(),
         lake: "s3://lake-one/data".into(),
         prefix: "t1".into(),
         hubspot: server.base_url(),
         log: dir.path().join("services.log"),
+        env: vec![],
     };
     d.hubsync_ok(&["infra", "up", "--max-receive-count", "2"])?;
     let mut services = vec![
@@ -184,7 +53,7 @@ async fn services_on_the_emulator_sync_all_five_tables_equal_to_truth() -> anyho
     let p = aws_pipeline("lake-one", "t1").await?;
 
     // Full sync: the flag is "false" as provisioned.
-    let runs = d.sync_all(&p).await?;
+    let runs = d.sync_all(&p, &TABLES).await?;
     assert!(runs.iter().all(|r| r.mode == RunMode::Full));
     let compared = assert_equals_truth(&server, &p).await?;
     assert_eq!(compared, 40 * 4 + 40 * 5);
@@ -233,7 +102,7 @@ async fn services_on_the_emulator_sync_all_five_tables_equal_to_truth() -> anyho
         .send()
         .await?;
     assert_eq!(raw.parameter().and_then(|p| p.value()), Some(" Yes "));
-    let runs = d.sync_all(&p).await?;
+    let runs = d.sync_all(&p, &TABLES).await?;
     assert!(
         runs.iter().all(|r| r.mode == RunMode::Incremental),
         "{:?}",
@@ -289,11 +158,12 @@ async fn services_on_the_emulator_sync_all_five_tables_equal_to_truth() -> anyho
     )?;
     assert!(outputs.values().any(|v| v.ends_with("cfn-pages")), "{outputs:?}");
     let d2 = Deployment {
-        moto: &moto2,
+        aws: moto2.aws_env(),
         lake: "s3://lake-cfn/data".into(),
         prefix: "cfn".into(),
         hubspot: server.base_url(),
         log: dir.path().join("services-cfn.log"),
+        env: vec![],
     };
     let services = vec![
         d2.service("producer")?,

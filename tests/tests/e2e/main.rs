@@ -4,9 +4,11 @@
 mod aws;
 mod aws_infra;
 mod bad_input;
+mod chaos;
 mod client;
 mod embedded;
 mod embedded_crash_test;
+mod failpoints_aws;
 mod failpoints_embedded;
 mod leases;
 mod redelivery;

@@ -1,0 +1,161 @@
+//! One AWS-mode deployment on the moto emulator: the service binaries, the `hubsync` CLI with
+//! the same environment, and an in-process pipeline on the same queues and tables.
+
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+
+use common::aws::AwsNames;
+use common::catalog::Catalog;
+use common::clock;
+use common::hubspot::{ClientConfig, HubSpotClient, RateBudget};
+use common::pipeline::{Pipeline, Settings};
+use common::ports::RunStatus;
+
+use crate::binary::{binary, hubsync_binary};
+
+/// Services and the CLI of one AWS-mode deployment on the emulator.
+#[derive(Debug, Clone)]
+pub struct Deployment {
+    /// The emulator's endpoint and credentials ([`crate::moto::Moto::aws_env`]).
+    pub aws: Vec<(&'static str, String)>,
+    /// s3://bucket/prefix
+    pub lake: String,
+    pub prefix: String,
+    /// HubSpot's (the simulator's) base URL.
+    pub hubspot: String,
+    /// Where the services' logs go (appended).
+    pub log: std::path::PathBuf,
+    /// Settings over the defaults below, for every process.
+    pub env: Vec<(String, String)>,
+}
+
+impl Deployment {
+    pub fn env(&self, cmd: &mut Command) {
+        cmd.envs(self.aws.iter().map(|(k, v)| (*k, v.as_str())))
+            .env("HUBSYNC_LAKE", &self.lake)
+            .env("HUBSYNC_PREFIX", &self.prefix)
+            .env("HUBSPOT_BASE_URL", &self.hubspot)
+            .env("HUBSYNC_MAX_RECEIVE_COUNT", "2")
+            .env("HUBSYNC_MAX_RETRY_DELAY_MS", "300")
+            .env("HUBSYNC_VISIBILITY_SECS", "30")
+            .env("HUBSYNC_HUBSPOT_RETRIES", "1")
+            .env("HUBSYNC_RATE_LIMIT", "0")
+            .env("HUBSYNC_SEARCH_RATE", "0")
+            .env_remove("HUBSPOT_TOKEN")
+            .env_remove(common::failpoint::ENV)
+            .env_remove("AWS_PROFILE")
+            .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+    }
+
+    /// Starts a service binary (producer, consumer or merger).
+    pub fn service(&self, name: &str) -> anyhow::Result<Child> {
+        self.service_with(name, &[])
+    }
+
+    /// Starts a service binary with extra environment (a failpoint, say).
+    pub fn service_with(&self, name: &str, extra: &[(&str, &str)]) -> anyhow::Result<Child> {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)?;
+        let mut cmd = Command::new(binary(name, &format!("hubsync-{name}"))?);
+        self.env(&mut cmd);
+        Ok(cmd
+            .env("HUBSYNC_CONCURRENCY", "4")
+            .envs(extra.iter().copied())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()?)
+    }
+
+    pub fn hubsync(&self, args: &[&str]) -> anyhow::Result<std::process::Output> {
+        let mut cmd = Command::new(hubsync_binary()?);
+        self.env(&mut cmd);
+        Ok(cmd.args(args).stdin(Stdio::null()).output()?)
+    }
+
+    pub fn hubsync_ok(&self, args: &[&str]) -> anyhow::Result<String> {
+        let out = self.hubsync(args)?;
+        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+        anyhow::ensure!(
+            out.status.success(),
+            "hubsync {args:?} failed: {}\n{stdout}\n--- services ---\n{}",
+            String::from_utf8_lossy(&out.stderr),
+            tail(&self.log)
+        );
+        Ok(stdout)
+    }
+
+    /// Syncs `tables` at once (one `hubsync sync --wait` each) and returns their runs.
+    pub async fn sync_all(&self, p: &Pipeline, tables: &[&str]) -> anyhow::Result<Vec<common::ports::Run>> {
+        let mut children = Vec::new();
+        for t in tables {
+            let mut cmd = Command::new(hubsync_binary()?);
+            self.env(&mut cmd);
+            cmd.args(["sync", "--table", t, "--wait", "--wait-secs", "300"])
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped());
+            children.push((*t, cmd.spawn()?));
+        }
+        for (t, child) in children {
+            let out = child.wait_with_output()?;
+            anyhow::ensure!(
+                out.status.success(),
+                "sync of {t} failed: {}{}\n--- services ---\n{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr),
+                tail(&self.log)
+            );
+        }
+        let mut runs = Vec::new();
+        for t in tables {
+            let run = p.ledger.list_runs(Some(t), 1).await?.remove(0);
+            assert_eq!(run.status, RunStatus::Committed, "{t}");
+            runs.push(run);
+        }
+        Ok(runs)
+    }
+}
+
+/// The last 30 lines of a log.
+pub fn tail(log: &Path) -> String {
+    let text = std::fs::read_to_string(log).unwrap_or_default();
+    text.lines()
+        .rev()
+        .take(30)
+        .collect::<Vec<_>>()
+        .into_iter()
+        .rev()
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// An in-process pipeline on the deployment's queues and tables (lake under `data`).
+pub async fn aws_pipeline(lake_bucket: &str, prefix: &str) -> anyhow::Result<Pipeline> {
+    let names = AwsNames {
+        prefix: prefix.into(),
+        ..Default::default()
+    };
+    let client = HubSpotClient::new(ClientConfig::default(), RateBudget::unlimited())?;
+    Ok(common::aws::pipeline(
+        &names,
+        lake_bucket,
+        "data",
+        Catalog::default(),
+        client,
+        clock::system(),
+        Settings::default(),
+    )
+    .await?)
+}
+
+/// SIGTERM to each service; each must finish the message in hand and exit 0.
+pub fn stop(children: Vec<Child>) -> anyhow::Result<()> {
+    for mut c in children {
+        // SIGTERM: the services finish the message in hand and exit 0.
+        let _ = Command::new("kill").arg("-TERM").arg(c.id().to_string()).status();
+        let status = c.wait()?;
+        assert!(status.success(), "a service did not stop cleanly: {status}");
+    }
+    Ok(())
+}

@@ -1,0 +1,198 @@
+//! Chaos in AWS mode: a backfill and three incremental runs of two tables while the simulator
+//! changes records and answers 10 % of requests with 5xx or 429 and 1 % with malformed pages,
+//! and consumers and the merger are killed with SIGKILL at random (at least 20 times), each
+//! restarted at once. `hubsync audit` then compares the lake with HubSpot: no difference.
+
+use std::process::Child;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use hubsync_tests::deploy::{aws_pipeline, stop, tail, Deployment};
+use hubsync_tests::harness::sim_config;
+use hubsync_tests::moto::Moto;
+use infra::sim::{self, ConfigPatch, FaultKind, MutateRequest, ObjectType};
+
+const TABLES: [&str; 2] = ["deals", "contacts"];
+const MIN_KILLS: u64 = 20;
+
+/// A seeded generator for kill times and victims (reproducible given the same timings).
+struct Dice(u64);
+
+impl Dice {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+}
+
+/// The processes the killer may kill: two consumers and the merger.
+type Victims = Arc<Mutex<Vec<(&'static str, Child)>>>;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chaos_kills_faults_and_changes_end_with_a_lake_equal_to_hubspot() -> anyhow::Result<()> {
+    let moto = Moto::start()?;
+    for (k, v) in moto.aws_env() {
+        std::env::set_var(k, v);
+    }
+    let server = Arc::new(sim::start(sim_config(100, &[ObjectType::Deals, ObjectType::Contacts])).await?);
+    let dir = tempfile::tempdir()?;
+    let d = Deployment {
+        aws: moto.aws_env(),
+        lake: "s3://lake-chaos/data".into(),
+        prefix: "chaos".into(),
+        hubspot: server.base_url(),
+        log: dir.path().join("services.log"),
+        env: [
+            ("HUBSYNC_PAGE_SIZE", "10"),
+            ("HUBSYNC_VISIBILITY_SECS", "4"),
+            ("HUBSYNC_MAX_RECEIVE_COUNT", "12"),
+            ("HUBSYNC_HUBSPOT_RETRIES", "4"),
+            ("HUBSYNC_MAX_RETRY_DELAY_MS", "500"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect(),
+    };
+    d.hubsync_ok(&["infra", "up", "--max-receive-count", "12"])?;
+    let p = aws_pipeline("lake-chaos", "chaos").await?;
+    server.configure(&ConfigPatch {
+        fault_rate: Some(0.10),
+        fault_kinds: Some(vec![FaultKind::ServerError, FaultKind::RateLimited]),
+        malformed_rate: Some(0.01),
+        ..Default::default()
+    })?;
+
+    let producer = d.service("producer")?;
+    let victims: Victims = Arc::new(Mutex::new(vec![
+        ("consumer", d.service("consumer")?),
+        ("consumer", d.service("consumer")?),
+        ("merger", d.service("merger")?),
+    ]));
+
+    // The killer: every 0.6-2.0 s one consumer or the merger dies by SIGKILL and restarts.
+    let kills = Arc::new(AtomicU64::new(0));
+    let stop_killing = Arc::new(AtomicBool::new(false));
+    let killer = {
+        let (victims, kills, stop_killing) = (victims.clone(), kills.clone(), stop_killing.clone());
+        let spawner = d.clone();
+        std::thread::spawn(move || -> anyhow::Result<()> {
+            let mut dice = Dice(2026);
+            while !stop_killing.load(Ordering::SeqCst) {
+                std::thread::sleep(Duration::from_millis(600 + dice.below(1400)));
+                let mut v = victims.lock().expect("victims");
+                let i = dice.below(v.len() as u64) as usize;
+                let (role, child) = &mut v[i];
+                child.kill()?; // SIGKILL
+                child.wait()?;
+                let role: &'static str = role;
+                v[i] = (role, spawner.service(role)?);
+                kills.fetch_add(1, Ordering::SeqCst);
+            }
+            Ok(())
+        })
+    };
+
+    // The portal keeps changing while the first three syncs run.
+    let mutating = Arc::new(AtomicBool::new(true));
+    let mutator = {
+        let (server, mutating) = (server.clone(), mutating.clone());
+        tokio::spawn(async move {
+            let mut changes = 0u64;
+            while mutating.load(Ordering::SeqCst) {
+                for object_type in TABLES {
+                    server
+                        .mutate(&MutateRequest {
+                            object_type: object_type.into(),
+                            updates: 2,
+                            creates: 1,
+                            archives: 1,
+                            same_timestamp: false,
+                        })
+                        .await?;
+                    changes += 4;
+                }
+                tokio::time::sleep(Duration::from_millis(400)).await;
+            }
+            anyhow::Ok(changes)
+        })
+    };
+
+    let mut syncs = 0;
+    let result: anyhow::Result<()> = async {
+        d.sync_all(&p, &TABLES).await?; // the backfill (the flag is off: full)
+        syncs += 1;
+        d.hubsync_ok(&["flag", "set", "true"])?;
+        for _ in 0..2 {
+            d.sync_all(&p, &TABLES).await?;
+            syncs += 1;
+        }
+        mutating.store(false, Ordering::SeqCst);
+        // The last incremental sees every change; more follow only until 20 kills happened.
+        loop {
+            d.sync_all(&p, &TABLES).await?;
+            syncs += 1;
+            if kills.load(Ordering::SeqCst) >= MIN_KILLS || syncs >= 8 {
+                break;
+            }
+        }
+        Ok(())
+    }
+    .await;
+    mutating.store(false, Ordering::SeqCst);
+    stop_killing.store(true, Ordering::SeqCst);
+    let killed = killer
+        .join()
+        .map_err(|_| anyhow::anyhow!("the killer panicked"))?;
+    let changes = mutator.await??;
+    if let Err(e) = result {
+        anyhow::bail!(
+            "chaos sync {syncs} failed after {} kills: {e:#}\n--- services ---\n{}",
+            kills.load(Ordering::SeqCst),
+            tail(&d.log)
+        );
+    }
+    killed?;
+    let victims = std::mem::take(&mut *victims.lock().expect("victims"));
+    stop(victims.into_iter().map(|(_, c)| c).chain([producer]).collect())?;
+
+    // The audit, through HubSpot's API (faults still on: the client retries).
+    let audit = d.hubsync(&["audit", "--tables", "deals,contacts", "--hubspot-url", &d.hubspot])?;
+    let out = String::from_utf8_lossy(&audit.stdout);
+    let stats = server.stats();
+    let line = out.lines().find(|l| l.starts_with("audit:")).ok_or_else(|| {
+        anyhow::anyhow!(
+            "no audit line in:\n{out}{}",
+            String::from_utf8_lossy(&audit.stderr)
+        )
+    })?;
+    let number_before = |word: &str| -> Option<u64> {
+        let words: Vec<&str> = line.split_whitespace().collect();
+        let i = words.iter().position(|w| w.trim_end_matches(',') == word)?;
+        words.get(i.checked_sub(1)?)?.parse().ok()
+    };
+    let kills = kills.load(Ordering::SeqCst);
+    println!(
+        "chaos: {kills} kills survived, {} faults injected ({} 5xx, {} 429, {} malformed), \
+         {changes} record changes, {syncs} syncs, {} rows compared, {} differences found",
+        stats.faults.total,
+        stats.faults.server_error,
+        stats.faults.rate_limited,
+        stats.faults.malformed,
+        number_before("rows").unwrap_or(0),
+        number_before("differences").map_or("?".to_string(), |n| n.to_string()),
+    );
+    println!("{out}");
+    assert!(kills >= MIN_KILLS, "only {kills} kills");
+    assert!(stats.faults.malformed > 0 && stats.faults.rate_limited > 0 && stats.faults.server_error > 0);
+    assert!(audit.status.success(), "the audit found differences:\n{out}");
+    assert_eq!(number_before("differences"), Some(0), "{line}");
+    assert!(number_before("rows").unwrap_or(0) > 150, "{line}");
+    Ok(())
+}
