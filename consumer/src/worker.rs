@@ -5,9 +5,10 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use bytes::Bytes;
 use common::failpoint;
+use common::messages::Slice;
 use common::messages::{self, Body, MergeTask, PageJob};
 use common::pipeline::Pipeline;
-use common::ports::{Outgoing, PageCompletion, PageOutcome, Run, RunStatus};
+use common::ports::{Outgoing, PageCompletion, PageOutcome, Run, RunMode, RunStatus};
 use common::worker::{Handled, Handler};
 use futures::{StreamExt, TryStreamExt};
 use object_store::ObjectStoreExt;
@@ -116,7 +117,7 @@ pub async fn process_job(p: &Pipeline, job: &PageJob) -> Result<JobOutcome, Cons
         records: rows.len() as i64,
         max_created_ms: rows.iter().map(|r| r.created_ms).max(),
         max_modified_ms: rows.iter().map(|r| r.modified_ms).max(),
-        next_cursor: page.next_cursor.clone(),
+        next_cursor: next_cursor(&run, job, &rows, page.next_cursor.clone()),
         ..Default::default()
     };
     let partitions = files.len();
@@ -150,7 +151,7 @@ pub async fn process_job(p: &Pipeline, job: &PageJob) -> Result<JobOutcome, Cons
     // 3. The next page only after the marker: it cannot be recorded before this one (which
     //    would let the count reach 0 with this page's partitions unknown). A crash before the
     //    send is repaired by the redelivery, which reads the cursor back from the marker.
-    if let Some(cursor) = page.next_cursor {
+    if let Some(cursor) = outcome.next_cursor.clone() {
         send_next_page(p, job, cursor).await?;
     }
 
@@ -165,6 +166,29 @@ pub async fn process_job(p: &Pipeline, job: &PageJob) -> Result<JobOutcome, Cons
         partitions,
         last_page,
     })
+}
+
+/// Where a slice goes on. A full run's list walk ends at the first page whose records were all
+/// created after the run began (T0): ids grow with creation, so every later page is newer
+/// still, and a portal creating records faster than the walk reads them would otherwise keep
+/// the run fetching forever. Those records are the next incremental sync's: its window opens
+/// at or before T0 (W1), and their modified time is past their creation.
+fn next_cursor(
+    run: &Run,
+    job: &PageJob,
+    rows: &[crate::stage::Row<'_>],
+    cursor: Option<String>,
+) -> Option<String> {
+    let past_t0 = run.mode == RunMode::Full
+        && matches!(job.slice, Slice::List { .. })
+        && !rows.is_empty()
+        && rows.iter().all(|r| r.created_ms > run.window_to_ms);
+    if past_t0 && cursor.is_some() {
+        tracing::info!(run_id = %run.run_id, job = %job.job_id(),
+            "the list walk reached records created after the run began; the next incremental sync reads them");
+        return None;
+    }
+    cursor
 }
 
 /// A page job must be one its run sent: page 0 of a planned slice, or the successor a recorded
