@@ -360,3 +360,22 @@ fn http(port: u16, method: &str, path: &str) -> anyhow::Result<(u16, String)> {
         .unwrap_or_default();
     Ok((status, body))
 }
+
+/// Serializes the tests that point this process's AWS SDK at their emulator: the SDK reads its
+/// endpoint from the environment, which every test of the binary shares.
+static ENV_LOCK: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+/// Takes the environment for the caller's whole test; release it by dropping the guard.
+pub async fn env_lock() -> tokio::sync::MutexGuard<'static, ()> {
+    ENV_LOCK.lock().await
+}
+
+impl Moto {
+    /// Points this process's AWS SDK (and `object_store`) at this emulator. Hold
+    /// [`env_lock`] while it matters.
+    pub fn export_env(&self) {
+        for (k, v) in self.aws_env() {
+            std::env::set_var(k, v);
+        }
+    }
+}

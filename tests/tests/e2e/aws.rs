@@ -28,11 +28,10 @@ async fn assert_equals_truth(sim: &SimServer, p: &Pipeline) -> anyhow::Result<u6
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn services_on_the_emulator_sync_all_five_tables_equal_to_truth() -> anyhow::Result<()> {
+    let _env = hubsync_tests::moto::env_lock().await;
     let moto = Moto::start()?;
     // The in-process pipeline below reads the same standard AWS configuration as the services.
-    for (k, v) in moto.aws_env() {
-        std::env::set_var(k, v);
-    }
+    moto.export_env();
     let server = sim::start(sim_config(40, &[])).await?;
     let dir = tempfile::tempdir()?;
     let d = Deployment {
@@ -146,9 +145,7 @@ async fn services_on_the_emulator_sync_all_five_tables_equal_to_truth() -> anyho
     // The CloudFormation template, deployed into a fresh emulator, and a sync on what it made.
     drop(p);
     let moto2 = Moto::start()?;
-    for (k, v) in moto2.aws_env() {
-        std::env::set_var(k, v);
-    }
+    moto2.export_env();
     let template = concat!(env!("CARGO_MANIFEST_DIR"), "/../infra/cloudformation.yaml");
     let outputs = cfn::deploy(
         &moto2,

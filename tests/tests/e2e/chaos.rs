@@ -37,10 +37,9 @@ type Victims = Arc<Mutex<Vec<(&'static str, Child)>>>;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn chaos_kills_faults_and_changes_end_with_a_lake_equal_to_hubspot() -> anyhow::Result<()> {
+    let _env = hubsync_tests::moto::env_lock().await;
     let moto = Moto::start()?;
-    for (k, v) in moto.aws_env() {
-        std::env::set_var(k, v);
-    }
+    moto.export_env();
     let server = Arc::new(sim::start(sim_config(100, &[ObjectType::Deals, ObjectType::Contacts])).await?);
     let dir = tempfile::tempdir()?;
     let d = Deployment {

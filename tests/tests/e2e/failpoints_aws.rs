@@ -54,10 +54,9 @@ async fn newest_committed(p: &common::pipeline::Pipeline, after: &str) -> anyhow
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_failpoint_kills_its_service_and_the_restarted_services_end_equal_to_truth(
 ) -> anyhow::Result<()> {
+    let _env = hubsync_tests::moto::env_lock().await;
     let moto = Moto::start()?;
-    for (k, v) in moto.aws_env() {
-        std::env::set_var(k, v);
-    }
+    moto.export_env();
     let server = sim::start(sim_config(60, &[ObjectType::Deals])).await?;
     let dir = tempfile::tempdir()?;
     let d = Deployment {

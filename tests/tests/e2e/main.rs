@@ -1,6 +1,7 @@
 //! End-to-end tests in one binary (each test binary links the whole dependency graph).
 //! Every test starts its own simulator on a free port and its own temporary lake.
 
+mod audit;
 mod aws;
 mod aws_infra;
 mod bad_input;
