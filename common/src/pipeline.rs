@@ -19,6 +19,9 @@ pub mod queue_names {
     pub const MERGES: &str = "hubsync-merges.fifo";
 }
 
+/// Memory of one merge before it spills, in MiB.
+pub const DEFAULT_MERGE_MEMORY_MB: usize = 1024;
+
 /// Tunables shared by the roles, with the seed's defaults.
 #[derive(Debug, Clone)]
 pub struct Settings {
@@ -36,6 +39,8 @@ pub struct Settings {
     pub search_page_size: u32,
     /// List page size (HubSpot allows up to 100).
     pub list_page_size: u32,
+    /// Memory one merge may hold before its sorts spill to disk.
+    pub merge_memory_bytes: usize,
 }
 
 impl Default for Settings {
@@ -48,6 +53,7 @@ impl Default for Settings {
             max_retry_delay: Duration::from_secs(30),
             search_page_size: crate::hubspot::wire::SEARCH_PAGE_MAX,
             list_page_size: crate::hubspot::wire::LIST_PAGE_MAX,
+            merge_memory_bytes: DEFAULT_MERGE_MEMORY_MB << 20,
         }
     }
 }

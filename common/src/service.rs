@@ -70,6 +70,11 @@ pub struct HubSpotArgs {
     /// Hours of overlap subtracted from the watermark to open an incremental window.
     #[arg(long, env = "HUBSYNC_OVERLAP_HOURS", default_value_t = 2.0)]
     pub overlap_hours: f64,
+    /// MiB one merge may hold before its sorts spill to temporary files (a partition larger
+    /// than this still merges, more slowly).
+    #[arg(long, env = "HUBSYNC_MERGE_MEMORY_MB", default_value_t = crate::pipeline::DEFAULT_MERGE_MEMORY_MB,
+          value_parser = parse_merge_memory)]
+    pub merge_memory_mb: usize,
     /// Records per list and search page (default: HubSpot's maxima, 100 and 200). Smaller
     /// pages mean more jobs; tests use them to get many pages from few records.
     #[arg(long, env = "HUBSYNC_PAGE_SIZE", value_parser = clap::value_parser!(u32).range(1..=100))]
@@ -110,6 +115,7 @@ impl HubSpotArgs {
             overlap_buffer_ms: (self.overlap_hours * 3_600_000.0) as i64,
             list_page_size: self.page_size.unwrap_or(defaults.list_page_size),
             search_page_size: self.page_size.unwrap_or(defaults.search_page_size),
+            merge_memory_bytes: self.merge_memory_mb << 20,
             ..defaults
         })
     }
@@ -169,6 +175,13 @@ impl ServiceArgs {
         )
         .await
         .map_err(|e| ServiceError(e.to_string()))
+    }
+}
+
+fn parse_merge_memory(raw: &str) -> Result<usize, String> {
+    match raw.trim().parse::<usize>() {
+        Ok(mb) if (16..=1 << 20).contains(&mb) => Ok(mb),
+        _ => Err(format!("`{raw}` is not a number of MiB between 16 and 1048576")),
     }
 }
 

@@ -2,6 +2,8 @@
 //!
 //! # Layout
 //!
+//! - [`budget`]: heartbeats in the ledger that split the account's rate budget among the
+//!   consumer processes.
 //! - [`fetch`]: one page of a slice (list, archived list or keyset search) under the shared
 //!   rate budget.
 //! - [`stage`]: records → Arrow → one staged Parquet file per `dt`.
@@ -11,6 +13,7 @@
 //! Order of effects (each safe to repeat): staged files → next page job → done-marker with
 //! counters → merge tasks. The message is acked only after all of them.
 
+pub mod budget;
 pub mod fetch;
 pub mod stage;
 pub mod worker;

@@ -13,14 +13,21 @@ async fn main() -> anyhow::Result<()> {
     let p = args.pipeline().await?;
     tracing::info!(lake = %p.lake.uri(), queue = p.pages.name(), concurrency = args.concurrency, "consumer started");
     let handler = hubsync_consumer::PageJobHandler::new(p.clone());
+    let shutdown = shutdown_on_signals();
+    let beat = tokio::spawn(hubsync_consumer::budget::share_budget(
+        p.clone(),
+        hubsync_consumer::budget::worker_id(),
+        shutdown.clone(),
+    ));
     run_workers(
         p.pages.clone(),
         handler,
         args.worker_options(),
         args.concurrency,
-        shutdown_on_signals(),
+        shutdown,
     )
     .await;
+    let _ = beat.await;
     tracing::info!("consumer stopped");
     Ok(())
 }

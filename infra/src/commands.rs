@@ -293,3 +293,73 @@ pub async fn audit(lake: &LakeArgs, hubspot: &HubSpotArgs, tables: &[String]) ->
     crate::audit::print_audit(&audits);
     Ok(audits.iter().all(|a| a.diff.is_clean()))
 }
+
+/// `hubsync merge-files`: the merger's keep-latest-per-key over local Parquet files, through
+/// the service's own code path, into one new file.
+pub async fn merge_files(
+    key: &str,
+    modified: &str,
+    out: &std::path::Path,
+    inputs: &[std::path::PathBuf],
+    keep_archived: bool,
+    memory_mb: usize,
+) -> anyhow::Result<()> {
+    use object_store::path::Path as StorePath;
+    anyhow::ensure!(!inputs.is_empty(), "name at least one input Parquet file");
+    let absolute = |p: &std::path::Path| -> anyhow::Result<StorePath> {
+        let p = std::path::absolute(p).with_context(|| format!("resolving {}", p.display()))?;
+        StorePath::from_absolute_path(&p).with_context(|| format!("{} is not a usable path", p.display()))
+    };
+    let mut paths = Vec::new();
+    for input in inputs {
+        anyhow::ensure!(input.is_file(), "input {} is not a file", input.display());
+        paths.push(absolute(&input.canonicalize()?)?);
+    }
+    let parent = out
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(std::path::Path::new("."));
+    anyhow::ensure!(
+        parent.is_dir(),
+        "the directory of --out {} does not exist",
+        out.display()
+    );
+    let output = absolute(
+        &parent
+            .canonicalize()?
+            .join(out.file_name().context("--out names no file")?),
+    )?;
+    anyhow::ensure!(
+        !paths.contains(&output),
+        "--out {} is also an input; write elsewhere",
+        out.display()
+    );
+    // The first input's column order leads; columns only later inputs have follow.
+    let first = std::fs::File::open(&inputs[0])?;
+    let column_order = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(first)
+        .with_context(|| format!("{} is not a readable Parquet file", inputs[0].display()))?
+        .schema()
+        .fields()
+        .iter()
+        .map(|f| f.name().clone())
+        .collect();
+    let keys = merger::merge::MergeKeys {
+        key: key.to_string(),
+        modified: modified.to_string(),
+        column_order,
+        drop_archived: !keep_archived,
+        memory_limit: Some(memory_mb << 20),
+    };
+    let store: std::sync::Arc<dyn object_store::ObjectStore> =
+        std::sync::Arc::new(object_store::local::LocalFileSystem::new());
+    let started = std::time::Instant::now();
+    let stats = merger::merge::merge_files(store, &paths, &output, &keys).await?;
+    println!(
+        "merged {} files into {}: {} rows in {:.2?}",
+        stats.input_files,
+        out.display(),
+        stats.rows_out,
+        started.elapsed()
+    );
+    Ok(())
+}

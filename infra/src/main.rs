@@ -133,6 +133,29 @@ enum Command {
         #[arg(long, env = "HUBSYNC_TABLES", value_delimiter = ',')]
         tables: Vec<String>,
     },
+    /// Keep the latest row per key of local Parquet files, into one new file: the merger's own
+    /// code path (for compaction, and the merge benchmark). Rows whose `archived` is true are
+    /// dropped unless --keep-archived.
+    MergeFiles {
+        /// Key column: rows with the same key are versions of one record.
+        #[arg(long)]
+        key: String,
+        /// Version column: the greatest wins (ties: `_synced_at`, then `_run_id`, when present).
+        #[arg(long)]
+        modified: String,
+        /// The merged file (its directory must exist; it must not be an input).
+        #[arg(long)]
+        out: PathBuf,
+        /// Keep rows whose `archived` column is true.
+        #[arg(long)]
+        keep_archived: bool,
+        /// MiB the merge may hold before its sorts spill to temporary files.
+        #[arg(long, env = "HUBSYNC_MERGE_MEMORY_MB", default_value_t = common::pipeline::DEFAULT_MERGE_MEMORY_MB)]
+        memory_mb: usize,
+        /// Input Parquet files.
+        #[arg(required = true)]
+        inputs: Vec<PathBuf>,
+    },
     /// AWS mode: create (up) or delete (down) every queue, table, parameter and bucket.
     Infra {
         #[command(subcommand)]
@@ -227,6 +250,16 @@ async fn dispatch(command: Command) -> Result<bool> {
             hubspot,
             tables,
         } => commands::audit(&lake, &hubspot, &tables).await,
+        Command::MergeFiles {
+            key,
+            modified,
+            out,
+            keep_archived,
+            memory_mb,
+            inputs,
+        } => commands::merge_files(&key, &modified, &out, &inputs, keep_archived, memory_mb)
+            .await
+            .map(|_| true),
         Command::Status { lake } => commands::status(&lake).await.map(|_| true),
         Command::Replay {
             lake,

@@ -11,6 +11,8 @@ use std::sync::Arc;
 use common::catalog::columns;
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::execution::context::SessionContext;
+use datafusion::execution::memory_pool::FairSpillPool;
+use datafusion::execution::runtime_env::RuntimeEnvBuilder;
 use datafusion::prelude::{ParquetReadOptions, SessionConfig};
 use futures::StreamExt;
 use object_store::buffered::BufWriter;
@@ -43,6 +45,9 @@ pub struct MergeKeys {
     pub column_order: Vec<String>,
     /// Drop survivors whose `archived` is true (when the column exists).
     pub drop_archived: bool,
+    /// Bytes the merge may hold; past them its sorts spill to temporary files instead of
+    /// failing. `None`: unbounded.
+    pub memory_limit: Option<usize>,
 }
 
 /// Reads every input's footer: each must be Parquet with the key and modified columns. A file
@@ -113,8 +118,23 @@ pub async fn merge_files(
         return Err(MergerError::Merge("no input files".into()));
     }
     check_inputs(&store, inputs, keys).await?;
-    let config = SessionConfig::new().with_target_partitions(2);
-    let ctx = SessionContext::new_with_config(config);
+    let mut config = SessionConfig::new().with_target_partitions(2);
+    let mut runtime = RuntimeEnvBuilder::new();
+    if let Some(limit) = keys.memory_limit {
+        // Fair: each spilling sort gets an equal part, so one cannot starve the other's merge.
+        runtime = runtime.with_memory_pool(Arc::new(FairSpillPool::new(limit)));
+        // Under a limit: plain strings (views over whole Parquet pages count those pages
+        // against the pool), and room held back for merging spilled runs in proportion.
+        let options = config.options_mut();
+        options.execution.parquet.schema_force_view_types = false;
+        options.execution.sort_spill_reservation_bytes = (limit / 8).min(10 << 20);
+    }
+    if keys.memory_limit.is_some() {
+        // One sorted stream: the final merge of parallel sorts cannot spill, and it would
+        // compete with them for the pool. Merges of different partitions run in parallel.
+        config = config.with_batch_size(4096).with_target_partitions(1);
+    }
+    let ctx = SessionContext::new_with_config_rt(config, runtime.build_arc()?);
     let url = url::Url::parse(LAKE_URL).map_err(|e| MergerError::Merge(e.to_string()))?;
     ctx.register_object_store(&url, store.clone());
     let paths: Vec<String> = inputs.iter().map(|p| format!("{LAKE_URL}{p}")).collect();

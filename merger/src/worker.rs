@@ -144,6 +144,7 @@ async fn merge_partition(
             .map(|f| f.name().clone())
             .collect(),
         drop_archived: true,
+        memory_limit: Some(p.settings.merge_memory_bytes),
     };
     // M2: the new file is complete in the store before anything is deleted.
     let stats = merge_files(lake.store().clone(), &inputs, &output, &keys).await?;

@@ -196,6 +196,16 @@ fn active_key(table: &str) -> Item {
     ])
 }
 
+/// Partition of the consumers' heartbeats (one item each, `sk = worker#<id>`).
+const WORKERS_PK: &str = "workers";
+
+fn worker_key(worker: &str) -> Item {
+    HashMap::from([
+        ("pk".to_string(), s(WORKERS_PK)),
+        ("sk".to_string(), s(format!("worker#{worker}"))),
+    ])
+}
+
 fn marker_key(run_id: &str, marker: &str) -> Item {
     HashMap::from([
         ("pk".to_string(), s(format!("run#{run_id}"))),
@@ -504,6 +514,77 @@ impl Ledger for DynamoLedger {
             None => PageCompletion::AlreadyDone,
             Some(pages_outstanding) => PageCompletion::Recorded { pages_outstanding },
         })
+    }
+
+    async fn heartbeat(
+        &self,
+        worker: &str,
+        now_ms: EpochMs,
+        until_ms: EpochMs,
+    ) -> Result<usize, LedgerError> {
+        let mut item = worker_key(worker);
+        item.insert("until".into(), n(until_ms));
+        self.client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(item))
+            .send()
+            .await
+            .map_err(|e| self.err("PutItem", e.into_service_error()))?;
+        let mut alive = 0;
+        let mut start: Option<Item> = None;
+        loop {
+            let page = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .key_condition_expression("pk = :pk")
+                .expression_attribute_values(":pk", s(WORKERS_PK))
+                .consistent_read(true)
+                .set_exclusive_start_key(start.take())
+                .send()
+                .await
+                .map_err(|e| self.err("Query", e.into_service_error()))?;
+            for item in page.items() {
+                match get_n(item, "until") {
+                    Some(until) if until >= now_ms => alive += 1,
+                    // Lapsed: forget it (a conditional delete would only race with its return).
+                    _ => {
+                        let _ = self
+                            .client
+                            .delete_item()
+                            .table_name(&self.table)
+                            .set_key(Some(
+                                item.iter()
+                                    .filter(|(k, _)| *k == "pk" || *k == "sk")
+                                    .map(|(k, v)| (k.clone(), v.clone()))
+                                    .collect(),
+                            ))
+                            .condition_expression("#u < :now")
+                            .expression_attribute_names("#u", "until")
+                            .expression_attribute_values(":now", n(now_ms))
+                            .send()
+                            .await;
+                    }
+                }
+            }
+            match page.last_evaluated_key() {
+                Some(k) => start = Some(k.clone()),
+                None => break,
+            }
+        }
+        Ok(alive.max(1))
+    }
+
+    async fn leave(&self, worker: &str) -> Result<(), LedgerError> {
+        self.client
+            .delete_item()
+            .table_name(&self.table)
+            .set_key(Some(worker_key(worker)))
+            .send()
+            .await
+            .map_err(|e| self.err("DeleteItem", e.into_service_error()))?;
+        Ok(())
     }
 
     async fn begin_merging(

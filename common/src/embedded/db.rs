@@ -51,6 +51,10 @@ CREATE TABLE IF NOT EXISTS markers (
     next_cursor TEXT,
     PRIMARY KEY (run_id, marker)
 );
+CREATE TABLE IF NOT EXISTS workers (
+    id    TEXT PRIMARY KEY,
+    until INTEGER NOT NULL
+);
 CREATE TABLE IF NOT EXISTS flags (
     name  TEXT PRIMARY KEY,
     value TEXT NOT NULL

@@ -224,6 +224,38 @@ impl Ledger for EmbeddedLedger {
             .map_err(ledger_err)
     }
 
+    async fn heartbeat(
+        &self,
+        worker: &str,
+        now_ms: EpochMs,
+        until_ms: EpochMs,
+    ) -> Result<usize, LedgerError> {
+        let worker = worker.to_string();
+        self.db
+            .tx(move |tx| {
+                tx.execute(
+                    "INSERT INTO workers (id, until) VALUES (?1, ?2) ON CONFLICT (id) DO UPDATE SET until = excluded.until",
+                    params![worker, until_ms],
+                )?;
+                tx.execute("DELETE FROM workers WHERE until < ?1", [now_ms])?;
+                let n: i64 = tx.query_row("SELECT COUNT(*) FROM workers", [], |r| r.get(0))?;
+                Ok(n.max(1) as usize)
+            })
+            .await
+            .map_err(ledger_err)
+    }
+
+    async fn leave(&self, worker: &str) -> Result<(), LedgerError> {
+        let worker = worker.to_string();
+        self.db
+            .tx(move |tx| {
+                tx.execute("DELETE FROM workers WHERE id = ?1", [worker])?;
+                Ok(())
+            })
+            .await
+            .map_err(ledger_err)
+    }
+
     async fn begin_merging(
         &self,
         run_id: &str,

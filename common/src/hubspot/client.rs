@@ -123,6 +123,11 @@ impl HubSpotClient {
         Ok(HubSpotClient { http, config, budget })
     }
 
+    /// The rate budget this client draws from (shared by its clones).
+    pub fn budget(&self) -> &RateBudget {
+        &self.budget
+    }
+
     pub fn base_url(&self) -> &str {
         &self.config.base_url
     }

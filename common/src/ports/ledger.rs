@@ -270,6 +270,15 @@ pub trait Ledger: Send + Sync {
         now: EpochMs,
     ) -> Result<MergeCompletion, LedgerError>;
 
+    /// Announces that `worker` fetches from HubSpot until `until_ms`, forgets workers whose
+    /// announcement lapsed, and returns how many are alive at `now_ms` (this one included):
+    /// they split the account's rate budget.
+    async fn heartbeat(&self, worker: &str, now_ms: EpochMs, until_ms: EpochMs)
+        -> Result<usize, LedgerError>;
+
+    /// Withdraws `worker` (a clean shutdown), so the others take its share at their next beat.
+    async fn leave(&self, worker: &str) -> Result<(), LedgerError>;
+
     /// Moves an active run to `committed` or `abandoned` (with a note) and frees its table.
     /// Returns false when the run was not active.
     async fn finish(

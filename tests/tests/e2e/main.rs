@@ -12,6 +12,8 @@ mod embedded_crash_test;
 mod failpoints_aws;
 mod failpoints_embedded;
 mod leases;
+mod merge_files;
 mod redelivery;
 mod seed_rules;
+mod shared_budget;
 mod sim;

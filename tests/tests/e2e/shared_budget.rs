@@ -1,0 +1,102 @@
+//! Four consumer processes share one HubSpot account's rate budget: their heartbeats in the
+//! ledger split the limit, and the simulator, enforcing it, answers (almost) none of their
+//! requests with 429 (the target: at most 0.5 %).
+
+use std::time::{Duration, Instant};
+
+use common::ports::RunStatus;
+use hubsync_tests::deploy::{aws_pipeline, stop, tail, Deployment};
+use hubsync_tests::harness::{sim_config, wait_for};
+use hubsync_tests::moto::Moto;
+use infra::sim;
+
+/// Requests per rolling 10 s the simulated account allows (HubSpot's is 190; smaller here so
+/// the limit binds with few records).
+const LIMIT: u32 = 40;
+const TABLES: [&str; 4] = ["deals", "contacts", "companies", "activities"];
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn four_consumer_processes_stay_within_one_accounts_limit() -> anyhow::Result<()> {
+    let _env = hubsync_tests::moto::env_lock().await;
+    let moto = Moto::start()?;
+    moto.export_env();
+    let mut config = sim_config(120, &[]);
+    config.runtime.rate_limit = LIMIT;
+    let server = sim::start(config).await?;
+    let dir = tempfile::tempdir()?;
+    let d = Deployment {
+        aws: moto.aws_env(),
+        lake: "s3://lake-budget/data".into(),
+        prefix: "budget".into(),
+        hubspot: server.base_url(),
+        log: dir.path().join("services.log"),
+        env: [
+            ("HUBSYNC_RATE_LIMIT", LIMIT.to_string().as_str()),
+            ("HUBSYNC_PAGE_SIZE", "10"),
+            ("HUBSYNC_HUBSPOT_RETRIES", "6"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect(),
+    };
+    d.hubsync_ok(&["infra", "up"])?;
+    let p = aws_pipeline("lake-budget", "budget").await?;
+    let mut services = vec![d.service("producer")?, d.service("merger")?];
+    for _ in 0..4 {
+        services.push(d.service("consumer")?);
+    }
+    // Every consumer has seen the four (heartbeats every 3 s) before any page is asked for.
+    wait_for(
+        "four consumers sharing the budget",
+        Duration::from_secs(60),
+        || async {
+            let log = std::fs::read_to_string(&d.log)?;
+            Ok(log.matches("\"consumers\":4").count() >= 4)
+        },
+    )
+    .await?;
+    server.reset_stats();
+    let started = Instant::now();
+    for t in TABLES {
+        d.hubsync_ok(&["sync", "--table", t])?;
+    }
+    // Fetching is what the budget governs: measure until every run has all its pages.
+    wait_for("every run past fetching", Duration::from_secs(300), || async {
+        let mut done = 0;
+        for t in TABLES {
+            let run = p.ledger.list_runs(Some(t), 1).await?;
+            done += run
+                .iter()
+                .filter(|r| matches!(r.status, RunStatus::Merging | RunStatus::Committed))
+                .count();
+        }
+        Ok(done == TABLES.len())
+    })
+    .await
+    .map_err(|e| anyhow::anyhow!("{e:#}\n{}", tail(&d.log)))?;
+    let elapsed = started.elapsed();
+    let stats = server.stats();
+    stop(services)?;
+
+    let limited = stats.rate_limited.total as f64 / stats.requests.max(1) as f64;
+    println!(
+        "shared budget: 4 consumers, {} requests in {elapsed:.1?} ({:.2} per s; the account allows {:.1}), {} answered 429 ({:.2} %)",
+        stats.requests,
+        stats.requests as f64 / elapsed.as_secs_f64(),
+        f64::from(LIMIT) / 10.0,
+        stats.rate_limited.total,
+        limited * 100.0
+    );
+    assert!(
+        stats.requests > 2 * u64::from(LIMIT),
+        "the limit must bind: {stats:?}"
+    );
+    assert!(
+        limited <= 0.005,
+        "{} of {} requests answered 429",
+        stats.rate_limited.total,
+        stats.requests
+    );
+    server.shutdown().await?;
+    Ok(())
+}
