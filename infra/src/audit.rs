@@ -355,20 +355,26 @@ pub async fn audit(
     Ok(out)
 }
 
+/// The columns `hubsync audit` prints, in order.
+pub const AUDIT_COLUMNS: [&str; 10] = [
+    "table",
+    "lake rows",
+    "source rows",
+    "missing",
+    "stale",
+    "unexpected",
+    "different",
+    "duplicate",
+    "misplaced",
+    "partitions",
+];
+
 /// Prints the audit as a table, then the first differences of each kind.
 pub fn print_audit(audits: &[TableAudit]) {
+    let c = AUDIT_COLUMNS;
     println!(
         "{:<14} {:>10} {:>11} {:>8} {:>6} {:>10} {:>9} {:>10} {:>9} {:>10}",
-        "table",
-        "lake rows",
-        "source rows",
-        "missing",
-        "stale",
-        "unexpected",
-        "different",
-        "duplicate",
-        "misplaced",
-        "partitions"
+        c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7], c[8], c[9]
     );
     for a in audits {
         let d = &a.diff;

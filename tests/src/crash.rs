@@ -3,6 +3,7 @@
 
 use std::collections::BTreeSet;
 
+use common::failpoint;
 use common::pipeline::Pipeline;
 use common::ports::RunStatus;
 use futures::TryStreamExt;
@@ -118,4 +119,17 @@ pub async fn check_finished(
         keys: lake.rows.keys().copied().collect(),
         watermark,
     })
+}
+
+/// Which hit of a failpoint a crash test dies on: the later ones die mid-stream, with work done
+/// on both sides (runs of a few pages and tens of partitions).
+pub fn hit_for(point: &str) -> u64 {
+    match point {
+        failpoint::CONSUMER_AFTER_STAGE | failpoint::CONSUMER_AFTER_PAGE_DONE => 2,
+        failpoint::MERGER_AFTER_WRITE
+        | failpoint::MERGER_AFTER_DELETE_OLD
+        | failpoint::MERGER_AFTER_DELETE_STAGED
+        | failpoint::MERGER_AFTER_MERGE_DONE => 3,
+        _ => 1,
+    }
 }

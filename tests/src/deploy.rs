@@ -30,6 +30,25 @@ pub struct Deployment {
 }
 
 impl Deployment {
+    /// A deployment named `prefix` (queues, tables, bucket `lake-<prefix>`) on the emulator,
+    /// its services logging to `log`, with `env` over the defaults.
+    pub fn on(
+        moto: &crate::moto::Moto,
+        hubspot: &str,
+        prefix: &str,
+        log: &Path,
+        env: &[(&str, &str)],
+    ) -> Self {
+        Deployment {
+            aws: moto.aws_env(),
+            lake: format!("s3://lake-{prefix}/data"),
+            prefix: prefix.into(),
+            hubspot: hubspot.into(),
+            log: log.to_path_buf(),
+            env: env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+        }
+    }
+
     pub fn env(&self, cmd: &mut Command) {
         cmd.envs(self.aws.iter().map(|(k, v)| (*k, v.as_str())))
             .env("HUBSYNC_LAKE", &self.lake)

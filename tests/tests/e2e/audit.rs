@@ -7,6 +7,7 @@ use std::process::{Command, Output};
 use common::messages::RequestedMode;
 use hubsync_tests::binary::hubsync_binary;
 use hubsync_tests::harness::{sim_config, Harness};
+use infra::audit::AUDIT_COLUMNS;
 use infra::sim::{MutateRequest, ObjectType};
 use object_store::ObjectStoreExt;
 
@@ -28,20 +29,6 @@ fn audit(lake: &std::path::Path, base_url: &str) -> anyhow::Result<(i32, String)
     Ok((status.code().unwrap_or(-1), text))
 }
 
-/// The columns of the audit table, in order.
-const COLUMNS: [&str; 10] = [
-    "table",
-    "lake rows",
-    "source rows",
-    "missing",
-    "stale",
-    "unexpected",
-    "different",
-    "duplicate",
-    "misplaced",
-    "partitions",
-];
-
 /// The number in `column` of the audit table's `deals` row.
 fn cell(out: &str, column: &str) -> Option<u64> {
     let row: Vec<&str> = out
@@ -49,7 +36,9 @@ fn cell(out: &str, column: &str) -> Option<u64> {
         .find(|l| l.starts_with("deals"))?
         .split_whitespace()
         .collect();
-    row.get(COLUMNS.iter().position(|c| *c == column)?)?.parse().ok()
+    row.get(AUDIT_COLUMNS.iter().position(|c| *c == column)?)?
+        .parse()
+        .ok()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -42,23 +42,19 @@ async fn chaos_kills_faults_and_changes_end_with_a_lake_equal_to_hubspot() -> an
     moto.export_env();
     let server = Arc::new(sim::start(sim_config(100, &[ObjectType::Deals, ObjectType::Contacts])).await?);
     let dir = tempfile::tempdir()?;
-    let d = Deployment {
-        aws: moto.aws_env(),
-        lake: "s3://lake-chaos/data".into(),
-        prefix: "chaos".into(),
-        hubspot: server.base_url(),
-        log: dir.path().join("services.log"),
-        env: [
+    let d = Deployment::on(
+        &moto,
+        &server.base_url(),
+        "chaos",
+        &dir.path().join("services.log"),
+        &[
             ("HUBSYNC_PAGE_SIZE", "10"),
             ("HUBSYNC_VISIBILITY_SECS", "4"),
             ("HUBSYNC_MAX_RECEIVE_COUNT", "12"),
             ("HUBSYNC_HUBSPOT_RETRIES", "4"),
             ("HUBSYNC_MAX_RETRY_DELAY_MS", "500"),
-        ]
-        .into_iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect(),
-    };
+        ],
+    );
     d.hubsync_ok(&["infra", "up", "--max-receive-count", "12"])?;
     let p = aws_pipeline("lake-chaos", "chaos").await?;
     server.configure(&ConfigPatch {

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use common::failpoint;
 use common::ports::RunStatus;
-use hubsync_tests::crash::{check_after_crash, check_finished, Snapshot};
+use hubsync_tests::crash::{check_after_crash, check_finished, hit_for, Snapshot};
 use hubsync_tests::deploy::{aws_pipeline, stop, tail, Deployment};
 use hubsync_tests::harness::{sim_config, wait_for};
 use hubsync_tests::moto::Moto;
@@ -17,18 +17,6 @@ use infra::sim::{self, MutateRequest, ObjectType};
 
 const ROLES: [&str; 3] = ["producer", "consumer", "merger"];
 const SIGABRT: i32 = 6;
-
-/// Which hit to die on: later ones die mid-stream (pages of 10, about 30 partitions a run).
-fn hit_for(point: &str) -> u64 {
-    match point {
-        failpoint::CONSUMER_AFTER_STAGE | failpoint::CONSUMER_AFTER_PAGE_DONE => 2,
-        failpoint::MERGER_AFTER_WRITE
-        | failpoint::MERGER_AFTER_DELETE_OLD
-        | failpoint::MERGER_AFTER_DELETE_STAGED
-        | failpoint::MERGER_AFTER_MERGE_DONE => 3,
-        _ => 1,
-    }
-}
 
 /// The three services, `crashing` (if any) started with `spec` in its failpoints.
 fn start(d: &Deployment, crashing: Option<(&str, &str)>) -> anyhow::Result<Vec<(&'static str, Child)>> {
@@ -59,21 +47,17 @@ async fn every_failpoint_kills_its_service_and_the_restarted_services_end_equal_
     moto.export_env();
     let server = sim::start(sim_config(60, &[ObjectType::Deals])).await?;
     let dir = tempfile::tempdir()?;
-    let d = Deployment {
-        aws: moto.aws_env(),
-        lake: "s3://lake-fp/data".into(),
-        prefix: "fp".into(),
-        hubspot: server.base_url(),
-        log: dir.path().join("services.log"),
-        env: [
+    let d = Deployment::on(
+        &moto,
+        &server.base_url(),
+        "fp",
+        &dir.path().join("services.log"),
+        &[
             ("HUBSYNC_PAGE_SIZE", "10"),
             ("HUBSYNC_VISIBILITY_SECS", "3"),
             ("HUBSYNC_MAX_RECEIVE_COUNT", "20"),
-        ]
-        .into_iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect(),
-    };
+        ],
+    );
     d.hubsync_ok(&["infra", "up", "--max-receive-count", "20"])?;
     let p = aws_pipeline("lake-fp", "fp").await?;
 

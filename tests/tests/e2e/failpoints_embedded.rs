@@ -11,25 +11,13 @@ use std::time::Duration;
 use common::failpoint;
 use futures::StreamExt;
 use hubsync_tests::binary::{hubsync_binary, status_within};
-use hubsync_tests::crash::{check_after_crash, check_finished, Snapshot};
+use hubsync_tests::crash::{check_after_crash, check_finished, hit_for, Snapshot};
 use hubsync_tests::harness::{fast_settings, pipeline_for, sim_config};
 use infra::sim::{self, MutateRequest, ObjectType};
 
 /// Three list pages of 100, and two search pages of 200 once 210 records changed.
 const RECORDS: u64 = 250;
 const SIGABRT: i32 = 6;
-
-/// Which hit of a failpoint to die on: the later ones die mid-stream, with work on both sides.
-fn hit_for(point: &str) -> u64 {
-    match point {
-        failpoint::CONSUMER_AFTER_STAGE | failpoint::CONSUMER_AFTER_PAGE_DONE => 2,
-        failpoint::MERGER_AFTER_WRITE
-        | failpoint::MERGER_AFTER_DELETE_OLD
-        | failpoint::MERGER_AFTER_DELETE_STAGED
-        | failpoint::MERGER_AFTER_MERGE_DONE => 3,
-        _ => 1,
-    }
-}
 
 fn hubsync_run(
     lake: &Path,

@@ -24,21 +24,17 @@ async fn four_consumer_processes_stay_within_one_accounts_limit() -> anyhow::Res
     config.runtime.rate_limit = LIMIT;
     let server = sim::start(config).await?;
     let dir = tempfile::tempdir()?;
-    let d = Deployment {
-        aws: moto.aws_env(),
-        lake: "s3://lake-budget/data".into(),
-        prefix: "budget".into(),
-        hubspot: server.base_url(),
-        log: dir.path().join("services.log"),
-        env: [
+    let d = Deployment::on(
+        &moto,
+        &server.base_url(),
+        "budget",
+        &dir.path().join("services.log"),
+        &[
             ("HUBSYNC_RATE_LIMIT", LIMIT.to_string().as_str()),
             ("HUBSYNC_PAGE_SIZE", "10"),
             ("HUBSYNC_HUBSPOT_RETRIES", "6"),
-        ]
-        .into_iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect(),
-    };
+        ],
+    );
     d.hubsync_ok(&["infra", "up"])?;
     let p = aws_pipeline("lake-budget", "budget").await?;
     let mut services = vec![d.service("producer")?, d.service("merger")?];

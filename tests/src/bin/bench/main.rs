@@ -1,7 +1,9 @@
 //! hubsync's benchmarks. `bench sim` measures the simulator's list endpoint, the ceiling
-//! every other benchmark runs under.
+//! every other benchmark runs under; `bench merge` the merger against Polars and DuckDB.
 //!
-//! Run in release: `cargo run --release -p hubsync-tests --bin bench -- sim`.
+//! Run in release: `cargo run --release -p hubsync-tests --bin bench -- sim` (or `merge`).
+
+mod merge;
 
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
@@ -22,6 +24,8 @@ struct Cli {
 enum BenchCommand {
     /// Pages the simulator's list endpoint from concurrent clients (limits off).
     Sim(SimBench),
+    /// Keep-latest merge of 1M live + 200k staged rows: hubsync, Polars, DuckDB.
+    Merge(merge::MergeBench),
 }
 
 #[derive(Args)]
@@ -149,6 +153,7 @@ async fn bench_sim(args: SimBench) -> Result<()> {
 async fn main() -> Result<()> {
     match Cli::parse().command {
         BenchCommand::Sim(args) => bench_sim(args).await,
+        BenchCommand::Merge(args) => merge::bench_merge(args),
     }
 }
 
