@@ -215,7 +215,8 @@ pub fn bench_merge(args: MergeBench) -> Result<()> {
     let py = python()?;
     let hubsync = hubsync()?;
     let out = dir.join("out.parquet");
-    let (polars, duckdb) = (dir.join("polars.py"), dir.join("duckdb.py"));
+    // Not polars.py / duckdb.py: a script beside its module would shadow it.
+    let (polars, duckdb) = (dir.join("merge_polars.py"), dir.join("merge_duckdb.py"));
     std::fs::write(&polars, POLARS)?;
     std::fs::write(&duckdb, DUCKDB)?;
     let os = |p: &Path| p.as_os_str().to_owned();
