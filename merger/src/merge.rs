@@ -26,6 +26,9 @@ use parquet::file::properties::WriterProperties;
 
 use crate::MergerError;
 
+/// Below this limit a merge sorts as one stream (see [`merge_files`]).
+const PARALLEL_SORT_MIN_MEMORY: usize = 256 << 20;
+
 /// The URL the lake's object store is registered under inside DataFusion.
 const LAKE_URL: &str = "hubsync-lake://lake/";
 
@@ -129,9 +132,9 @@ pub async fn merge_files(
         options.execution.parquet.schema_force_view_types = false;
         options.execution.sort_spill_reservation_bytes = (limit / 8).min(10 << 20);
     }
-    if keys.memory_limit.is_some() {
-        // One sorted stream: the final merge of parallel sorts cannot spill, and it would
-        // compete with them for the pool. Merges of different partitions run in parallel.
+    if keys.memory_limit.is_some_and(|l| l < PARALLEL_SORT_MIN_MEMORY) {
+        // One sorted stream: the final merge of parallel sorts cannot spill, and in a small
+        // pool it would starve beside them. Merges of different partitions run in parallel.
         config = config.with_batch_size(4096).with_target_partitions(1);
     }
     let ctx = SessionContext::new_with_config_rt(config, runtime.build_arc()?);
