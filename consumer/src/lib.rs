@@ -7,11 +7,13 @@
 //! - [`fetch`]: one page of a slice (list, archived list or keyset search) under the shared
 //!   rate budget.
 //! - [`stage`]: records → Arrow → one staged Parquet file per `dt`.
-//! - [`worker`]: the step for one page job (drop stale, skip done, fetch, stage, enqueue the
-//!   next page, record in the ledger, and after the last page hand the run to the merger).
+//! - [`worker`]: the step for one page job (drop stale, refuse a job its run did not send,
+//!   skip done, fetch, stage, record in the ledger, enqueue the next page, and after the last
+//!   page hand the run to the merger).
 //!
-//! Order of effects (each safe to repeat): staged files → next page job → done-marker with
-//! counters → merge tasks. The message is acked only after all of them.
+//! Order of effects (each safe to repeat): staged files → done-marker with the next cursor and
+//! counters → next page job → merge tasks. The message is acked only after all of them; a
+//! redelivery finding the marker repeats the last two from it.
 
 pub mod budget;
 pub mod fetch;
