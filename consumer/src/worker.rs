@@ -91,33 +91,36 @@ pub async fn process_job(p: &Pipeline, job: &PageJob) -> Result<JobOutcome, Cons
     })?;
 
     let page = fetch_page(&p.hubspot, source, &job.slice, job.cursor.as_deref(), &p.settings).await?;
-    let rows = page
-        .records
-        .iter()
-        .map(|r| row(source, r))
-        .collect::<Result<Vec<_>, _>>()?;
 
     // 1. Stage: deterministic names, so a redelivery overwrites instead of duplicating.
+    //    Records are validated and encoded once, off the async threads.
     let synced_at = p.now_ms();
     let (table_c, source_c, run_id) = (table.clone(), source.clone(), run.run_id.clone());
-    let owned: Vec<_> = page.records.clone();
-    let files = tokio::task::spawn_blocking(move || -> Result<Vec<(String, Vec<u8>)>, ConsumerError> {
-        let rows = owned
+    let records = page.records;
+    let (files, seen) = tokio::task::spawn_blocking(move || -> Result<_, ConsumerError> {
+        let rows = records
             .iter()
             .map(|r| row(&source_c, r))
             .collect::<Result<Vec<_>, _>>()?;
-        batches_by_dt(&table_c, &source_c, &rows, &run_id, synced_at)?
+        let seen = Seen {
+            records: rows.len(),
+            min_created_ms: rows.iter().map(|r| r.created_ms).min(),
+            max_created_ms: rows.iter().map(|r| r.created_ms).max(),
+            max_modified_ms: rows.iter().map(|r| r.modified_ms).max(),
+        };
+        let files = batches_by_dt(&table_c, &source_c, &rows, &run_id, synced_at)?
             .into_iter()
             .map(|(dt, b)| Ok((dt, to_parquet(&b)?)))
-            .collect()
+            .collect::<Result<Vec<(String, Vec<u8>)>, ConsumerError>>()?;
+        Ok((files, seen))
     })
     .await
     .map_err(|e| ConsumerError::Stage(format!("encoding task: {e}")))??;
     let mut outcome = PageOutcome {
-        records: rows.len() as i64,
-        max_created_ms: rows.iter().map(|r| r.created_ms).max(),
-        max_modified_ms: rows.iter().map(|r| r.modified_ms).max(),
-        next_cursor: next_cursor(&run, job, &rows, page.next_cursor.clone()),
+        records: seen.records as i64,
+        max_created_ms: seen.max_created_ms,
+        max_modified_ms: seen.max_modified_ms,
+        next_cursor: next_cursor(&run, job, seen.min_created_ms, page.next_cursor),
         ..Default::default()
     };
     let partitions = files.len();
@@ -162,10 +165,18 @@ pub async fn process_job(p: &Pipeline, job: &PageJob) -> Result<JobOutcome, Cons
         }
     }
     Ok(JobOutcome::Staged {
-        records: rows.len(),
+        records: seen.records,
         partitions,
         last_page,
     })
+}
+
+/// What a page's validated records held.
+struct Seen {
+    records: usize,
+    min_created_ms: Option<i64>,
+    max_created_ms: Option<i64>,
+    max_modified_ms: Option<i64>,
 }
 
 /// Where a slice goes on. A full run's list walk ends at the first page whose records were all
@@ -176,13 +187,12 @@ pub async fn process_job(p: &Pipeline, job: &PageJob) -> Result<JobOutcome, Cons
 fn next_cursor(
     run: &Run,
     job: &PageJob,
-    rows: &[crate::stage::Row<'_>],
+    min_created_ms: Option<i64>,
     cursor: Option<String>,
 ) -> Option<String> {
     let past_t0 = run.mode == RunMode::Full
         && matches!(job.slice, Slice::List { .. })
-        && !rows.is_empty()
-        && rows.iter().all(|r| r.created_ms > run.window_to_ms);
+        && min_created_ms.is_some_and(|c| c > run.window_to_ms);
     if past_t0 && cursor.is_some() {
         tracing::info!(run_id = %run.run_id, job = %job.job_id(),
             "the list walk reached records created after the run began; the next incremental sync reads them");
@@ -307,5 +317,64 @@ impl Handler for PageJobHandler {
             Ok(o) => Ok(Handled::Done(format!("{} {}: {o:?}", job.run_id, job.job_id()))),
             Err(e) => Err(format!("{} {}: {e}", job.run_id, job.job_id())),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run(mode: RunMode, t0: i64) -> Run {
+        Run {
+            run_id: "r".into(),
+            table: "deals".into(),
+            request_id: "q".into(),
+            mode,
+            window_from_ms: None,
+            window_to_ms: t0,
+            status: RunStatus::Fetching,
+            pages_outstanding: 1,
+            merges_outstanding: 0,
+            dts: Default::default(),
+            max_created_ms: None,
+            max_modified_ms: None,
+            records: 0,
+            lease_until_ms: 0,
+            started_at_ms: 0,
+            updated_at_ms: 0,
+            plan: vec![],
+            closing_job: None,
+            note: None,
+        }
+    }
+
+    fn job(slice: Slice) -> PageJob {
+        PageJob {
+            run_id: "r".into(),
+            table: "deals".into(),
+            slice_no: 0,
+            page_no: 3,
+            slice,
+            cursor: Some("c".into()),
+        }
+    }
+
+    #[test]
+    fn a_full_list_walk_ends_at_a_page_created_entirely_after_t0() {
+        let list = job(Slice::List {
+            object_type: "deals".into(),
+        });
+        let next = || Some("n".to_string());
+        let full = run(RunMode::Full, 100);
+        assert_eq!(next_cursor(&full, &list, Some(101), next()), None, "all after T0");
+        assert_eq!(next_cursor(&full, &list, Some(100), next()), next(), "one at T0");
+        assert_eq!(next_cursor(&full, &list, None, next()), next(), "an empty page");
+        let incremental = run(RunMode::Incremental, 100);
+        assert_eq!(next_cursor(&incremental, &list, Some(101), next()), next());
+        let archived = job(Slice::ListArchived {
+            object_type: "deals".into(),
+            since_ms: 0,
+        });
+        assert_eq!(next_cursor(&full, &archived, Some(101), next()), next());
     }
 }

@@ -18,7 +18,7 @@ use futures::StreamExt;
 use object_store::buffered::BufWriter;
 use object_store::path::Path;
 use object_store::ObjectStore;
-use object_store::ObjectStoreExt;
+use object_store::{GetOptions, GetRange, ObjectStoreExt};
 use parquet::arrow::async_writer::AsyncArrowWriter;
 use parquet::basic::Compression;
 use parquet::file::metadata::ParquetMetaDataReader;
@@ -53,6 +53,9 @@ pub struct MergeKeys {
     pub memory_limit: Option<usize>,
 }
 
+/// Bytes read from the end of an input to find its footer.
+const FOOTER_READ: u64 = 64 * 1024;
+
 /// Reads every input's footer: each must be Parquet with the key and modified columns. A file
 /// without them would otherwise read as nulls under the union of schemas and collapse rows.
 async fn check_inputs(
@@ -70,25 +73,35 @@ async fn check_input(store: &Arc<dyn ObjectStore>, path: &Path, keys: &MergeKeys
             "{path} is not a readable Parquet file ({why}); move it away (or restore it) and replay the task"
         ))
     };
-    let size = store.head(path).await.map_err(|e| bad(e.to_string()))?.size;
-    if size < 12 {
-        return Err(bad(format!("{size} bytes")));
-    }
-    let tail = store
-        .get_range(path, size - 8..size)
+    // One request for the file's tail: it holds the whole footer unless that is unusually big.
+    let got = store
+        .get_opts(
+            path,
+            GetOptions::default().with_range(Some(GetRange::Suffix(FOOTER_READ))),
+        )
         .await
         .map_err(|e| bad(e.to_string()))?;
-    if &tail[4..8] != b"PAR1" {
+    let size = got.meta.size;
+    let tail = got.bytes().await.map_err(|e| bad(e.to_string()))?;
+    if size < 12 || tail.len() < 8 {
+        return Err(bad(format!("{size} bytes")));
+    }
+    let end = &tail[tail.len() - 8..];
+    if &end[4..8] != b"PAR1" {
         return Err(bad("no Parquet footer: truncated or not Parquet".into()));
     }
-    let len = u64::from(u32::from_le_bytes([tail[0], tail[1], tail[2], tail[3]]));
+    let len = u64::from(u32::from_le_bytes([end[0], end[1], end[2], end[3]]));
     if len + 12 > size {
         return Err(bad(format!("footer of {len} bytes in a {size}-byte file")));
     }
-    let footer = store
-        .get_range(path, size - 8 - len..size - 8)
-        .await
-        .map_err(|e| bad(e.to_string()))?;
+    let footer = if len + 8 <= tail.len() as u64 {
+        tail.slice(tail.len() - 8 - len as usize..tail.len() - 8)
+    } else {
+        store
+            .get_range(path, size - 8 - len..size - 8)
+            .await
+            .map_err(|e| bad(e.to_string()))?
+    };
     let metadata = ParquetMetaDataReader::decode_metadata(&footer).map_err(|e| bad(e.to_string()))?;
     let schema = metadata.file_metadata().schema_descr();
     for needed in [&keys.key, &keys.modified] {

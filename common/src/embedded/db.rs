@@ -196,3 +196,33 @@ impl LakeLock {
         Ok(LakeLock { _file: file })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_database_from_before_marker_cursors_gains_the_column() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("old.db");
+        let old = Connection::open(&path).unwrap();
+        old.execute_batch(
+            "CREATE TABLE markers (run_id TEXT NOT NULL, marker TEXT NOT NULL, PRIMARY KEY (run_id, marker));
+             INSERT INTO markers VALUES ('r', 'page:a');",
+        )
+        .unwrap();
+        drop(old);
+        let db = Db::open(&path).unwrap();
+        let conn = db.conn.lock().unwrap();
+        let cursor: Option<String> = conn
+            .query_row(
+                "SELECT next_cursor FROM markers WHERE marker = 'page:a'",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(cursor, None, "old markers read as pages without a successor");
+        drop(conn);
+        Db::open(&path).expect("opening twice does not migrate twice");
+    }
+}
