@@ -439,7 +439,9 @@ impl Ledger for DynamoLedger {
 
     async fn active_run(&self, table: &str) -> Result<Option<Run>, LedgerError> {
         match self.active_run_id(table).await? {
-            Some(id) => self.get_run(&id).await,
+            // A process killed between `finish` and releasing the table leaves the pointer on
+            // a finished run: that run is not active (the next begin_run clears the pointer).
+            Some(id) => Ok(self.get_run(&id).await?.filter(|r| r.status.is_active())),
             None => Ok(None),
         }
     }
