@@ -135,7 +135,7 @@ impl Portal {
                 archived_at_ms: None,
                 version: 0,
             };
-            store.records.push(rec);
+            store.push(rec);
             note_pending(&mut store.pending, search_lag_ms, visible_at, id, None, now);
             out.created.push(id.to_string());
         }

@@ -59,6 +59,33 @@ pub struct TypeStore {
     pub records: Vec<Rec>,
     /// Changes not yet visible to search, by id.
     pub pending: HashMap<u64, Pending>,
+    /// `(created_ms, index in records)` sorted: the search index on the created date (it never
+    /// changes), so a created-window query reads its window instead of the whole type.
+    pub by_created: Vec<(i64, u32)>,
+}
+
+impl TypeStore {
+    /// Rebuilds [`TypeStore::by_created`] from the records.
+    pub fn index_created(&mut self) {
+        self.by_created = self
+            .records
+            .iter()
+            .enumerate()
+            .map(|(i, r)| (r.created_ms, i as u32))
+            .collect();
+        self.by_created.sort_unstable();
+    }
+
+    /// Appends a record with an id above every other (P1) and indexes it.
+    pub fn push(&mut self, rec: Rec) {
+        let index = self.records.len() as u32;
+        self.records.push(rec);
+        let sorted = self.by_created.last().is_none_or(|(c, _)| *c <= rec.created_ms);
+        self.by_created.push((rec.created_ms, index));
+        if !sorted {
+            self.by_created.sort_unstable();
+        }
+    }
 }
 
 /// What to generate.
@@ -121,6 +148,9 @@ impl Portal {
             .filter(|t| t.is_activity())
             .collect();
         portal.generate_engagements(&activities, n);
+        for store in &mut portal.stores {
+            store.index_created();
+        }
         portal
     }
 

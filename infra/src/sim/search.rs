@@ -4,6 +4,8 @@
 //!
 //! - S1: the order is total: the asked sort, then id ascending, so offsets page stably.
 //! - S2: no page reaches past `SEARCH_RESULT_CAP` results (`after + limit > 10000` is a 400).
+//! - S3: a query with one filter group reads only the records its created-date or id bounds
+//!   allow (the created index, the id order); the answer is the one a full scan gives.
 
 use std::cmp::Ordering;
 
@@ -252,6 +254,48 @@ impl Query {
     fn matches(&self, ctx: &ValueCtx, rec: &Rec) -> bool {
         self.groups.is_empty() || self.groups.iter().any(|g| g.iter().all(|c| c.matches(ctx, rec)))
     }
+
+    /// The bounds one filter group puts on a property, when the query has one group (several
+    /// groups are ORed: no single bound holds).
+    fn bounds(&self, gen: Gen) -> Option<(i64, i64)> {
+        let [group] = self.groups.as_slice() else {
+            return None;
+        };
+        let mut found = false;
+        let (mut lo, mut hi) = (i64::MIN, i64::MAX);
+        for c in group.iter().filter(|c| c.spec.gen == gen) {
+            let num = |i: usize| match c.operands.get(i) {
+                Some(Operand::Num(n)) => Some(*n),
+                _ => None,
+            };
+            let (l, h) = match (c.op, num(0), num(1)) {
+                (Operator::Eq, Some(v), _) => (v, v),
+                (Operator::Gte, Some(v), _) => (v, i64::MAX),
+                (Operator::Gt, Some(v), _) => (v.saturating_add(1), i64::MAX),
+                (Operator::Lte, Some(v), _) => (i64::MIN, v),
+                (Operator::Lt, Some(v), _) => (i64::MIN, v.saturating_sub(1)),
+                (Operator::Between, Some(a), Some(b)) => (a, b),
+                _ => continue,
+            };
+            found = true;
+            lo = lo.max(l);
+            hi = hi.min(h);
+        }
+        found.then_some((lo, hi))
+    }
+
+    /// A created-date range every match lies in (S3: read through the created index).
+    fn created_range(&self) -> Option<(i64, i64)> {
+        self.bounds(Gen::Created)
+    }
+
+    /// An id range every match lies in (S3: records are kept in id order).
+    fn id_range(&self) -> (u64, u64) {
+        match self.bounds(Gen::ObjectId) {
+            Some((lo, hi)) => (lo.max(0) as u64, hi.max(0) as u64),
+            None => (0, u64::MAX),
+        }
+    }
 }
 
 /// Runs a query over the portal as search sees it at `now_ms`: the total number of
@@ -259,7 +303,7 @@ impl Query {
 pub fn run(portal: &Portal, t: ObjectType, q: &Query, now_ms: i64) -> (u64, Vec<Rec>) {
     let ctx = portal.value_ctx(t);
     let store = portal.store(t);
-    let visible = store.records.iter().filter_map(|r| {
+    let visible = |r: &Rec| {
         if store.pending.is_empty() {
             return Some(*r);
         }
@@ -267,8 +311,33 @@ pub fn run(portal: &Portal, t: ObjectType, q: &Query, now_ms: i64) -> (u64, Vec<
             Some(p) if p.visible_at_ms > now_ms => p.previous,
             _ => Some(*r),
         }
-    });
-    let mut hits: Vec<Rec> = visible.filter(|r| r.is_live() && q.matches(&ctx, r)).collect();
+    };
+    let keep = |r: Rec| r.is_live() && q.matches(&ctx, &r);
+    // Only the records an index says can match are read (S3); the answer is the same.
+    let mut hits: Vec<Rec> = match q.created_range() {
+        Some((lo, hi)) => {
+            let from = store.by_created.partition_point(|(c, _)| *c < lo);
+            let to = store.by_created.partition_point(|(c, _)| *c <= hi);
+            let mut hits: Vec<Rec> = store.by_created[from..to.max(from)]
+                .iter()
+                .filter_map(|(_, i)| store.records.get(*i as usize))
+                .filter_map(visible)
+                .filter(|r| keep(*r))
+                .collect();
+            hits.sort_unstable_by_key(|r| r.id);
+            hits
+        }
+        None => {
+            let (lo, hi) = q.id_range();
+            let from = store.records.partition_point(|r| r.id < lo);
+            let to = store.records.partition_point(|r| r.id <= hi);
+            store.records[from..to.max(from)]
+                .iter()
+                .filter_map(visible)
+                .filter(|r| keep(*r))
+                .collect()
+        }
+    };
     let total = hits.len() as u64;
     let end = (q.after + q.limit).min(hits.len());
     let Some((spec, direction)) = q.sort else {
@@ -349,6 +418,53 @@ mod tests {
             .windows(2)
             .all(|w| (w[0].modified_ms, std::cmp::Reverse(w[0].id))
                 >= (w[1].modified_ms, std::cmp::Reverse(w[1].id))));
+    }
+
+    #[test]
+    fn indexed_reads_answer_as_a_full_scan_s3() {
+        let p = portal_for_test(5, 600, &[ObjectType::Deals]);
+        let t = ObjectType::Deals;
+        let recs = &p.store(t).records;
+        let mut created: Vec<i64> = recs.iter().map(|r| r.created_ms).collect();
+        created.sort_unstable();
+        let (a, b) = (created[100], created[400]);
+        let id_floor = recs[250].id;
+        let cases = vec![
+            vec![Filter::between("createdate", a, b)],
+            vec![
+                Filter::between("createdate", a, b),
+                Filter::new("hs_object_id", Operator::Gte, id_floor),
+            ],
+            vec![
+                Filter::new("createdate", Operator::Gt, a),
+                Filter::new("createdate", Operator::Lt, b),
+            ],
+            vec![Filter::new("hs_object_id", Operator::Gt, id_floor)],
+            vec![
+                Filter::new("hs_object_id", Operator::Lte, id_floor),
+                Filter::new("amount", Operator::Gt, "10"),
+            ],
+        ];
+        for filters in cases {
+            let req = SearchRequest {
+                sorts: vec![Sort {
+                    property_name: "hs_object_id".into(),
+                    direction: Direction::Ascending,
+                }],
+                ..query(filters.clone(), None, 200)
+            };
+            let q = compile(t, &req).unwrap();
+            let (total, page) = run(&p, t, &q, 0);
+            let ctx = p.value_ctx(t);
+            let expect: Vec<u64> = recs.iter().filter(|r| q.matches(&ctx, r)).map(|r| r.id).collect();
+            assert_eq!(total, expect.len() as u64, "{filters:?}");
+            let got: Vec<u64> = page.iter().map(|r| r.id).collect();
+            assert_eq!(
+                got,
+                expect.into_iter().take(200).collect::<Vec<_>>(),
+                "{filters:?}"
+            );
+        }
     }
 
     #[test]
