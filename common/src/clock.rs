@@ -50,6 +50,25 @@ pub fn iso(ms: EpochMs) -> String {
     crate::hubspot::wire::format_ms(ms)
 }
 
+/// Milliseconds in a UTC day.
+pub const DAY_MS: i64 = 86_400_000;
+
+/// Days since the epoch (UTC) of a timestamp: the `dt` partition as a number.
+pub fn day_of(ms: EpochMs) -> i64 {
+    ms.div_euclid(DAY_MS)
+}
+
+/// Days since the epoch of a `dt` partition value (`YYYY-MM-DD`).
+pub fn day_of_dt(dt: &str) -> Option<i64> {
+    let date = chrono::NaiveDate::parse_from_str(dt, "%Y-%m-%d").ok()?;
+    Some(
+        date.and_hms_opt(0, 0, 0)?
+            .and_utc()
+            .timestamp_millis()
+            .div_euclid(DAY_MS),
+    )
+}
+
 /// The `dt` partition value (`YYYY-MM-DD`, UTC) of a timestamp.
 pub fn dt_of(ms: EpochMs) -> Option<String> {
     chrono::DateTime::from_timestamp_millis(ms).map(|t| t.format("%Y-%m-%d").to_string())

@@ -37,6 +37,11 @@ pub const CONSUMER_AFTER_STAGE: &str = "consumer.after_stage";
 pub const CONSUMER_AFTER_PAGE_DONE: &str = "consumer.after_page_done";
 /// Consumer: the next page job is sent (also when a redelivery re-sends it).
 pub const CONSUMER_AFTER_NEXT_PAGE: &str = "consumer.after_next_page";
+/// Consumer: the slices a finished slice started are sent (L5), the partition merges it made
+/// due (P1) not yet.
+pub const CONSUMER_AFTER_LAUNCH: &str = "consumer.after_launch";
+/// Consumer: the partition merges a finished slice made due are sent (P1), fetching may go on.
+pub const CONSUMER_AFTER_PARTITION_MERGES: &str = "consumer.after_partition_merges";
 /// Consumer: the run moved to merging, its merge tasks not yet sent.
 pub const CONSUMER_AFTER_BEGIN_MERGING: &str = "consumer.after_begin_merging";
 /// Consumer: the merge tasks are sent, the last page job not yet acked.
@@ -64,6 +69,8 @@ pub const ALL: &[&str] = &[
     CONSUMER_AFTER_STAGE,
     CONSUMER_AFTER_PAGE_DONE,
     CONSUMER_AFTER_NEXT_PAGE,
+    CONSUMER_AFTER_LAUNCH,
+    CONSUMER_AFTER_PARTITION_MERGES,
     CONSUMER_AFTER_BEGIN_MERGING,
     CONSUMER_AFTER_MERGE_TASKS,
     MERGER_AFTER_WRITE,

@@ -6,7 +6,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::clock::EpochMs;
+use crate::clock::{day_of, EpochMs};
 
 /// The message format version this build writes and reads.
 pub const MESSAGE_VERSION: u32 = 1;
@@ -50,6 +50,18 @@ pub enum Slice {
         id_min: u64,
         id_max: u64,
     },
+    /// A full sync's share of one object type through the search endpoint: created in
+    /// `[from_ms, to_ms]`, id in `[id_min, id_max]`, paged by `hs_object_id` ascending like
+    /// [`Slice::Search`]. `dt` is the created day, so such a slice can only stage into the
+    /// days it spans ([`Slice::days`]): once every slice spanning a day is done, that
+    /// partition merges while the rest of the backfill goes on.
+    Created {
+        object_type: String,
+        from_ms: EpochMs,
+        to_ms: EpochMs,
+        id_min: u64,
+        id_max: u64,
+    },
 }
 
 impl Slice {
@@ -57,7 +69,17 @@ impl Slice {
         match self {
             Slice::List { object_type }
             | Slice::ListArchived { object_type, .. }
-            | Slice::Search { object_type, .. } => object_type,
+            | Slice::Search { object_type, .. }
+            | Slice::Created { object_type, .. } => object_type,
+        }
+    }
+
+    /// The created days (days since the epoch, UTC) whose partitions this slice can stage
+    /// into, or `None` when it may touch any partition (a list walk, a modified window).
+    pub fn days(&self) -> Option<(i64, i64)> {
+        match self {
+            Slice::Created { from_ms, to_ms, .. } => Some((day_of(*from_ms), day_of(*to_ms))),
+            _ => None,
         }
     }
 }
@@ -81,6 +103,18 @@ impl PageJob {
         format!("s{:05}-p{:06}", self.slice_no, self.page_no)
     }
 
+    /// Page 0 of slice `slice_no` of `run`.
+    pub fn first(run: &crate::ports::Run, slice_no: u32, slice: Slice) -> PageJob {
+        PageJob {
+            run_id: run.run_id.clone(),
+            table: run.table.clone(),
+            slice_no,
+            page_no: 0,
+            slice,
+            cursor: None,
+        }
+    }
+
     pub fn next(&self, cursor: String) -> PageJob {
         PageJob {
             page_no: self.page_no + 1,
@@ -97,6 +131,14 @@ pub struct MergeTask {
     pub run_id: String,
     pub table: String,
     pub dt: Option<String>,
+    /// 0 for a partition's merge; n > 0 for the n-th extra merge of a partition that a page
+    /// staged into after its merge was queued (see `Run::apply_page`).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub pass: u32,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }
 
 impl MergeTask {
@@ -107,7 +149,11 @@ impl MergeTask {
 
     /// FIFO deduplication id and done-marker name.
     pub fn task_id(&self) -> String {
-        format!("{}:{}", self.run_id, self.dt.as_deref().unwrap_or("-"))
+        let dt = self.dt.as_deref().unwrap_or("-");
+        match self.pass {
+            0 => format!("{}:{dt}", self.run_id),
+            n => format!("{}:{dt}:{n}", self.run_id),
+        }
     }
 }
 
@@ -290,8 +336,18 @@ mod tests {
             run_id: "r".into(),
             table: "deals".into(),
             dt: Some("2024-01-02".into()),
+            pass: 0,
         };
         assert_eq!(t.group_id(), "deals#2024-01-02");
+        assert_eq!(t.task_id(), "r:2024-01-02");
+        let again = MergeTask { pass: 2, ..t };
+        assert_eq!(
+            (again.task_id(), again.group_id()),
+            ("r:2024-01-02:2".into(), "deals#2024-01-02".into())
+        );
+        let raw = encode(&Body::MergeTask(again.clone()));
+        assert_eq!(decode_merge_task(&raw).unwrap(), again);
+        assert!(!encode(&Body::MergeTask(MergeTask { pass: 0, ..again })).contains("pass"));
     }
 
     #[test]
@@ -317,6 +373,7 @@ mod tests {
             run_id: "r".into(),
             table: "t".into(),
             dt: None,
+            pass: 0,
         }));
         assert!(decode_page_job(&merge)
             .unwrap_err()

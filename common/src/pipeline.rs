@@ -21,6 +21,12 @@ pub mod queue_names {
 
 /// Memory of one merge before it spills, in MiB.
 pub const DEFAULT_MERGE_MEMORY_MB: usize = 1024;
+/// Slices of a run fetched at once (L5). Enough to keep any number of consumers busy under
+/// HubSpot's limits, few enough that slices finish, and their partitions merge, one after
+/// another rather than all at the end.
+pub const DEFAULT_SLICES_IN_FLIGHT: usize = 16;
+/// Object types with at most this many records are backfilled by one list walk (100 pages).
+pub const DEFAULT_LIST_WALK_MAX_RECORDS: u64 = 10_000;
 
 /// Tunables shared by the roles, with the seed's defaults.
 #[derive(Debug, Clone)]
@@ -41,6 +47,13 @@ pub struct Settings {
     pub list_page_size: u32,
     /// Memory one merge may hold before its sorts spill to disk.
     pub merge_memory_bytes: usize,
+    /// Slices of a run fetched at once; each finished slice starts the next (L5).
+    pub slices_in_flight: usize,
+    /// A full sync reads object types of at most this many records with one list walk, and
+    /// larger ones with parallel search slices over created-date windows.
+    pub list_walk_max_records: u64,
+    /// Records a slice should hold at most (the search cap, 10,000, at most).
+    pub backfill_slice_records: u64,
 }
 
 impl Default for Settings {
@@ -54,6 +67,9 @@ impl Default for Settings {
             search_page_size: crate::hubspot::wire::SEARCH_PAGE_MAX,
             list_page_size: crate::hubspot::wire::LIST_PAGE_MAX,
             merge_memory_bytes: DEFAULT_MERGE_MEMORY_MB << 20,
+            slices_in_flight: DEFAULT_SLICES_IN_FLIGHT,
+            list_walk_max_records: DEFAULT_LIST_WALK_MAX_RECORDS,
+            backfill_slice_records: crate::hubspot::wire::SEARCH_RESULT_CAP,
         }
     }
 }

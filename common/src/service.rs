@@ -79,6 +79,19 @@ pub struct HubSpotArgs {
     /// pages mean more jobs; tests use them to get many pages from few records.
     #[arg(long, env = "HUBSYNC_PAGE_SIZE", value_parser = clap::value_parser!(u32).range(1..=100))]
     pub page_size: Option<u32>,
+    /// Slices of a run fetched at once; each finished slice starts the next, so a backfill's
+    /// partitions merge and become visible one after another.
+    #[arg(long, env = "HUBSYNC_SLICES_IN_FLIGHT", default_value_t = crate::pipeline::DEFAULT_SLICES_IN_FLIGHT,
+          value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=10_000))]
+    pub slices_in_flight: usize,
+    /// A full sync reads an object type of at most this many records with one list walk (the
+    /// general rate limit); larger ones with parallel search slices over created-date windows.
+    #[arg(long, env = "HUBSYNC_LIST_WALK_MAX", default_value_t = crate::pipeline::DEFAULT_LIST_WALK_MAX_RECORDS)]
+    pub list_walk_max: u64,
+    /// Records one slice should hold at most (at most HubSpot's search cap, 10,000).
+    #[arg(long, env = "HUBSYNC_SLICE_RECORDS", default_value_t = crate::hubspot::wire::SEARCH_RESULT_CAP,
+          value_parser = clap::value_parser!(u64).range(1..=10_000))]
+    pub slice_records: u64,
 }
 
 impl HubSpotArgs {
@@ -116,6 +129,9 @@ impl HubSpotArgs {
             list_page_size: self.page_size.unwrap_or(defaults.list_page_size),
             search_page_size: self.page_size.unwrap_or(defaults.search_page_size),
             merge_memory_bytes: self.merge_memory_mb << 20,
+            slices_in_flight: self.slices_in_flight,
+            list_walk_max_records: self.list_walk_max,
+            backfill_slice_records: self.slice_records,
             ..defaults
         })
     }

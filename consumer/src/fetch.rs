@@ -1,7 +1,7 @@
 //! Fetching one page of a slice.
 
 use common::catalog::SourceSpec;
-use common::hubspot::query::{slice_filters, ID_PROPERTY};
+use common::hubspot::query::{slice_filters, TimeField, ID_PROPERTY};
 use common::hubspot::wire::{self, Direction, ObjectRecord, Paging, SearchRequest, Sort};
 use common::hubspot::HubSpotClient;
 use common::messages::Slice;
@@ -62,36 +62,63 @@ pub async fn fetch_page(
             id_min,
             id_max,
         } => {
-            let after_id =
-                match cursor {
-                    None => None,
-                    Some(c) => Some(c.parse::<u64>().map_err(|_| {
-                        ConsumerError::BadJob(format!("search cursor `{c}` is not a record id"))
-                    })?),
-                };
-            let limit = settings.search_page_size.clamp(1, wire::SEARCH_PAGE_MAX);
-            let req = SearchRequest {
-                filter_groups: slice_filters(source, *from_ms, *to_ms, *id_min, *id_max, after_id),
-                sorts: vec![Sort {
-                    property_name: ID_PROPERTY.into(),
-                    direction: Direction::Ascending,
-                }],
-                properties,
-                limit: Some(limit),
-                // Keyset paging: always the first page of a narrower query, never an offset,
-                // so no query reaches the 10,000 cap and no record shifts across a boundary.
-                after: None,
-            };
-            let resp = client.search_page(object_type, &req).await?;
-            let full_page = resp.results.len() as u32 >= limit;
-            let next_cursor = match (full_page, resp.results.last()) {
-                (true, Some(last)) => Some(last.id.clone()),
-                _ => None,
-            };
-            Ok(Page {
-                records: resp.results,
-                next_cursor,
-            })
+            let window = (TimeField::Modified, *from_ms, *to_ms, *id_min, *id_max);
+            search_page(client, source, object_type, window, cursor, properties, settings).await
+        }
+        Slice::Created {
+            object_type,
+            from_ms,
+            to_ms,
+            id_min,
+            id_max,
+        } => {
+            let window = (TimeField::Created, *from_ms, *to_ms, *id_min, *id_max);
+            search_page(client, source, object_type, window, cursor, properties, settings).await
         }
     }
+}
+
+/// A search slice: its time field and window, and its id range.
+type Window = (TimeField, i64, i64, u64, u64);
+
+/// One page of a search slice, paged by an id keyset: each request is the first page of a
+/// narrower query (id after the cursor), never an offset, so no query reaches the 10,000 cap
+/// and no record shifts across a page boundary.
+async fn search_page(
+    client: &HubSpotClient,
+    source: &SourceSpec,
+    object_type: &str,
+    (field, from_ms, to_ms, id_min, id_max): Window,
+    cursor: Option<&str>,
+    properties: Vec<String>,
+    settings: &Settings,
+) -> Result<Page, ConsumerError> {
+    let after_id = match cursor {
+        None => None,
+        Some(c) => Some(
+            c.parse::<u64>()
+                .map_err(|_| ConsumerError::BadJob(format!("search cursor `{c}` is not a record id")))?,
+        ),
+    };
+    let limit = settings.search_page_size.clamp(1, wire::SEARCH_PAGE_MAX);
+    let req = SearchRequest {
+        filter_groups: slice_filters(source, field, from_ms, to_ms, id_min, id_max, after_id),
+        sorts: vec![Sort {
+            property_name: ID_PROPERTY.into(),
+            direction: Direction::Ascending,
+        }],
+        properties,
+        limit: Some(limit),
+        after: None,
+    };
+    let resp = client.search_page(object_type, &req).await?;
+    let full_page = resp.results.len() as u32 >= limit;
+    let next_cursor = match (full_page, resp.results.last()) {
+        (true, Some(last)) => Some(last.id.clone()),
+        _ => None,
+    };
+    Ok(Page {
+        records: resp.results,
+        next_cursor,
+    })
 }

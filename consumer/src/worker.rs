@@ -8,7 +8,7 @@ use common::failpoint;
 use common::messages::Slice;
 use common::messages::{self, Body, MergeTask, PageJob};
 use common::pipeline::Pipeline;
-use common::ports::{Outgoing, PageCompletion, PageOutcome, Run, RunMode, RunStatus};
+use common::ports::{Outgoing, PageCompletion, PageEffects, PageOutcome, Run, RunMode, RunStatus};
 use common::worker::{Handled, Handler};
 use futures::{StreamExt, TryStreamExt};
 use object_store::ObjectStoreExt;
@@ -70,11 +70,10 @@ pub async fn process_job(p: &Pipeline, job: &PageJob) -> Result<JobOutcome, Cons
     check_lineage(p, &run, job).await?;
     if let Some(done) = p.ledger.page_done(&run.run_id, &job_id).await? {
         // Redelivered after its marker was written: the crash may have come before the next
-        // page was sent, before the run was handed to the merger, or before the merge tasks
-        // were sent. Each is repeated; their own markers absorb the repeats.
-        if let Some(cursor) = done.next_cursor {
-            send_next_page(p, job, cursor).await?;
-        }
+        // page, the started slices or the due merges were sent, before the run was handed to
+        // the merger, or before its closing task was sent. Each is repeated from the marker;
+        // the receivers' own markers (and FIFO deduplication) absorb the repeats.
+        send_effects(p, &run, job, done.next_cursor, &done.effects).await?;
         hand_over(p, &run, &job_id).await?;
         return Ok(JobOutcome::Duplicate);
     }
@@ -121,6 +120,7 @@ pub async fn process_job(p: &Pipeline, job: &PageJob) -> Result<JobOutcome, Cons
         max_created_ms: seen.max_created_ms,
         max_modified_ms: seen.max_modified_ms,
         next_cursor: next_cursor(&run, job, seen.min_created_ms, page.next_cursor),
+        slice_no: job.slice_no,
         ..Default::default()
     };
     let partitions = files.len();
@@ -143,20 +143,33 @@ pub async fn process_job(p: &Pipeline, job: &PageJob) -> Result<JobOutcome, Cons
     outcome.dts.extend(dts);
     failpoint::hit(failpoint::CONSUMER_AFTER_STAGE);
 
-    // 2. Marker, next cursor and counters, atomically (L2).
+    // 2. Marker, next cursor, counters and what the page made due, atomically (L2, L3, L5, P1).
     let completion = p
         .ledger
         .complete_page(&run.run_id, &job_id, &outcome, p.now_ms())
         .await?;
     failpoint::hit(failpoint::CONSUMER_AFTER_PAGE_DONE);
-    let last_page = matches!(completion, PageCompletion::Recorded { pages_outstanding: 0 });
+    let (last_page, next, effects) = match completion {
+        PageCompletion::Recorded {
+            pages_outstanding,
+            effects,
+        } => (pages_outstanding == 0, outcome.next_cursor.clone(), effects),
+        // A copy of this job recorded it first (SQS delivered it twice): send what its marker
+        // says, as a redelivery would (its cursor is the one the successor is checked against).
+        PageCompletion::AlreadyDone => {
+            let done = p
+                .ledger
+                .page_done(&run.run_id, &job_id)
+                .await?
+                .unwrap_or_default();
+            (false, done.next_cursor, done.effects)
+        }
+    };
 
-    // 3. The next page only after the marker: it cannot be recorded before this one (which
+    // 3. Successors only after the marker: a page cannot be recorded before this one (which
     //    would let the count reach 0 with this page's partitions unknown). A crash before the
-    //    send is repaired by the redelivery, which reads the cursor back from the marker.
-    if let Some(cursor) = outcome.next_cursor.clone() {
-        send_next_page(p, job, cursor).await?;
-    }
+    //    sends is repaired by the redelivery, which reads them back from the marker.
+    send_effects(p, &run, job, next, &effects).await?;
 
     // 4. The last page hands the run to the merger (L3).
     if last_page {
@@ -217,8 +230,15 @@ async fn check_lineage(p: &Pipeline, run: &Run, job: &PageJob) -> Result<(), Con
     }
     if job.page_no == 0 {
         return match &job.cursor {
-            None => Ok(()),
             Some(_) => refuse("page 0 carries a cursor".into()),
+            // L5: the run starts slices in plan order and records each start first.
+            None if job.slice_no >= run.started() => refuse(format!(
+                "slice {} is not started yet ({} of {} are)",
+                job.slice_no,
+                run.started(),
+                run.plan.len()
+            )),
+            None => Ok(()),
         };
     }
     let previous = PageJob {
@@ -233,13 +253,67 @@ async fn check_lineage(p: &Pipeline, run: &Run, job: &PageJob) -> Result<(), Con
     }
 }
 
-async fn send_next_page(p: &Pipeline, job: &PageJob, cursor: String) -> Result<(), ConsumerError> {
-    let next = job.next(cursor);
-    p.pages
-        .send(vec![Outgoing::standard(messages::encode(&Body::PageJob(next)))])
-        .await?;
-    failpoint::hit(failpoint::CONSUMER_AFTER_NEXT_PAGE);
+/// Sends what recording a page made due: the slice's next page, page 0 of the slices it
+/// started (L5) and the partition merges it made due (P1), in that order.
+async fn send_effects(
+    p: &Pipeline,
+    run: &Run,
+    job: &PageJob,
+    next_cursor: Option<String>,
+    effects: &PageEffects,
+) -> Result<(), ConsumerError> {
+    if let Some(cursor) = next_cursor {
+        let next = job.next(cursor);
+        p.pages
+            .send(vec![Outgoing::standard(messages::encode(&Body::PageJob(next)))])
+            .await?;
+        failpoint::hit(failpoint::CONSUMER_AFTER_NEXT_PAGE);
+    }
+    if !effects.launch.is_empty() {
+        let first_pages = effects
+            .launch
+            .iter()
+            .map(|&slice_no| {
+                let slice = run.plan.get(slice_no as usize).cloned().ok_or_else(|| {
+                    ConsumerError::BadJob(format!(
+                        "run {} started slice {slice_no}, which its plan of {} does not hold",
+                        run.run_id,
+                        run.plan.len()
+                    ))
+                })?;
+                Ok(Outgoing::standard(messages::encode(&Body::PageJob(
+                    PageJob::first(run, slice_no, slice),
+                ))))
+            })
+            .collect::<Result<Vec<_>, ConsumerError>>()?;
+        p.pages.send(first_pages).await?;
+        failpoint::hit(failpoint::CONSUMER_AFTER_LAUNCH);
+    }
+    if !effects.merges.is_empty() {
+        let tasks = effects
+            .merges
+            .iter()
+            .map(|m| merge_task(run, Some(m.dt.clone()), m.pass))
+            .collect();
+        p.merges.send(tasks).await?;
+        failpoint::hit(failpoint::CONSUMER_AFTER_PARTITION_MERGES);
+        tracing::debug!(run_id = %run.run_id, partitions = effects.merges.len(), "partition merges queued during the fetch");
+    }
     Ok(())
+}
+
+fn merge_task(run: &Run, dt: Option<String>, pass: u32) -> Outgoing {
+    let task = MergeTask {
+        run_id: run.run_id.clone(),
+        table: run.table.clone(),
+        dt,
+        pass,
+    };
+    Outgoing::fifo(
+        messages::encode(&Body::MergeTask(task.clone())),
+        task.group_id(),
+        task.task_id(),
+    )
 }
 
 /// Hands a run whose pages are all done to the merger (L3): fetching → merging, then its
@@ -268,29 +342,23 @@ async fn hand_over(p: &Pipeline, run: &Run, job_id: &str) -> Result<(), Consumer
     Ok(())
 }
 
-/// One merge task per touched `dt` not merged yet (or one commit-only task when none was
-/// touched). FIFO deduplication and the merger's done-markers absorb repeats.
+/// The closing task, and every partition merge the run queued that is not done yet (a crash
+/// may have come before one was sent). FIFO deduplication and the merger's done-markers absorb
+/// repeats.
 pub async fn send_merge_tasks(p: &Pipeline, run: &Run) -> Result<usize, ConsumerError> {
-    let mut dts: Vec<Option<String>> = run.dts.iter().cloned().map(Some).collect();
-    if dts.is_empty() {
-        dts.push(None);
-    }
     let mut out = Vec::new();
-    for dt in dts {
+    for m in run.queued_merges() {
         let task = MergeTask {
             run_id: run.run_id.clone(),
             table: run.table.clone(),
-            dt,
+            dt: Some(m.dt.clone()),
+            pass: m.pass,
         };
-        if p.ledger.is_merge_done(&run.run_id, &task.task_id()).await? {
-            continue;
+        if !p.ledger.is_merge_done(&run.run_id, &task.task_id()).await? {
+            out.push(merge_task(run, task.dt, task.pass));
         }
-        out.push(Outgoing::fifo(
-            messages::encode(&Body::MergeTask(task.clone())),
-            task.group_id(),
-            task.task_id(),
-        ));
     }
+    out.push(merge_task(run, None, 0));
     let n = out.len();
     p.merges.send(out).await?;
     tracing::info!(run_id = %run.run_id, table = %run.table, merge_tasks = n, records = run.records, "fetching done; merges queued");
@@ -345,6 +413,9 @@ mod tests {
             plan: vec![],
             closing_job: None,
             note: None,
+            slices_done: Default::default(),
+            slices_started: None,
+            merges_queued: Default::default(),
         }
     }
 

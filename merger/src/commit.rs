@@ -98,6 +98,9 @@ mod tests {
             plan: vec![],
             closing_job: None,
             note: None,
+            slices_done: Default::default(),
+            slices_started: None,
+            merges_queued: Default::default(),
         }
     }
 

@@ -52,7 +52,14 @@ pub async fn process_task(p: &Pipeline, task: &MergeTask) -> Result<TaskOutcome,
             run.run_id
         )));
     }
-    if run.status != RunStatus::Merging {
+    // P1: a partition's merge may come while the run still fetches other slices; the closing
+    // task (no dt) only once fetching is over.
+    let may_merge = match (&task.dt, run.status) {
+        (_, RunStatus::Merging) => true,
+        (Some(_), RunStatus::Fetching) => true,
+        _ => false,
+    };
+    if !may_merge {
         return Ok(TaskOutcome::Stale(format!(
             "run {} is {}",
             run.run_id,

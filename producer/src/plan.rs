@@ -1,35 +1,101 @@
-//! Slices: a full run reads the list endpoint once per object type; an incremental run splits
-//! its window by time until each search query holds at most 10,000 records, falls back to
-//! `hs_object_id` ranges where one millisecond holds more (bulk edits stamp one instant on
-//! many thousands of records), and adds one archived-records read per object type (search
-//! never returns archived records).
+//! Slices: the independent chains of page jobs a run is read as.
+//!
+//! - A full run reads each object type either with one list walk (types of at most
+//!   `list_walk_max_records` records: cheap, exact, on the general rate limit) or, for larger
+//!   ones, with search slices over created-date windows cut at day boundaries. Those run in
+//!   parallel on the search limit, and each owns whole `dt` partitions (dt is the created day),
+//!   so a partition merges as soon as its slices are done while the backfill goes on (P1).
+//! - An incremental run splits its modified window the same way and adds one archived-records
+//!   read per object type (search never returns archived records).
+//!
+//! Splitting counts with the search endpoint (`total` of a one-record page): the biggest part
+//! is split first, at the day boundary nearest its middle, else at its middle millisecond, else
+//! (one millisecond holding more than the target: bulk edits and imports stamp one instant on
+//! many thousands of records) by `hs_object_id`. It stops when every part holds at most the
+//! target or the run has [`MAX_PLAN_SLICES`] slices. Parts counted empty are dropped: a record
+//! that lands there later has a modified time inside the next incremental window. Every slice is
+//! paged by an id keyset, so each request is the first page of its query and none reaches the
+//! search cap, whatever a slice holds.
+
+use std::collections::BinaryHeap;
 
 use common::catalog::{SourceSpec, TableSpec};
-use common::clock::EpochMs;
-use common::hubspot::query::{slice_filters, ID_PROPERTY};
+use common::clock::{EpochMs, DAY_MS};
+use common::hubspot::query::{slice_filters, TimeField, ID_PROPERTY};
 use common::hubspot::wire::{Direction, SearchRequest, Sort, SEARCH_RESULT_CAP};
 use common::hubspot::{HubSpotClient, HubSpotError};
 use common::messages::Slice;
+use common::pipeline::Settings;
 
 use crate::decide::Decision;
+
+/// Most slices in one run's plan. The plan lives in the run's ledger entry (one DynamoDB item,
+/// 400 KB at most), and splitting costs search requests; past it, slices just hold more.
+pub const MAX_PLAN_SLICES: usize = 512;
+
+/// How a run is cut into slices.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PlanOptions {
+    /// Records a slice should hold at most (capped at the search cap).
+    pub slice_records: u64,
+    /// Object types with at most this many records are backfilled by one list walk.
+    pub list_walk_max_records: u64,
+}
+
+impl PlanOptions {
+    pub fn from_settings(s: &Settings) -> Self {
+        PlanOptions {
+            slice_records: s.backfill_slice_records,
+            list_walk_max_records: s.list_walk_max_records,
+        }
+    }
+}
 
 /// Plans the slices of a run.
 pub async fn plan(
     client: &HubSpotClient,
     table: &TableSpec,
     decision: &Decision,
-    slice_cap: u64,
+    options: PlanOptions,
 ) -> Result<Vec<Slice>, HubSpotError> {
+    let max_parts = (MAX_PLAN_SLICES / table.sources.len().max(1)).max(1);
+    let target = options.slice_records.clamp(1, SEARCH_RESULT_CAP);
     let mut slices = Vec::new();
     for source in &table.sources {
+        let object_type = source.object_type.clone();
+        let t0 = decision.window_to_ms;
         match decision.window_from_ms {
-            None => slices.push(Slice::List {
-                object_type: source.object_type.clone(),
-            }),
+            None => {
+                let all = Part::new(0, t0);
+                let total = count(client, source, TimeField::Created, &all).await?;
+                if total <= options.list_walk_max_records {
+                    slices.push(Slice::List { object_type });
+                    continue;
+                }
+                let first = edge(client, source, TimeField::Created, &all, Direction::Ascending).await?;
+                let from = first.map(|(created, _)| created.min(t0)).unwrap_or(0);
+                let parts = split(client, source, TimeField::Created, from, t0, target, max_parts).await?;
+                tracing::info!(%object_type, records = total, slices = parts.len(),
+                    "backfill planned as created-date slices");
+                slices.extend(parts.into_iter().map(|p| Slice::Created {
+                    object_type: object_type.clone(),
+                    from_ms: p.from,
+                    to_ms: p.to,
+                    id_min: p.id_min,
+                    id_max: p.id_max,
+                }));
+            }
             Some(from) => {
-                slices.extend(split_window(client, source, from, decision.window_to_ms, slice_cap).await?);
+                let parts = split(client, source, TimeField::Modified, from, t0, target, max_parts).await?;
+                slices.extend(parts.into_iter().map(|p| Slice::Search {
+                    object_type: object_type.clone(),
+                    from_ms: p.from,
+                    to_ms: p.to,
+                    id_min: p.id_min,
+                    id_max: p.id_max,
+                }));
                 slices.push(Slice::ListArchived {
-                    object_type: source.object_type.clone(),
+                    object_type,
                     since_ms: from,
                 });
             }
@@ -38,131 +104,203 @@ pub async fn plan(
     Ok(slices)
 }
 
-struct Range {
+/// A window being split: time in `[from, to]`, id in `[id_min, id_max]`, and its count.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Part {
     from: EpochMs,
     to: EpochMs,
     id_min: u64,
     id_max: u64,
+    count: u64,
 }
 
-async fn count(client: &HubSpotClient, source: &SourceSpec, r: &Range) -> Result<u64, HubSpotError> {
-    let req = SearchRequest {
-        filter_groups: slice_filters(source, r.from, r.to, r.id_min, r.id_max, None),
-        sorts: vec![],
-        properties: vec![ID_PROPERTY.into()],
+impl Part {
+    fn new(from: EpochMs, to: EpochMs) -> Self {
+        Part {
+            from,
+            to,
+            id_min: 0,
+            id_max: u64::MAX,
+            count: 0,
+        }
+    }
+}
+
+/// Biggest first.
+impl Ord for Part {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        (self.count, std::cmp::Reverse((self.from, self.id_min)))
+            .cmp(&(other.count, std::cmp::Reverse((other.from, other.id_min))))
+    }
+}
+
+impl PartialOrd for Part {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+fn search(source: &SourceSpec, field: TimeField, r: &Part, sort: Option<(&str, Direction)>) -> SearchRequest {
+    SearchRequest {
+        filter_groups: slice_filters(source, field, r.from, r.to, r.id_min, r.id_max, None),
+        sorts: sort
+            .map(|(property, direction)| {
+                vec![Sort {
+                    property_name: property.into(),
+                    direction,
+                }]
+            })
+            .unwrap_or_default(),
+        properties: vec![ID_PROPERTY.into(), field.property(source).into()],
         limit: Some(1),
         after: None,
-    };
+    }
+}
+
+async fn count(
+    client: &HubSpotClient,
+    source: &SourceSpec,
+    field: TimeField,
+    r: &Part,
+) -> Result<u64, HubSpotError> {
+    let req = search(source, field, r, None);
     Ok(client.search_page(&source.object_type, &req).await?.total)
 }
 
-/// The smallest or largest record id in a range (`None` when empty).
-async fn edge_id(
+/// The first record of a part by `field` (ascending) or by id (either way): its time and id.
+async fn edge(
     client: &HubSpotClient,
     source: &SourceSpec,
-    r: &Range,
+    field: TimeField,
+    r: &Part,
     direction: Direction,
-) -> Result<Option<u64>, HubSpotError> {
-    let req = SearchRequest {
-        filter_groups: slice_filters(source, r.from, r.to, r.id_min, r.id_max, None),
-        sorts: vec![Sort {
-            property_name: ID_PROPERTY.into(),
-            direction,
-        }],
-        properties: vec![ID_PROPERTY.into()],
-        limit: Some(1),
-        after: None,
+) -> Result<Option<(EpochMs, u64)>, HubSpotError> {
+    let by = if r.from == r.to {
+        ID_PROPERTY
+    } else {
+        field.property(source)
     };
+    let req = search(source, field, r, Some((by, direction)));
     let resp = client.search_page(&source.object_type, &req).await?;
-    Ok(resp.results.first().and_then(|r| r.id.parse().ok()))
+    Ok(resp.results.first().and_then(|rec| {
+        let id = rec.id.parse().ok()?;
+        let time = rec
+            .properties
+            .get(field.property(source))
+            .and_then(|v| v.as_deref())
+            .and_then(common::hubspot::wire::parse_ms)
+            .unwrap_or(r.from);
+        Some((time, id))
+    }))
 }
 
-/// Splits `[from, to]` until every part holds at most `cap` records (and at most the search
-/// cap), by time first, then by id within a single millisecond.
-pub async fn split_window(
+/// Where to cut `[from, to]` (`from < to`): the day boundary nearest the middle when one lies
+/// inside, else the middle. Returns the first millisecond of the right half.
+fn cut(from: EpochMs, to: EpochMs) -> EpochMs {
+    let mid = from + (to - from) / 2 + 1;
+    let below = mid.div_euclid(DAY_MS) * DAY_MS;
+    let above = below + DAY_MS;
+    [below, above]
+        .into_iter()
+        .filter(|b| *b > from && *b <= to)
+        .min_by_key(|b| (b - mid).abs())
+        .unwrap_or(mid)
+}
+
+/// Splits `[from, to]` (see the module docs), returning its non-empty parts in time order.
+async fn split(
     client: &HubSpotClient,
     source: &SourceSpec,
+    field: TimeField,
     from: EpochMs,
     to: EpochMs,
-    cap: u64,
-) -> Result<Vec<Slice>, HubSpotError> {
-    let cap = cap.clamp(1, SEARCH_RESULT_CAP);
-    let mut out = Vec::new();
-    // Depth-first, newest half pushed first, so slices come out in time order.
-    let mut stack = vec![Range {
-        from,
-        to,
-        id_min: 0,
-        id_max: u64::MAX,
-    }];
-    while let Some(mut r) = stack.pop() {
-        let total = count(client, source, &r).await?;
-        if total == 0 {
-            continue;
-        }
-        if total <= cap {
-            out.push(Slice::Search {
-                object_type: source.object_type.clone(),
-                from_ms: r.from,
-                to_ms: r.to,
-                id_min: r.id_min,
-                id_max: r.id_max,
-            });
-            continue;
-        }
-        if r.to > r.from {
-            let mid = r.from + (r.to - r.from) / 2;
-            stack.push(Range {
-                from: mid + 1,
-                to: r.to,
-                id_min: r.id_min,
-                id_max: r.id_max,
-            });
-            stack.push(Range {
-                from: r.from,
-                to: mid,
-                id_min: r.id_min,
-                id_max: r.id_max,
-            });
-            continue;
-        }
-        // One millisecond holds more than the cap: split by id.
-        if r.id_min == 0 && r.id_max == u64::MAX {
-            let (Some(lo), Some(hi)) = (
-                edge_id(client, source, &r, Direction::Ascending).await?,
-                edge_id(client, source, &r, Direction::Descending).await?,
-            ) else {
-                continue;
-            };
-            r.id_min = lo;
-            r.id_max = hi;
-        }
-        if r.id_min >= r.id_max {
-            // Cannot split further; keyset paging still reads it whole.
-            tracing::warn!(object_type = %source.object_type, ms = r.from, total,
-                "one id range holds more than the slice cap; reading it as one slice");
-            out.push(Slice::Search {
-                object_type: source.object_type.clone(),
-                from_ms: r.from,
-                to_ms: r.to,
-                id_min: r.id_min,
-                id_max: r.id_max,
-            });
-            continue;
-        }
-        let mid = r.id_min + (r.id_max - r.id_min) / 2;
-        stack.push(Range {
-            from: r.from,
-            to: r.to,
-            id_min: mid + 1,
-            id_max: r.id_max,
-        });
-        stack.push(Range {
-            from: r.from,
-            to: r.to,
-            id_min: r.id_min,
-            id_max: mid,
-        });
+    target: u64,
+    max_parts: usize,
+) -> Result<Vec<Part>, HubSpotError> {
+    let mut whole = Part::new(from, to);
+    whole.count = count(client, source, field, &whole).await?;
+    let mut heap = BinaryHeap::new();
+    let mut done = Vec::new();
+    if whole.count > 0 {
+        heap.push(whole);
     }
-    Ok(out)
+    while let Some(mut p) = heap.pop() {
+        if p.count <= target || heap.len() + done.len() + 2 > max_parts {
+            done.push(p);
+            break;
+        }
+        let halves = if p.to > p.from {
+            let at = cut(p.from, p.to);
+            [Part { to: at - 1, ..p }, Part { from: at, ..p }]
+        } else {
+            if p.id_min == 0 && p.id_max == u64::MAX {
+                let lo = edge(client, source, field, &p, Direction::Ascending).await?;
+                let hi = edge(client, source, field, &p, Direction::Descending).await?;
+                let (Some((_, lo)), Some((_, hi))) = (lo, hi) else {
+                    // Counted but not found (search moved on): page it as it is.
+                    done.push(p);
+                    continue;
+                };
+                p.id_min = lo;
+                p.id_max = hi;
+            }
+            if p.id_min >= p.id_max {
+                // One record id: keyset paging still reads it whole.
+                tracing::warn!(object_type = %source.object_type, ms = p.from, count = p.count,
+                    "one millisecond and id range holds more than the slice target; reading it as one slice");
+                done.push(p);
+                continue;
+            }
+            let mid = p.id_min + (p.id_max - p.id_min) / 2;
+            [Part { id_max: mid, ..p }, Part { id_min: mid + 1, ..p }]
+        };
+        for mut half in halves {
+            half.count = count(client, source, field, &half).await?;
+            if half.count > 0 {
+                heap.push(half);
+            }
+        }
+    }
+    done.extend(heap);
+    done.sort_by_key(|p| (p.from, p.id_min));
+    Ok(done)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cuts_fall_on_the_day_boundary_nearest_the_middle() {
+        let day = |d: i64| d * DAY_MS;
+        assert_eq!(cut(day(0), day(10) - 1), day(5));
+        assert_eq!(
+            cut(day(0) + 5, day(3)),
+            day(2),
+            "a boundary, not the exact middle"
+        );
+        assert_eq!(
+            cut(day(4) + 10, day(4) + 20),
+            day(4) + 16,
+            "inside one day: the middle"
+        );
+        assert_eq!(
+            cut(day(4) - 1, day(4)),
+            day(4),
+            "two milliseconds across midnight"
+        );
+        assert_eq!(cut(7, 8), 8);
+    }
+
+    #[test]
+    fn biggest_part_first() {
+        let mut heap = BinaryHeap::new();
+        for (from, count) in [(0, 5), (10, 50), (20, 7)] {
+            heap.push(Part {
+                count,
+                ..Part::new(from, from + 9)
+            });
+        }
+        assert_eq!(heap.pop().map(|p| p.from), Some(10));
+    }
 }

@@ -4,7 +4,6 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use common::failpoint;
-use common::hubspot::wire::SEARCH_RESULT_CAP;
 use common::messages::{self, Body, PageJob, SyncRequest};
 use common::pipeline::Pipeline;
 use common::ports::ledger::BeginRun;
@@ -12,7 +11,7 @@ use common::ports::{Outgoing, Run, RunStatus};
 use common::worker::{Handled, Handler};
 
 use crate::decide::decide;
-use crate::plan::plan;
+use crate::plan::{plan, PlanOptions};
 use crate::ProducerError;
 
 /// What became of a request.
@@ -62,6 +61,9 @@ pub async fn handle_request(p: &Pipeline, request: &SyncRequest) -> Result<Reque
                 plan: vec![],
                 closing_job: None,
                 note: None,
+                slices_done: Default::default(),
+                slices_started: None,
+                merges_queued: Default::default(),
             };
             match p.ledger.begin_run(&run, now).await? {
                 BeginRun::Started(r) => {
@@ -88,45 +90,52 @@ pub async fn handle_request(p: &Pipeline, request: &SyncRequest) -> Result<Reque
     if !run.status.is_active() {
         return Ok(RequestOutcome::AlreadyFinished { run_id });
     }
-    let slices = if run.status == RunStatus::Planning {
+    if run.status == RunStatus::Planning {
         let decision = crate::decide::Decision {
             mode: run.mode,
             window_from_ms: run.window_from_ms,
             window_to_ms: run.window_to_ms,
         };
-        let slices = plan(&p.hubspot, table, &decision, SEARCH_RESULT_CAP).await?;
+        let slices = plan(
+            &p.hubspot,
+            table,
+            &decision,
+            PlanOptions::from_settings(&p.settings),
+        )
+        .await?;
         // Record the plan before sending anything: a redelivery reuses it.
-        if !p.ledger.start_fetching(&run_id, &slices, p.now_ms()).await? {
-            let again = p.ledger.get_run(&run_id).await?;
-            again.map(|r| r.plan).unwrap_or(slices)
-        } else {
+        let started = p
+            .ledger
+            .start_fetching(&run_id, &slices, p.settings.slices_in_flight, p.now_ms())
+            .await?;
+        if started {
             failpoint::hit(failpoint::PRODUCER_AFTER_PLAN);
-            slices
         }
-    } else {
-        run.plan.clone()
-    };
-    let first_pages: Vec<Outgoing> = slices
+    }
+    // The run as recorded: a redelivered request, or a concurrent one, sends the same slices.
+    let run = p
+        .ledger
+        .get_run(&run_id)
+        .await?
+        .ok_or_else(|| common::ports::LedgerError::UnknownRun(run_id.clone()))?;
+    // Page 0 of the slices started so far (L5); each finished slice starts the next.
+    let first_pages: Vec<Outgoing> = run
+        .plan
         .iter()
+        .take(run.started() as usize)
         .enumerate()
         .map(|(i, slice)| {
-            let job = PageJob {
-                run_id: run_id.clone(),
-                table: table.name.clone(),
-                slice_no: i as u32,
-                page_no: 0,
-                slice: slice.clone(),
-                cursor: None,
-            };
+            let job = PageJob::first(&run, i as u32, slice.clone());
             Outgoing::standard(messages::encode(&Body::PageJob(job)))
         })
         .collect();
     p.pages.send(first_pages).await?;
     failpoint::hit(failpoint::PRODUCER_AFTER_FIRST_PAGES);
-    tracing::info!(run_id = %run_id, table = %table.name, mode = run.mode.as_str(), slices = slices.len(), "run planned");
+    tracing::info!(run_id = %run_id, table = %table.name, mode = run.mode.as_str(), slices = run.plan.len(),
+        started = run.started(), "run planned");
     Ok(RequestOutcome::Started {
         run_id,
-        slices: slices.len(),
+        slices: run.plan.len(),
     })
 }
 

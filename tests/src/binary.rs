@@ -8,13 +8,19 @@ pub fn hubsync_binary() -> anyhow::Result<PathBuf> {
     binary("hubsync", "hubsync-infra")
 }
 
-/// Path of a workspace binary next to the test executable, built first if missing.
+/// Path of a workspace binary next to the test executable (or, for a binary such as the
+/// benchmark, next to the executable itself), built first if missing.
 pub fn binary(name: &str, package: &str) -> anyhow::Result<PathBuf> {
     let exe = std::env::current_exe()?;
-    // target/<profile>/deps/e2e-<hash> → target/<profile>/hubsync
-    let profile_dir = exe
+    let here = exe
         .parent()
-        .and_then(|d| d.parent())
+        .ok_or_else(|| anyhow::anyhow!("cannot locate the target directory from {}", exe.display()))?;
+    if here.join(name).is_file() && here.file_name().is_some_and(|d| d != "deps") {
+        return Ok(here.join(name));
+    }
+    // target/<profile>/deps/e2e-<hash> → target/<profile>/hubsync
+    let profile_dir = here
+        .parent()
         .ok_or_else(|| anyhow::anyhow!("cannot locate the target directory from {}", exe.display()))?;
     let bin = profile_dir.join(name);
     if !bin.exists() {

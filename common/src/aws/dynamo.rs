@@ -178,6 +178,8 @@ pub struct DynamoLedger {
 enum Change<T> {
     /// Write the run (and the marker, if any) and return `T`.
     Write(T),
+    /// Write the run and the marker with these extra attributes, and return `T`.
+    WriteMarked(T, Item),
     /// Return `T` without writing.
     Keep(T),
 }
@@ -271,11 +273,11 @@ impl DynamoLedger {
     async fn modify<T>(
         &self,
         run_id: &str,
-        marker: Option<(&str, Option<&str>)>,
+        marker: Option<&str>,
         mut f: impl FnMut(&mut Run) -> Change<T>,
     ) -> Result<Option<T>, LedgerError> {
         for _ in 0..50 {
-            if let Some((m, _)) = marker {
+            if let Some(m) = marker {
                 if self.has_item(marker_key(run_id, m)).await? {
                     return Ok(None);
                 }
@@ -284,9 +286,10 @@ impl DynamoLedger {
                 .load(run_id)
                 .await?
                 .ok_or_else(|| LedgerError::UnknownRun(run_id.to_string()))?;
-            let out = match f(&mut run) {
+            let (out, extra) = match f(&mut run) {
                 Change::Keep(t) => return Ok(Some(t)),
-                Change::Write(t) => t,
+                Change::Write(t) => (t, Item::new()),
+                Change::WriteMarked(t, extra) => (t, extra),
             };
             let put_run = Put::builder()
                 .table_name(&self.table)
@@ -296,11 +299,9 @@ impl DynamoLedger {
                 .build()
                 .map_err(|e| self.err("Put", e))?;
             let mut items = vec![TransactWriteItem::builder().put(put_run).build()];
-            if let Some((m, next_cursor)) = marker {
+            if let Some(m) = marker {
                 let mut item = marker_key(run_id, m);
-                if let Some(c) = next_cursor {
-                    item.insert("next_cursor".into(), s(c));
-                }
+                item.extend(extra);
                 let put_marker = Put::builder()
                     .table_name(&self.table)
                     .set_item(Some(item))
@@ -477,12 +478,20 @@ impl Ledger for DynamoLedger {
         Ok(runs)
     }
 
-    async fn start_fetching(&self, run_id: &str, plan: &[Slice], now: EpochMs) -> Result<bool, LedgerError> {
+    async fn start_fetching(
+        &self,
+        run_id: &str,
+        plan: &[Slice],
+        in_flight: usize,
+        now: EpochMs,
+    ) -> Result<bool, LedgerError> {
         let lease = self.lease_ms;
         Ok(self
-            .modify(run_id, None, |run| match run.start_fetching(plan, now, lease) {
-                true => Change::Write(true),
-                false => Change::Keep(false),
+            .modify(run_id, None, |run| {
+                match run.start_fetching(plan, in_flight, now, lease) {
+                    true => Change::Write(true),
+                    false => Change::Keep(false),
+                }
             })
             .await?
             .unwrap_or(false))
@@ -492,9 +501,20 @@ impl Ledger for DynamoLedger {
         Ok(self
             .get(marker_key(run_id, &format!("page:{job_id}")))
             .await?
-            .map(|item| PageDone {
-                next_cursor: get_s(&item, "next_cursor").map(str::to_string),
-            }))
+            .map(|item| {
+                let effects = get_s(&item, "effects")
+                    .map(serde_json::from_str)
+                    .transpose()
+                    .map_err(|e| {
+                        LedgerError::Backend(format!("page {job_id} of run {run_id}: effects: {e}"))
+                    })?
+                    .unwrap_or_default();
+                Ok(PageDone {
+                    next_cursor: get_s(&item, "next_cursor").map(str::to_string),
+                    effects,
+                })
+            })
+            .transpose()?)
     }
 
     async fn complete_page(
@@ -506,15 +526,28 @@ impl Ledger for DynamoLedger {
     ) -> Result<PageCompletion, LedgerError> {
         let lease = self.lease_ms;
         let done = self
-            .modify(
-                run_id,
-                Some((&format!("page:{job_id}"), o.next_cursor.as_deref())),
-                |run| Change::Write(run.apply_page(o, now, lease)),
-            )
+            .modify(run_id, Some(&format!("page:{job_id}")), |run| {
+                let (pages_outstanding, effects) = run.apply_page(o, now, lease);
+                let mut extra = Item::new();
+                if let Some(c) = &o.next_cursor {
+                    extra.insert("next_cursor".into(), s(c));
+                }
+                if !effects.is_empty() {
+                    // Serializing these plain structs cannot fail.
+                    extra.insert(
+                        "effects".into(),
+                        s(serde_json::to_string(&effects).unwrap_or_default()),
+                    );
+                }
+                Change::WriteMarked((pages_outstanding, effects), extra)
+            })
             .await?;
         Ok(match done {
             None => PageCompletion::AlreadyDone,
-            Some(pages_outstanding) => PageCompletion::Recorded { pages_outstanding },
+            Some((pages_outstanding, effects)) => PageCompletion::Recorded {
+                pages_outstanding,
+                effects,
+            },
         })
     }
 
@@ -617,7 +650,7 @@ impl Ledger for DynamoLedger {
     ) -> Result<MergeCompletion, LedgerError> {
         let lease = self.lease_ms;
         let done = self
-            .modify(run_id, Some((&format!("merge:{task_id}"), None)), |run| {
+            .modify(run_id, Some(&format!("merge:{task_id}")), |run| {
                 Change::Write(run.apply_merge(now, lease))
             })
             .await?;

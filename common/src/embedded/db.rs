@@ -49,6 +49,7 @@ CREATE TABLE IF NOT EXISTS markers (
     run_id TEXT NOT NULL,
     marker TEXT NOT NULL,
     next_cursor TEXT,
+    effects TEXT,
     PRIMARY KEY (run_id, marker)
 );
 CREATE TABLE IF NOT EXISTS workers (
@@ -103,18 +104,21 @@ impl Db {
         conn.busy_timeout(std::time::Duration::from_secs(30))
             .map_err(open_err)?;
         conn.execute_batch(SCHEMA).map_err(open_err)?;
-        // Databases written before markers kept the next cursor gain the column.
-        let has_cursor: bool = conn
-            .query_row(
-                "SELECT COUNT(*) FROM pragma_table_info('markers') WHERE name = 'next_cursor'",
-                [],
-                |r| r.get::<_, i64>(0),
-            )
-            .map_err(open_err)?
-            > 0;
-        if !has_cursor {
-            conn.execute_batch("ALTER TABLE markers ADD COLUMN next_cursor TEXT")
-                .map_err(open_err)?;
+        // Databases written before markers kept the next cursor, then a page's effects, gain
+        // the columns.
+        for column in ["next_cursor", "effects"] {
+            let has: bool = conn
+                .query_row(
+                    "SELECT COUNT(*) FROM pragma_table_info('markers') WHERE name = ?1",
+                    [column],
+                    |r| r.get::<_, i64>(0),
+                )
+                .map_err(open_err)?
+                > 0;
+            if !has {
+                conn.execute_batch(&format!("ALTER TABLE markers ADD COLUMN {column} TEXT"))
+                    .map_err(open_err)?;
+            }
         }
         Ok(Db {
             conn: Arc::new(Mutex::new(conn)),

@@ -8,7 +8,8 @@ use super::db::{Db, DbError};
 use crate::clock::EpochMs;
 use crate::messages::Slice;
 use crate::ports::ledger::{
-    BeginRun, Ledger, LedgerError, MergeCompletion, PageCompletion, PageDone, PageOutcome, Run, RunStatus,
+    BeginRun, Ledger, LedgerError, MergeCompletion, PageCompletion, PageDone, PageEffects, PageOutcome, Run,
+    RunStatus,
 };
 
 #[derive(Debug, Clone)]
@@ -45,16 +46,22 @@ fn store(tx: &Transaction<'_>, run: &Run) -> Result<(), DbError> {
     Ok(())
 }
 
-/// Inserts a done-marker (with a page's next cursor); false when it already existed.
+/// Inserts a done-marker (with a page's next cursor and effects); false when it already existed.
 fn mark(
     tx: &Transaction<'_>,
     run_id: &str,
     marker: &str,
     next_cursor: Option<&str>,
+    effects: Option<&PageEffects>,
 ) -> Result<bool, DbError> {
+    let effects = effects
+        .filter(|e| !e.is_empty())
+        .map(serde_json::to_string)
+        .transpose()
+        .map_err(|e| DbError::Other(e.to_string()))?;
     Ok(tx.execute(
-        "INSERT OR IGNORE INTO markers (run_id, marker, next_cursor) VALUES (?1, ?2, ?3)",
-        params![run_id, marker, next_cursor],
+        "INSERT OR IGNORE INTO markers (run_id, marker, next_cursor, effects) VALUES (?1, ?2, ?3, ?4)",
+        params![run_id, marker, next_cursor, effects],
     )? > 0)
 }
 
@@ -165,12 +172,18 @@ impl Ledger for EmbeddedLedger {
             .map_err(ledger_err)
     }
 
-    async fn start_fetching(&self, run_id: &str, plan: &[Slice], now: EpochMs) -> Result<bool, LedgerError> {
+    async fn start_fetching(
+        &self,
+        run_id: &str,
+        plan: &[Slice],
+        in_flight: usize,
+        now: EpochMs,
+    ) -> Result<bool, LedgerError> {
         let (run_id, plan, lease) = (run_id.to_string(), plan.to_vec(), self.lease_ms);
         self.db
             .tx(move |tx| {
                 let mut run = must_load(tx, &run_id)?;
-                if !run.start_fetching(&plan, now, lease) {
+                if !run.start_fetching(&plan, in_flight, now, lease) {
                     return Ok(false);
                 }
                 store(tx, &run)?;
@@ -184,14 +197,22 @@ impl Ledger for EmbeddedLedger {
         let (run_id, marker) = (run_id.to_string(), format!("page:{job_id}"));
         self.db
             .tx(move |tx| {
-                Ok(tx
+                let row = tx
                     .query_row(
-                        "SELECT next_cursor FROM markers WHERE run_id = ?1 AND marker = ?2",
+                        "SELECT next_cursor, effects FROM markers WHERE run_id = ?1 AND marker = ?2",
                         [&run_id, &marker],
-                        |r| r.get::<_, Option<String>>(0),
+                        |r| Ok((r.get::<_, Option<String>>(0)?, r.get::<_, Option<String>>(1)?)),
                     )
-                    .optional()?
-                    .map(|next_cursor| PageDone { next_cursor }))
+                    .optional()?;
+                row.map(|(next_cursor, effects)| {
+                    let effects = effects
+                        .map(|e| serde_json::from_str(&e))
+                        .transpose()
+                        .map_err(|e| DbError::Other(format!("marker {marker} of run {run_id}: {e}")))?
+                        .unwrap_or_default();
+                    Ok(PageDone { next_cursor, effects })
+                })
+                .transpose()
             })
             .await
             .map_err(ledger_err)
@@ -213,12 +234,15 @@ impl Ledger for EmbeddedLedger {
         self.db
             .tx(move |tx| {
                 let mut run = must_load(tx, &run_id)?;
-                if !mark(tx, &run_id, &marker, o.next_cursor.as_deref())? {
+                let (pages_outstanding, effects) = run.apply_page(&o, now, lease);
+                if !mark(tx, &run_id, &marker, o.next_cursor.as_deref(), Some(&effects))? {
                     return Ok(PageCompletion::AlreadyDone);
                 }
-                let pages_outstanding = run.apply_page(&o, now, lease);
                 store(tx, &run)?;
-                Ok(PageCompletion::Recorded { pages_outstanding })
+                Ok(PageCompletion::Recorded {
+                    pages_outstanding,
+                    effects,
+                })
             })
             .await
             .map_err(ledger_err)
@@ -294,7 +318,7 @@ impl Ledger for EmbeddedLedger {
         self.db
             .tx(move |tx| {
                 let mut run = must_load(tx, &run_id)?;
-                if !mark(tx, &run_id, &marker, None)? {
+                if !mark(tx, &run_id, &marker, None, None)? {
                     return Ok(MergeCompletion::AlreadyDone);
                 }
                 let merges_outstanding = run.apply_merge(now, lease);
@@ -331,31 +355,8 @@ impl Ledger for EmbeddedLedger {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ports::ledger::RunMode;
 
-    pub(crate) fn run_for_test(run_id: &str, table: &str, now: EpochMs) -> Run {
-        Run {
-            run_id: run_id.into(),
-            table: table.into(),
-            request_id: run_id.into(),
-            mode: RunMode::Full,
-            window_from_ms: None,
-            window_to_ms: now,
-            status: RunStatus::Planning,
-            pages_outstanding: 0,
-            merges_outstanding: 0,
-            dts: Default::default(),
-            max_created_ms: None,
-            max_modified_ms: None,
-            records: 0,
-            lease_until_ms: now + 1000,
-            started_at_ms: now,
-            updated_at_ms: now,
-            plan: vec![],
-            closing_job: None,
-            note: None,
-        }
-    }
+    pub(crate) use crate::ports::run::tests::run_for_test;
 
     #[tokio::test]
     async fn counters_are_guarded_by_markers_and_one_run_per_table() {
@@ -375,9 +376,13 @@ mod tests {
         let slice = Slice::List {
             object_type: "deals".into(),
         };
-        assert!(l.start_fetching("r1", &[slice.clone(), slice], 5).await.unwrap());
-        assert!(!l.start_fetching("r1", &[], 5).await.unwrap());
-        let out = |next: bool, dt: &str| PageOutcome {
+        assert!(l
+            .start_fetching("r1", &[slice.clone(), slice], 1, 5)
+            .await
+            .unwrap());
+        assert!(!l.start_fetching("r1", &[], 1, 5).await.unwrap());
+        let out = |slice_no: u32, next: bool, dt: &str| PageOutcome {
+            slice_no,
             dts: [dt.to_string()].into(),
             max_created_ms: Some(1),
             max_modified_ms: Some(2),
@@ -385,26 +390,59 @@ mod tests {
             next_cursor: next.then(|| "c".to_string()),
         };
         assert_eq!(
-            l.complete_page("r1", "a", &out(true, "d1"), 6).await.unwrap(),
-            PageCompletion::Recorded { pages_outstanding: 2 }
+            l.complete_page("r1", "a", &out(0, true, "2024-01-01"), 6)
+                .await
+                .unwrap(),
+            PageCompletion::Recorded {
+                pages_outstanding: 2,
+                effects: PageEffects::default()
+            }
         );
         assert_eq!(
-            l.complete_page("r1", "a", &out(true, "d1"), 6).await.unwrap(),
+            l.complete_page("r1", "a", &out(0, true, "2024-01-01"), 6)
+                .await
+                .unwrap(),
             PageCompletion::AlreadyDone
         );
-        l.complete_page("r1", "b", &out(false, "d2"), 7).await.unwrap();
+        // Slice 0 ends: slice 1 starts (L5); the list walk of slice 1 holds every merge (P1).
+        let launched = PageEffects {
+            launch: vec![1],
+            merges: vec![],
+        };
+        assert_eq!(
+            l.complete_page("r1", "b", &out(0, false, "2024-01-02"), 7)
+                .await
+                .unwrap(),
+            PageCompletion::Recorded {
+                pages_outstanding: 1,
+                effects: launched.clone()
+            }
+        );
+        let done = l.page_done("r1", "b").await.unwrap().unwrap();
+        assert_eq!(
+            (done.next_cursor, done.effects),
+            (None, launched),
+            "kept for a redelivery"
+        );
         assert!(
             !l.begin_merging("r1", "b", 7).await.unwrap(),
             "one slice still open"
         );
-        l.complete_page("r1", "c", &out(false, "d2"), 8).await.unwrap();
+        let PageCompletion::Recorded { effects, .. } = l
+            .complete_page("r1", "c", &out(1, false, "2024-01-02"), 8)
+            .await
+            .unwrap()
+        else {
+            panic!("c is new")
+        };
+        assert_eq!(effects.merges.len(), 2, "both partitions are due");
         assert!(l.begin_merging("r1", "c", 8).await.unwrap());
         let run = l.get_run("r1").await.unwrap().unwrap();
-        assert_eq!((run.merges_outstanding, run.records), (2, 30));
+        assert_eq!((run.merges_outstanding, run.records), (3, 30));
         assert_eq!(
             l.complete_merge("r1", "d1", 9).await.unwrap(),
             MergeCompletion::Recorded {
-                merges_outstanding: 1
+                merges_outstanding: 2
             }
         );
         assert_eq!(

@@ -9,198 +9,27 @@
 //!   keeps the page's next cursor, and the next page job is sent only after it: so a page is
 //!   never recorded before its predecessor (the count cannot reach 0 while an earlier page of
 //!   a slice is unrecorded), and a redelivered page re-sends its successor from the marker.
-//! - L3: `merges_outstanding` is set once, when the run leaves fetching, and each merge task
-//!   decrements it once, guarded by its done-marker.
+//! - L3: `merges_outstanding` counts merge tasks queued and not yet done. A task is counted in
+//!   the same atomic step that makes it due (a page's marker, or the run leaving fetching for
+//!   its closing task), and each task decrements it once, guarded by its done-marker. The run
+//!   commits when it is merging and the count is 0.
 //! - L4: a run whose lease expired is abandoned; its late messages are dropped, never applied.
-
-use std::collections::BTreeSet;
+//! - L5: slices start in plan order, at most `slices_in_flight` at first, then one more each
+//!   time one finishes; the start is recorded with the finishing page's marker, so a page 0
+//!   is legitimate only for a slice the run started.
+//! - P1: a partition's merge is queued once every slice that can stage into it is done
+//!   ([`Slice::days`](crate::messages::Slice::days)), so a backfill's partitions become
+//!   visible while it goes on; a page that still stages into it afterwards queues one more
+//!   pass of the same partition (FIFO order puts it after the first).
 
 use async_trait::async_trait;
-use serde::{Deserialize, Serialize};
 
 use crate::clock::EpochMs;
 use crate::messages::Slice;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum RunMode {
-    Full,
-    Incremental,
-}
-
-impl RunMode {
-    pub fn as_str(&self) -> &'static str {
-        match self {
-            RunMode::Full => "full",
-            RunMode::Incremental => "incremental",
-        }
-    }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum RunStatus {
-    Planning,
-    Fetching,
-    Merging,
-    Committed,
-    Abandoned,
-}
-
-impl RunStatus {
-    pub fn as_str(&self) -> &'static str {
-        match self {
-            RunStatus::Planning => "planning",
-            RunStatus::Fetching => "fetching",
-            RunStatus::Merging => "merging",
-            RunStatus::Committed => "committed",
-            RunStatus::Abandoned => "abandoned",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<Self> {
-        Some(match s {
-            "planning" => RunStatus::Planning,
-            "fetching" => RunStatus::Fetching,
-            "merging" => RunStatus::Merging,
-            "committed" => RunStatus::Committed,
-            "abandoned" => RunStatus::Abandoned,
-            _ => return None,
-        })
-    }
-
-    pub fn is_active(&self) -> bool {
-        matches!(
-            self,
-            RunStatus::Planning | RunStatus::Fetching | RunStatus::Merging
-        )
-    }
-}
-
-/// One run's ledger entry.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Run {
-    pub run_id: String,
-    pub table: String,
-    pub request_id: String,
-    pub mode: RunMode,
-    /// Incremental window start (already minus the overlap buffer); `None` for full runs.
-    pub window_from_ms: Option<EpochMs>,
-    /// The run's start time T0: the window's end and the watermark's cap (W1).
-    pub window_to_ms: EpochMs,
-    pub status: RunStatus,
-    pub pages_outstanding: i64,
-    pub merges_outstanding: i64,
-    pub dts: BTreeSet<String>,
-    pub max_created_ms: Option<EpochMs>,
-    pub max_modified_ms: Option<EpochMs>,
-    pub records: i64,
-    pub lease_until_ms: EpochMs,
-    pub started_at_ms: EpochMs,
-    pub updated_at_ms: EpochMs,
-    /// The slices planned (set when fetching starts, so a re-planned request reuses them).
-    pub plan: Vec<Slice>,
-    /// The page job whose completion closed fetching (its redelivery re-sends merge tasks).
-    pub closing_job: Option<String>,
-    pub note: Option<String>,
-}
-
-/// The run's state transitions, shared by every ledger adapter: an adapter only makes each one
-/// atomic (with its done-marker, where it has one).
-impl Run {
-    pub fn lease_expired(&self, now: EpochMs) -> bool {
-        self.status.is_active() && now > self.lease_until_ms
-    }
-
-    fn touch(&mut self, now: EpochMs, lease_ms: i64) {
-        self.updated_at_ms = now;
-        self.lease_until_ms = self.lease_until_ms.max(now + lease_ms);
-    }
-
-    /// planning → fetching with `pages_outstanding = plan.len()`; false when not planning.
-    pub fn start_fetching(&mut self, plan: &[Slice], now: EpochMs, lease_ms: i64) -> bool {
-        if self.status != RunStatus::Planning {
-            return false;
-        }
-        self.status = RunStatus::Fetching;
-        self.pages_outstanding = plan.len() as i64;
-        self.plan = plan.to_vec();
-        self.touch(now, lease_ms);
-        true
-    }
-
-    /// Applies one page (L2: the caller guarantees once per page); returns the pages outstanding.
-    pub fn apply_page(&mut self, o: &PageOutcome, now: EpochMs, lease_ms: i64) -> i64 {
-        self.dts.extend(o.dts.iter().cloned());
-        self.max_created_ms = self.max_created_ms.max(o.max_created_ms);
-        self.max_modified_ms = self.max_modified_ms.max(o.max_modified_ms);
-        self.records += o.records;
-        if o.next_cursor.is_none() {
-            self.pages_outstanding -= 1;
-        }
-        self.touch(now, lease_ms);
-        self.pages_outstanding
-    }
-
-    /// fetching → merging once no page is outstanding (L3); false otherwise.
-    pub fn begin_merging(&mut self, closing_job: &str, now: EpochMs) -> bool {
-        if self.status != RunStatus::Fetching || self.pages_outstanding != 0 {
-            return false;
-        }
-        self.status = RunStatus::Merging;
-        self.merges_outstanding = self.dts.len().max(1) as i64;
-        self.closing_job = Some(closing_job.to_string());
-        self.updated_at_ms = now;
-        true
-    }
-
-    /// Applies one merge (L3: once per task); returns the merges outstanding.
-    pub fn apply_merge(&mut self, now: EpochMs, lease_ms: i64) -> i64 {
-        self.merges_outstanding -= 1;
-        self.touch(now, lease_ms);
-        self.merges_outstanding
-    }
-
-    /// An active run ends as `status`; false when it had already ended.
-    pub fn finish(&mut self, status: RunStatus, note: Option<&str>, now: EpochMs) -> bool {
-        if !self.status.is_active() {
-            return false;
-        }
-        self.status = status;
-        if let Some(n) = note {
-            self.note = Some(n.to_string());
-        }
-        self.updated_at_ms = now;
-        true
-    }
-}
-
-/// What a page contributed to its run.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct PageOutcome {
-    pub dts: BTreeSet<String>,
-    pub max_created_ms: Option<EpochMs>,
-    pub max_modified_ms: Option<EpochMs>,
-    pub records: i64,
-    /// The cursor of the slice's next page; `None` when this page finished the slice (L2).
-    pub next_cursor: Option<String>,
-}
-
-/// A page's done-marker, as a redelivery reads it back.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PageDone {
-    /// The next page's cursor recorded with the marker (re-sent on redelivery).
-    pub next_cursor: Option<String>,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum PageCompletion {
-    /// The done-marker existed: a redelivery; nothing was counted.
-    AlreadyDone,
-    Recorded {
-        pages_outstanding: i64,
-    },
-}
+pub use super::run::{
+    PageCompletion, PageDone, PageEffects, PageOutcome, QueuedMerge, Run, RunMode, RunStatus,
+};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum MergeCompletion {
@@ -239,14 +68,22 @@ pub trait Ledger: Send + Sync {
     /// Most recent runs first, at most `limit`.
     async fn list_runs(&self, table: Option<&str>, limit: usize) -> Result<Vec<Run>, LedgerError>;
 
-    /// planning → fetching with the plan and `pages_outstanding = plan.len()`. Returns false
-    /// when the run was not planning (already started: a redelivered request).
-    async fn start_fetching(&self, run_id: &str, plan: &[Slice], now: EpochMs) -> Result<bool, LedgerError>;
+    /// planning → fetching with the plan, `pages_outstanding = plan.len()` and the first
+    /// `in_flight` slices started (L5). Returns false when the run was not planning (already
+    /// started: a redelivered request).
+    async fn start_fetching(
+        &self,
+        run_id: &str,
+        plan: &[Slice],
+        in_flight: usize,
+        now: EpochMs,
+    ) -> Result<bool, LedgerError>;
 
     /// The page's done-marker, if written.
     async fn page_done(&self, run_id: &str, job_id: &str) -> Result<Option<PageDone>, LedgerError>;
 
-    /// Writes the page's done-marker and applies its outcome in one atomic step (L2).
+    /// Writes the page's done-marker (with the next cursor and the effects) and applies its
+    /// outcome in one atomic step (L2, L3, L5, P1).
     async fn complete_page(
         &self,
         run_id: &str,
@@ -255,9 +92,8 @@ pub trait Ledger: Send + Sync {
         now: EpochMs,
     ) -> Result<PageCompletion, LedgerError>;
 
-    /// fetching → merging when `pages_outstanding == 0`, setting `merges_outstanding` to the
-    /// number of merge tasks (one per dt, or one commit-only task) (L3). Returns false when the
-    /// run was not in that state.
+    /// fetching → merging when `pages_outstanding == 0`, counting the closing task in
+    /// `merges_outstanding` (L3). Returns false when the run was not in that state.
     async fn begin_merging(&self, run_id: &str, closing_job: &str, now: EpochMs)
         -> Result<bool, LedgerError>;
 

@@ -3,10 +3,10 @@
 
 pub mod ledger;
 pub mod queue;
+pub mod run;
 pub mod state;
 
-pub use ledger::{
-    Ledger, LedgerError, MergeCompletion, PageCompletion, PageDone, PageOutcome, Run, RunMode, RunStatus,
-};
+pub use ledger::{Ledger, LedgerError, MergeCompletion};
 pub use queue::{Outgoing, Queue, QueueDepth, QueueError, Received};
+pub use run::{PageCompletion, PageDone, PageEffects, PageOutcome, QueuedMerge, Run, RunMode, RunStatus};
 pub use state::{StateError, StateStore, SyncState};

@@ -56,6 +56,11 @@ async fn every_failpoint_kills_its_service_and_the_restarted_services_end_equal_
             ("HUBSYNC_PAGE_SIZE", "10"),
             ("HUBSYNC_VISIBILITY_SECS", "3"),
             ("HUBSYNC_MAX_RECEIVE_COUNT", "20"),
+            // Sliced backfill, and one slice at a time so that each finished slice starts
+            // the next (L5) in every run.
+            ("HUBSYNC_LIST_WALK_MAX", "0"),
+            ("HUBSYNC_SLICE_RECORDS", "20"),
+            ("HUBSYNC_SLICES_IN_FLIGHT", "1"),
         ],
     );
     d.hubsync_ok(&["infra", "up", "--max-receive-count", "20"])?;

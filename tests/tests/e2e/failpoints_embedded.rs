@@ -15,7 +15,7 @@ use hubsync_tests::crash::{check_after_crash, check_finished, hit_for, Snapshot}
 use hubsync_tests::harness::{fast_settings, pipeline_for, sim_config};
 use infra::sim::{self, MutateRequest, ObjectType};
 
-/// Three list pages of 100, and two search pages of 200 once 210 records changed.
+/// Five backfill slices of two pages, then four search slices once 210 records changed.
 const RECORDS: u64 = 250;
 const SIGABRT: i32 = 6;
 
@@ -34,6 +34,12 @@ fn hubsync_run(
         .env_remove("HUBSPOT_TOKEN")
         .env_remove(failpoint::ENV)
         .env("RUST_LOG", "info")
+        // The backfill as parallel created-date slices of two pages, two in flight: slices
+        // start one another (L5) and partitions merge mid-fetch (P1) in both modes.
+        .env("HUBSYNC_LIST_WALK_MAX", "0")
+        .env("HUBSYNC_SLICE_RECORDS", "60")
+        .env("HUBSYNC_SLICES_IN_FLIGHT", "2")
+        .env("HUBSYNC_PAGE_SIZE", "50")
         .stdout(Stdio::null())
         .stderr(log);
     if let Some(spec) = failpoints {

@@ -4,6 +4,7 @@
 mod audit;
 mod aws;
 mod aws_infra;
+mod backfill;
 mod bad_input;
 mod chaos;
 mod client;

@@ -98,6 +98,7 @@ async fn redelivered_page_jobs_and_merge_tasks_change_nothing() -> anyhow::Resul
         run_id: run.run_id.clone(),
         table: "deals".into(),
         dt: run.dts.iter().next().cloned(),
+        pass: 0,
     };
     assert!(matches!(
         merger::process_task(&h.pipeline, &late_merge).await?,
