@@ -1,8 +1,16 @@
-//! hubsync's benchmarks. `bench sim` measures the simulator's list endpoint, the ceiling
-//! every other benchmark runs under; `bench merge` the merger against Polars and DuckDB.
+//! hubsync's benchmarks, one command for all of them (`bash scripts/bench.sh`, i.e.
+//! `cargo run --release -p hubsync-tests --bin bench -- all`):
 //!
-//! Run in release: `cargo run --release -p hubsync-tests --bin bench -- sim` (or `merge`).
+//! - `merge`: the merger's keep-latest against Polars and DuckDB on the same files;
+//! - `fetch`: a backfill by 1, 4 and 8 consumer processes against HubSpot's default limits;
+//! - `e2e`: an embedded backfill of 1,000,000 records, then an incremental run after 1 %
+//!   changed;
+//! - `sim`: the simulator's list endpoint alone, the ceiling the others run under.
+//!
+//! Every figure is printed, never asserted; `all` ends with the machine it ran on.
 
+mod e2e;
+mod fetch;
 mod merge;
 
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
@@ -26,6 +34,94 @@ enum BenchCommand {
     Sim(SimBench),
     /// Keep-latest merge of 1M live + 200k staged rows: hubsync, Polars, DuckDB.
     Merge(merge::MergeBench),
+    /// A backfill by 1, 4 and 8 consumer processes (AWS mode on moto) under HubSpot's limits.
+    Fetch(fetch::FetchBench),
+    /// An embedded backfill of 1,000,000 records, then an incremental run after 1 % changed.
+    E2e(e2e::E2eBench),
+    /// merge, fetch and e2e with their defaults, then the machine they ran on.
+    All,
+}
+
+/// What `wait4` saw of one process.
+pub struct Measured {
+    pub secs: f64,
+    pub peak_mib: f64,
+    pub exit: i32,
+    pub stderr_tail: String,
+}
+
+/// Runs `program args` as its own process under a `wait4` wrapper: wall time, peak RSS, exit.
+pub fn measured(program: &std::path::Path, args: &[String], env: &[(&str, &str)]) -> Result<Measured> {
+    let output = std::process::Command::new("python3")
+        .arg("-c")
+        .arg(merge::MEASURE)
+        .arg(program)
+        .args(args)
+        .envs(env.iter().copied())
+        .output()
+        .with_context(|| format!("running {} under python3's wait4", program.display()))?;
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let last: Vec<&str> = stdout
+        .lines()
+        .last()
+        .unwrap_or_default()
+        .split_whitespace()
+        .collect();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    let lines: Vec<&str> = stderr.lines().collect();
+    let stderr_tail = lines[lines.len().saturating_sub(30)..].join("\n");
+    anyhow::ensure!(
+        last.len() == 3,
+        "no wait4 figures from {}: {stdout}\n{stderr_tail}",
+        program.display()
+    );
+    Ok(Measured {
+        secs: last[0].parse()?,
+        peak_mib: last[1].parse::<f64>()? / 1024.0,
+        exit: last[2].parse()?,
+        stderr_tail,
+    })
+}
+
+/// Builds the workspace's release binaries (a no-op when fresh) and returns their directory,
+/// the benchmark's own.
+pub fn release_bins() -> Result<std::path::PathBuf> {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .context("the workspace root")?;
+    let status = std::process::Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+        .args(["build", "--release", "--workspace", "--bins", "--locked"])
+        .current_dir(root)
+        .status()
+        .context("running cargo build --release")?;
+    anyhow::ensure!(status.success(), "building the release binaries failed");
+    let exe = std::env::current_exe()?;
+    Ok(exe.parent().context("the benchmark's directory")?.to_path_buf())
+}
+
+/// The machine, for the record.
+fn machine() -> String {
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|t| {
+            t.lines()
+                .find(|l| l.starts_with("model name"))
+                .and_then(|l| l.split(':').nth(1))
+                .map(|m| m.trim().to_string())
+        })
+        .unwrap_or_else(|| "unknown CPU".into());
+    let mem_gib = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|t| {
+            t.lines()
+                .find(|l| l.starts_with("MemTotal"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|kb| kb.parse::<f64>().ok())
+        })
+        .map(|kb| kb / 1024.0 / 1024.0)
+        .unwrap_or(0.0);
+    let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0);
+    format!("{cores} cores ({cpu}), {mem_gib:.0} GiB")
 }
 
 #[derive(Args)]
@@ -153,8 +249,37 @@ async fn bench_sim(args: SimBench) -> Result<()> {
 async fn main() -> Result<()> {
     match Cli::parse().command {
         BenchCommand::Sim(args) => bench_sim(args).await,
-        BenchCommand::Merge(args) => merge::bench_merge(args),
+        BenchCommand::Merge(args) => merge::bench_merge(args).map(drop),
+        BenchCommand::Fetch(args) => bench_fetch(args).await.map(drop),
+        BenchCommand::E2e(args) => e2e::bench_e2e(args).await.map(|r| e2e::print_table(&r)),
+        BenchCommand::All => {
+            let defaults = |sub: &str| Cli::parse_from(["bench", sub]).command;
+            let BenchCommand::Merge(m) = defaults("merge") else {
+                unreachable!()
+            };
+            let BenchCommand::Fetch(f) = defaults("fetch") else {
+                unreachable!()
+            };
+            let BenchCommand::E2e(e) = defaults("e2e") else {
+                unreachable!()
+            };
+            let merged = merge::bench_merge(m)?;
+            let fetched = bench_fetch(f).await?;
+            let e2e = e2e::bench_e2e(e).await?;
+            println!("\n== all benchmarks, on {} ==", machine());
+            println!("-- merge --");
+            merge::print_table(&merged);
+            println!("-- fetch --");
+            fetch::print_table(&fetched);
+            println!("-- end to end --");
+            e2e::print_table(&e2e);
+            Ok(())
+        }
     }
+}
+
+async fn bench_fetch(args: fetch::FetchBench) -> Result<Vec<fetch::FetchResult>> {
+    fetch::bench_fetch(args).await
 }
 
 #[cfg(test)]

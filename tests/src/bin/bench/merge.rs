@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Arc;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, Result};
 use clap::Args;
 use datafusion::arrow::array::{Array, BooleanArray, Int64Array, RecordBatch, StringArray};
 use datafusion::arrow::datatypes::{DataType, Field, Schema};
@@ -31,7 +31,8 @@ pub struct MergeBench {
     dir: Option<PathBuf>,
 }
 
-const MEASURE: &str = r#"
+/// Runs its arguments as a process and prints `wall-seconds peak-rss-kib exit-code`.
+pub const MEASURE: &str = r#"
 import os, sys, time
 t = time.monotonic()
 pid = os.fork()
@@ -132,27 +133,19 @@ fn python() -> Result<PathBuf> {
     Ok(py)
 }
 
-/// The release `hubsync` next to this benchmark, built if missing.
+/// The release `hubsync` next to this benchmark, built (or rebuilt) first.
 fn hubsync() -> Result<PathBuf> {
-    let exe = std::env::current_exe()?;
-    let bin = exe.parent().context("bench has no directory")?.join("hubsync");
-    if !bin.exists() {
-        let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
-            .args(["build", "--release", "-p", "hubsync-infra", "--bin", "hubsync"])
-            .status()?;
-        anyhow::ensure!(status.success(), "building the release hubsync failed");
-    }
-    Ok(bin)
+    Ok(crate::release_bins()?.join("hubsync"))
 }
 
-struct Measured {
+pub struct Engine {
     engine: &'static str,
     secs: f64,
     peak_mib: f64,
     rows: usize,
 }
 
-fn measure(engine: &'static str, py: &Path, command: &[&std::ffi::OsStr], out: &Path) -> Result<Measured> {
+fn measure(engine: &'static str, py: &Path, command: &[&std::ffi::OsStr], out: &Path) -> Result<Engine> {
     let _ = std::fs::remove_file(out);
     let output = Command::new(py).arg("-c").arg(MEASURE).args(command).output()?;
     let text = String::from_utf8_lossy(&output.stdout);
@@ -173,7 +166,7 @@ fn measure(engine: &'static str, py: &Path, command: &[&std::ffi::OsStr], out: &
             .file_metadata()
             .num_rows() as usize
     })?;
-    Ok(Measured {
+    Ok(Engine {
         engine,
         secs: last[0].parse()?,
         peak_mib: last[1].parse::<f64>()? / 1024.0,
@@ -181,7 +174,7 @@ fn measure(engine: &'static str, py: &Path, command: &[&std::ffi::OsStr], out: &
     })
 }
 
-pub fn bench_merge(args: MergeBench) -> Result<()> {
+pub fn bench_merge(args: MergeBench) -> Result<Vec<Engine>> {
     let temp = tempfile::tempdir()?;
     let dir = args.dir.clone().unwrap_or_else(|| temp.path().to_path_buf());
     std::fs::create_dir_all(&dir)?;
@@ -251,15 +244,7 @@ pub fn bench_merge(args: MergeBench) -> Result<()> {
         results.push(measure(engine, &py, &args, &out)?);
     }
     let expected = (args.live + args.staged - updates) as usize;
-    println!(
-        "{:<8} {:>9} {:>10} {:>10}",
-        "engine", "wall s", "peak MiB", "rows out"
-    );
     for m in &results {
-        println!(
-            "{:<8} {:>9.2} {:>10.0} {:>10}",
-            m.engine, m.secs, m.peak_mib, m.rows
-        );
         anyhow::ensure!(
             m.rows == expected,
             "{} wrote {} rows, expected {expected}",
@@ -267,11 +252,27 @@ pub fn bench_merge(args: MergeBench) -> Result<()> {
             m.rows
         );
     }
-    let (ours, polars, duckdb) = (&results[0], &results[1], &results[2]);
+    print_table(&results);
+    Ok(results)
+}
+
+/// hubsync, Polars, DuckDB, in that order.
+pub fn print_table(results: &[Engine]) {
     println!(
-        "hubsync/polars time {:.2} (target ≤ 0.75); hubsync/duckdb peak memory {:.2} (target ≤ 1.00)",
-        ours.secs / polars.secs,
-        ours.peak_mib / duckdb.peak_mib
+        "{:<8} {:>9} {:>10} {:>10}",
+        "engine", "wall s", "peak MiB", "rows out"
     );
-    Ok(())
+    for m in results {
+        println!(
+            "{:<8} {:>9.2} {:>10.0} {:>10}",
+            m.engine, m.secs, m.peak_mib, m.rows
+        );
+    }
+    if let [ours, polars, duckdb] = results {
+        println!(
+            "hubsync/polars time {:.2} (target ≤ 0.75); hubsync/duckdb peak memory {:.2} (target ≤ 1.00)",
+            ours.secs / polars.secs,
+            ours.peak_mib / duckdb.peak_mib
+        );
+    }
 }
