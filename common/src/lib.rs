@@ -13,7 +13,7 @@
 //! - [`aws`]: the adapters of AWS mode (SQS, DynamoDB, SSM, S3).
 //! - [`service`]: configuration, logging and shutdown shared by the service binaries.
 //! - [`hubspot`]: HubSpot's wire types (shared with the simulator), the client and its rate
-//!   budget.
+//!   budget, which adapts to HubSpot's rate-limit headers and 429s.
 //! - [`pipeline`]: the bundle of ports and settings every role is given.
 //! - [`worker`]: the wire / loop / step shape of every queue worker.
 //! - [`clock`]: injected time.
@@ -29,6 +29,7 @@
 //! - M2: a merge writes its new file before it deletes anything, so a partition is never
 //!   without its data.
 //! - L1–L4: see [`ports::ledger`].
+//! - R1–R4, the rate budget: see [`hubspot::rate`] and [`hubspot::adapt`].
 
 pub mod aws;
 pub mod catalog;

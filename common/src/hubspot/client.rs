@@ -1,6 +1,8 @@
 //! The HubSpot CRM v3 client the consumer and producer use: list and search pages, property
 //! definitions, timeouts, and retries with exponential backoff and jitter (`backon`) on 429,
-//! 5xx, connection errors and unreadable bodies, honouring HubSpot's rate-limit headers.
+//! 5xx, connection errors and unreadable bodies. Every answer goes through the rate budget
+//! first (`adapt`): a 429 pauses its window for every task of the process, not only the
+//! request that met it, which retries as any other; a DAILY 429 fails at once (R4).
 //! The token lives in a [`Secret`] and is never logged.
 
 use std::time::Duration;
@@ -9,7 +11,9 @@ use backon::{ExponentialBuilder, Retryable};
 use reqwest::{header, StatusCode};
 use serde::de::DeserializeOwned;
 
-use super::rate::RateBudget;
+use super::adapt::{Policy, RateSignals};
+use super::error::HubSpotError;
+use super::rate::{RateBudget, Window};
 use super::wire::{self, ErrorBody, ListResponse, PropertiesResponse, SearchRequest, SearchResponse};
 
 /// HubSpot's own API host.
@@ -65,43 +69,6 @@ impl Default for ClientConfig {
             min_backoff: Duration::from_millis(200),
             max_backoff: Duration::from_secs(20),
         }
-    }
-}
-
-#[derive(Debug, thiserror::Error)]
-pub enum HubSpotError {
-    /// A 4xx other than 429: the request itself is wrong; retrying will not help.
-    #[error("HubSpot answered {status} ({category}): {message} [correlationId {correlation_id}]")]
-    Rejected {
-        status: u16,
-        category: String,
-        message: String,
-        correlation_id: String,
-    },
-    #[error("HubSpot rejected the token (401): {0}. Set HUBSPOT_TOKEN to a valid private-app token")]
-    Unauthorized(String),
-    #[error("HubSpot rate limit ({policy}); backing off {retry_after:?}")]
-    RateLimited { policy: String, retry_after: Duration },
-    #[error("HubSpot server error {status}: {message}")]
-    Server { status: u16, message: String },
-    #[error("HubSpot request failed in transport: {0}")]
-    Transport(String),
-    #[error("HubSpot returned an unreadable body (status {status}): {message}")]
-    Decode { status: u16, message: String },
-    #[error("invalid request: {0}")]
-    Invalid(String),
-}
-
-impl HubSpotError {
-    /// Whether another attempt may succeed (429, 5xx, transport, a truncated/garbled body).
-    pub fn is_retryable(&self) -> bool {
-        matches!(
-            self,
-            HubSpotError::RateLimited { .. }
-                | HubSpotError::Server { .. }
-                | HubSpotError::Transport(_)
-                | HubSpotError::Decode { .. }
-        )
     }
 }
 
@@ -169,7 +136,7 @@ impl HubSpotClient {
                 query.push(("after", a));
             }
             let req = self.http.get(&url).query(&query);
-            self.send(req).await
+            self.send(req, Window::General).await
         })
         .await
     }
@@ -183,7 +150,8 @@ impl HubSpotClient {
         let url = format!("{}/search", self.objects_url(object_type));
         self.with_retries(|| async {
             self.budget.search.acquire().await;
-            self.send(self.http.post(&url).json(request)).await
+            self.send(self.http.post(&url).json(request), Window::Search)
+                .await
         })
         .await
     }
@@ -196,7 +164,7 @@ impl HubSpotClient {
         );
         self.with_retries(|| async {
             self.budget.general.acquire().await;
-            self.send(self.http.get(&url)).await
+            self.send(self.http.get(&url), Window::General).await
         })
         .await
     }
@@ -225,7 +193,12 @@ impl HubSpotClient {
             .await
     }
 
-    async fn send<T: DeserializeOwned>(&self, req: reqwest::RequestBuilder) -> Result<T, HubSpotError> {
+    /// Sends a request drawn from `endpoint`'s window and reads its answer.
+    async fn send<T: DeserializeOwned>(
+        &self,
+        req: reqwest::RequestBuilder,
+        endpoint: Window,
+    ) -> Result<T, HubSpotError> {
         let mut req = req.header(header::ACCEPT, "application/json");
         if !self.config.token.is_empty() {
             req = req.bearer_auth(self.config.token.expose());
@@ -240,25 +213,51 @@ impl HubSpotClient {
             .bytes()
             .await
             .map_err(|e| HubSpotError::Transport(format!("reading the body: {}", e.without_url())))?;
+        self.answer(endpoint, status, &headers, &bytes)
+    }
+
+    /// Teaches the budget what the answer says about the account's limits, then decodes it.
+    fn answer<T: DeserializeOwned>(
+        &self,
+        endpoint: Window,
+        status: StatusCode,
+        headers: &header::HeaderMap,
+        bytes: &[u8],
+    ) -> Result<T, HubSpotError> {
+        let signals = RateSignals::from_headers(headers);
         if status.is_success() {
-            return serde_json::from_slice(&bytes).map_err(|e| HubSpotError::Decode {
+            self.budget.observe(endpoint, &signals, None);
+            return serde_json::from_slice(bytes).map_err(|e| HubSpotError::Decode {
                 status: status.as_u16(),
-                message: format!("{e}; body starts {:?}", preview(&bytes)),
+                message: format!("{e}; body starts {:?}", preview(bytes)),
             });
         }
-        let body: Option<ErrorBody> = serde_json::from_slice(&bytes).ok();
+        let body: Option<ErrorBody> = serde_json::from_slice(bytes).ok();
         let message = body
             .as_ref()
             .map(|b| b.message.clone())
-            .unwrap_or_else(|| preview(&bytes));
+            .unwrap_or_else(|| preview(bytes));
+        if status == StatusCode::TOO_MANY_REQUESTS {
+            let policy = Policy::from_name(body.as_ref().and_then(|b| b.policy_name.as_deref()));
+            self.budget.observe(endpoint, &signals, Some(&policy));
+            if policy == Policy::Daily {
+                tracing::error!(
+                    daily_limit = signals.daily,
+                    "HubSpot's daily request limit is spent; failing the request without retrying \
+                     (it resets at midnight in the account's time zone)"
+                );
+                return Err(HubSpotError::DailyLimit {
+                    daily_limit: signals.daily,
+                    message,
+                });
+            }
+            return Err(HubSpotError::RateLimited {
+                policy: policy.name().to_string(),
+                retry_after: signals.back_off(),
+            });
+        }
+        self.budget.observe(endpoint, &signals, None);
         Err(match status {
-            StatusCode::TOO_MANY_REQUESTS => HubSpotError::RateLimited {
-                policy: body
-                    .as_ref()
-                    .and_then(|b| b.policy_name.clone())
-                    .unwrap_or_else(|| "unknown".into()),
-                retry_after: retry_after(&headers),
-            },
             StatusCode::UNAUTHORIZED => HubSpotError::Unauthorized(message),
             s if s.is_server_error() => HubSpotError::Server {
                 status: s.as_u16(),
@@ -277,24 +276,6 @@ impl HubSpotClient {
     }
 }
 
-/// `Retry-After` when sent; otherwise a share of the rolling interval HubSpot reports.
-fn retry_after(headers: &header::HeaderMap) -> Duration {
-    let num = |name: &str| {
-        headers
-            .get(name)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.trim().parse::<u64>().ok())
-    };
-    if let Some(secs) = num("retry-after") {
-        return Duration::from_secs(secs);
-    }
-    match num(wire::headers::RATE_INTERVAL_MS) {
-        // A quarter of the rolling window: a few tries span the whole window.
-        Some(ms) => Duration::from_millis(ms / 4),
-        None => Duration::from_secs(1),
-    }
-}
-
 fn preview(bytes: &[u8]) -> String {
     let text = String::from_utf8_lossy(&bytes[..bytes.len().min(120)]);
     text.into_owned()
@@ -302,6 +283,11 @@ fn preview(bytes: &[u8]) -> String {
 
 #[cfg(test)]
 mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use tokio::time::Instant;
+
+    use super::wire::headers;
     use super::*;
 
     #[test]
@@ -313,13 +299,144 @@ mod tests {
         assert!(!format!("{c:?}").contains("very-secret"));
     }
 
-    #[test]
-    fn retry_after_prefers_the_header() {
+    fn client_for_test() -> HubSpotClient {
+        let config = ClientConfig {
+            max_retries: 4,
+            min_backoff: Duration::from_millis(10),
+            max_backoff: Duration::from_secs(5),
+            ..Default::default()
+        };
+        HubSpotClient::new(config, RateBudget::new(190, 5)).unwrap()
+    }
+
+    fn header_map(pairs: &[(&'static str, &'static str)]) -> header::HeaderMap {
         let mut h = header::HeaderMap::new();
-        assert_eq!(retry_after(&h), Duration::from_secs(1));
-        h.insert(wire::headers::RATE_INTERVAL_MS, "10000".parse().unwrap());
-        assert_eq!(retry_after(&h), Duration::from_millis(2500));
-        h.insert("retry-after", "3".parse().unwrap());
-        assert_eq!(retry_after(&h), Duration::from_secs(3));
+        for (name, value) in pairs {
+            h.insert(*name, header::HeaderValue::from_static(value));
+        }
+        h
+    }
+
+    /// A 429 with these headers and HubSpot's body naming `policy` (none: an empty body).
+    fn refused<T: DeserializeOwned>(
+        c: &HubSpotClient,
+        endpoint: Window,
+        pairs: &[(&'static str, &'static str)],
+        policy: Option<&str>,
+    ) -> Result<T, HubSpotError> {
+        let body = policy.map(|p| {
+            serde_json::json!({"status": "error", "message": "limit reached",
+            "errorType": "RATE_LIMIT", "correlationId": "c0ffee", "policyName": p})
+        });
+        let bytes = body.map(|b| b.to_string()).unwrap_or_default();
+        c.answer(
+            endpoint,
+            StatusCode::TOO_MANY_REQUESTS,
+            &header_map(pairs),
+            bytes.as_bytes(),
+        )
+    }
+
+    const EMPTY_PAGE: &[u8] = br#"{"results":[]}"#;
+    const TEN_SECONDS: (&str, &str) = (headers::RATE_INTERVAL_MS, "10000");
+
+    #[tokio::test(start_paused = true)]
+    async fn ordinary_answers_teach_the_general_budget() {
+        let c = client_for_test();
+        let h = header_map(&[
+            (headers::RATE_MAX, "100"),
+            (headers::RATE_REMAINING, "0"),
+            TEN_SECONDS,
+        ]);
+        let page: ListResponse = c.answer(Window::General, StatusCode::OK, &h, EMPTY_PAGE).unwrap();
+        assert!(page.results.is_empty());
+        assert_eq!(
+            c.budget().general.share(),
+            100,
+            "a Starter account configured at 190"
+        );
+        assert_eq!(c.budget().general.paused_for(), Some(Duration::from_secs(1)));
+        assert_eq!(c.budget().search.paused_for(), None);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_refusal_pauses_every_task_of_its_window_and_the_request_retries() {
+        let c = client_for_test();
+        let attempts = AtomicUsize::new(0);
+        let start = Instant::now();
+        let sibling = |window: Window| {
+            let budget = c.budget().clone();
+            tokio::spawn(async move {
+                // Asks after the refusal, as another task of the process would.
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                budget.window(window).acquire().await;
+                start.elapsed()
+            })
+        };
+        let (general, search) = (sibling(Window::General), sibling(Window::Search));
+        let page: ListResponse = c
+            .with_retries(|| async {
+                c.budget().general.acquire().await;
+                match attempts.fetch_add(1, Ordering::Relaxed) {
+                    0 => refused(&c, Window::General, &[TEN_SECONDS], Some("TEN_SECONDLY_ROLLING")),
+                    _ => c.answer(Window::General, StatusCode::OK, &header_map(&[]), EMPTY_PAGE),
+                }
+            })
+            .await
+            .unwrap();
+        assert!(page.results.is_empty());
+        assert_eq!(attempts.load(Ordering::Relaxed), 2, "retried as before");
+        assert!(
+            start.elapsed() >= Duration::from_millis(2500),
+            "{:?}",
+            start.elapsed()
+        );
+        assert_eq!(
+            general.await.unwrap(),
+            Duration::from_millis(2500),
+            "held by the pause"
+        );
+        assert_eq!(search.await.unwrap(), Duration::from_millis(100), "counted apart");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_search_refusal_without_a_policy_pauses_search_only() {
+        let c = client_for_test();
+        let err = refused::<SearchResponse>(&c, Window::Search, &[], None).unwrap_err();
+        assert!(
+            matches!(&err, HubSpotError::RateLimited { policy, .. } if policy == "unknown"),
+            "{err:?}"
+        );
+        assert!(err.is_retryable());
+        assert_eq!(c.budget().search.paused_for(), Some(Duration::from_secs(1)));
+        assert_eq!(c.budget().general.paused_for(), None);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_daily_limit_fails_at_once_without_retrying_r4() {
+        let c = client_for_test();
+        let attempts = AtomicUsize::new(0);
+        let start = Instant::now();
+        let daily = [
+            (headers::RATE_DAILY, "250000"),
+            (headers::RATE_DAILY_REMAINING, "0"),
+        ];
+        let err = c
+            .with_retries(|| async {
+                attempts.fetch_add(1, Ordering::Relaxed);
+                refused::<ListResponse>(&c, Window::General, &daily, Some("DAILY"))
+            })
+            .await
+            .unwrap_err();
+        let limit = match &err {
+            HubSpotError::DailyLimit { daily_limit, .. } => *daily_limit,
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(limit, Some(250_000));
+        assert!(!err.is_retryable());
+        assert!(err.to_string().contains("250000 requests a day"), "{err}");
+        assert_eq!(attempts.load(Ordering::Relaxed), 1, "not retried");
+        assert_eq!(start.elapsed(), Duration::ZERO);
+        assert_eq!(c.budget().general.paused_for(), None);
     }
 }
