@@ -57,11 +57,14 @@ pub struct HubSpotArgs {
     /// HUBSPOT_TOKEN environment variable only.
     #[arg(long, env = "HUBSPOT_BASE_URL", default_value = DEFAULT_BASE_URL)]
     pub hubspot_url: String,
-    /// Requests per rolling 10 s this process may send (HubSpot Professional: 190; 0 = no limit).
-    #[arg(long, env = "HUBSYNC_RATE_LIMIT", default_value_t = 170)]
+    /// The account's requests per rolling 10 s (HubSpot Professional: 190; Starter: 100; 0 = no
+    /// limit). Consumer processes split it; a lower `X-HubSpot-RateLimit-Max` answered by
+    /// HubSpot wins, and a `-Remaining` of 0 holds requests briefly.
+    #[arg(long, env = "HUBSYNC_RATE_LIMIT", default_value_t = 190)]
     pub rate_limit: usize,
-    /// Search requests per second this process may send (HubSpot: about 5; 0 = no limit).
-    #[arg(long, env = "HUBSYNC_SEARCH_RATE", default_value_t = 4)]
+    /// The account's search requests per second (HubSpot: 5; 0 = no limit). Consumer processes
+    /// share one schedule of them through the ledger.
+    #[arg(long, env = "HUBSYNC_SEARCH_RATE", default_value_t = 5)]
     pub search_rate: usize,
     /// Retries of one HubSpot request (429, 5xx, transport) before the job fails and is retried
     /// through its queue.

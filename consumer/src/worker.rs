@@ -133,14 +133,14 @@ pub async fn process_job(p: &Pipeline, job: &PageJob) -> Result<JobOutcome, Cons
                 .put(&path, Bytes::from(bytes).into())
                 .await
                 .map_err(|e| ConsumerError::Stage(format!("writing {path}: {e}")))?;
-            Ok::<_, ConsumerError>(dt)
+            Ok::<_, ConsumerError>((dt, path))
         }
     });
-    let dts: Vec<String> = futures::stream::iter(uploads)
+    let staged: Vec<(String, object_store::path::Path)> = futures::stream::iter(uploads)
         .buffer_unordered(STAGE_UPLOAD_CONCURRENCY)
         .try_collect()
         .await?;
-    outcome.dts.extend(dts);
+    outcome.dts.extend(staged.iter().map(|(dt, _)| dt.clone()));
     failpoint::hit(failpoint::CONSUMER_AFTER_STAGE);
 
     // 2. Marker, next cursor, counters and what the page made due, atomically (L2, L3, L5, P1).
@@ -157,6 +157,7 @@ pub async fn process_job(p: &Pipeline, job: &PageJob) -> Result<JobOutcome, Cons
         // A copy of this job recorded it first (SQS delivered it twice): send what its marker
         // says, as a redelivery would (its cursor is the one the successor is checked against).
         PageCompletion::AlreadyDone => {
+            discard_late_files(p, &run.run_id, &staged).await?;
             let done = p
                 .ledger
                 .page_done(&run.run_id, &job_id)
@@ -182,6 +183,37 @@ pub async fn process_job(p: &Pipeline, job: &PageJob) -> Result<JobOutcome, Cons
         partitions,
         last_page,
     })
+}
+
+/// Files a copy of a page staged after another copy recorded the page (SQS delivers at least
+/// once, and a redelivered page re-sends its successors, so a chain can run twice). While the
+/// run is active they are harmless: they hold the same records (or versions changed after T0,
+/// which the next window reads), and a merge or the commit removes them. Once the run has
+/// ended nothing would, so they are deleted here.
+async fn discard_late_files(
+    p: &Pipeline,
+    run_id: &str,
+    staged: &[(String, object_store::path::Path)],
+) -> Result<(), ConsumerError> {
+    let active = p
+        .ledger
+        .get_run(run_id)
+        .await?
+        .is_some_and(|r| r.status.is_active());
+    if !active {
+        for (_, path) in staged {
+            p.lake
+                .delete(path)
+                .await
+                .map_err(|e| ConsumerError::Stage(format!("deleting {path}: {e}")))?;
+        }
+        tracing::info!(
+            run_id,
+            files = staged.len(),
+            "deleted files a duplicate page staged after its run ended"
+        );
+    }
+    Ok(())
 }
 
 /// What a page's validated records held.

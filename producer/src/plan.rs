@@ -66,8 +66,24 @@ pub async fn plan(
         let t0 = decision.window_to_ms;
         match decision.window_from_ms {
             None => {
+                if options.list_walk_max_records == u64::MAX {
+                    slices.push(Slice::List { object_type });
+                    continue;
+                }
                 let all = Part::new(0, t0);
-                let total = count(client, source, TimeField::Created, &all).await?;
+                let total = match count(client, source, TimeField::Created, &all).await {
+                    Ok(total) => total,
+                    Err(e @ (HubSpotError::Unauthorized(_) | HubSpotError::DailyLimit { .. })) => {
+                        return Err(e)
+                    }
+                    // The list walk needs no search: slower, never wrong.
+                    Err(e) => {
+                        tracing::warn!(%object_type, error = %e,
+                            "counting records through search failed; backfilling with one list walk");
+                        slices.push(Slice::List { object_type });
+                        continue;
+                    }
+                };
                 if total <= options.list_walk_max_records {
                     slices.push(Slice::List { object_type });
                     continue;

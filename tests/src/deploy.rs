@@ -136,17 +136,19 @@ impl Deployment {
     }
 }
 
-/// The last 30 lines of a log.
+/// The last 30 lines of a log, then its last 20 warnings and errors (heartbeats fill a tail).
 pub fn tail(log: &Path) -> String {
     let text = std::fs::read_to_string(log).unwrap_or_default();
-    text.lines()
-        .rev()
-        .take(30)
-        .collect::<Vec<_>>()
-        .into_iter()
-        .rev()
-        .collect::<Vec<_>>()
-        .join("\n")
+    let last = |lines: Vec<&str>, n: usize| lines[lines.len().saturating_sub(n)..].join("\n");
+    let problems: Vec<&str> = text
+        .lines()
+        .filter(|l| l.contains("\"level\":\"WARN\"") || l.contains("\"level\":\"ERROR\""))
+        .collect();
+    format!(
+        "{}\n--- last warnings and errors ---\n{}",
+        last(text.lines().collect(), 30),
+        last(problems, 20)
+    )
 }
 
 /// An in-process pipeline on the deployment's queues and tables (lake under `data`).

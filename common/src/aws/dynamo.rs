@@ -7,6 +7,8 @@
 //! - `pk = run#<run_id>, sk = marker#<name>`: a done-marker, written in the same
 //!   TransactWriteItems as the counter change it guards (L2, L3).
 //! - `pk = table#<table>, sk = active`: the table's active run (L1).
+//! - `pk = workers, sk = worker#<id>`: a consumer's heartbeat.
+//! - `pk = budget, sk = schedule#<key>`: an account-wide send schedule (`next_free`, R5).
 
 use std::collections::HashMap;
 
@@ -620,6 +622,51 @@ impl Ledger for DynamoLedger {
             .await
             .map_err(|e| self.err("DeleteItem", e.into_service_error()))?;
         Ok(())
+    }
+
+    async fn reserve_slot(
+        &self,
+        key: &str,
+        spacing_ms: i64,
+        now_ms: EpochMs,
+    ) -> Result<EpochMs, LedgerError> {
+        let item_key = HashMap::from([
+            ("pk".to_string(), s("budget")),
+            ("sk".to_string(), s(format!("schedule#{key}"))),
+        ]);
+        for _ in 0..50 {
+            let next = self
+                .get(item_key.clone())
+                .await?
+                .and_then(|i| get_n(&i, "next_free"));
+            let at = next.unwrap_or(now_ms).max(now_ms);
+            let mut item = item_key.clone();
+            item.insert("next_free".into(), n(at + spacing_ms));
+            let put = self
+                .client
+                .put_item()
+                .table_name(&self.table)
+                .set_item(Some(item));
+            // Compare-and-set on the value read: two processes never get the same slot.
+            let put = match next {
+                Some(old) => put
+                    .condition_expression("next_free = :old")
+                    .expression_attribute_values(":old", n(old)),
+                None => put.condition_expression("attribute_not_exists(pk)"),
+            };
+            match put.send().await {
+                Ok(_) => return Ok(at),
+                Err(e) => {
+                    let e = e.into_service_error();
+                    if !e.is_conditional_check_failed_exception() {
+                        return Err(self.err("PutItem", e));
+                    }
+                }
+            }
+        }
+        Err(LedgerError::Backend(format!(
+            "schedule {key}: too much contention"
+        )))
     }
 
     async fn begin_merging(

@@ -56,6 +56,10 @@ CREATE TABLE IF NOT EXISTS workers (
     id    TEXT PRIMARY KEY,
     until INTEGER NOT NULL
 );
+CREATE TABLE IF NOT EXISTS schedules (
+    key       TEXT PRIMARY KEY,
+    next_free INTEGER NOT NULL
+);
 CREATE TABLE IF NOT EXISTS flags (
     name  TEXT PRIMARY KEY,
     value TEXT NOT NULL

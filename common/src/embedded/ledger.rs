@@ -280,6 +280,32 @@ impl Ledger for EmbeddedLedger {
             .map_err(ledger_err)
     }
 
+    async fn reserve_slot(
+        &self,
+        key: &str,
+        spacing_ms: i64,
+        now_ms: EpochMs,
+    ) -> Result<EpochMs, LedgerError> {
+        let key = key.to_string();
+        self.db
+            .tx(move |tx| {
+                let next: Option<i64> = tx
+                    .query_row("SELECT next_free FROM schedules WHERE key = ?1", [&key], |r| {
+                        r.get(0)
+                    })
+                    .optional()?;
+                let at = next.unwrap_or(now_ms).max(now_ms);
+                tx.execute(
+                    "INSERT INTO schedules (key, next_free) VALUES (?1, ?2)
+                     ON CONFLICT (key) DO UPDATE SET next_free = excluded.next_free",
+                    params![key, at + spacing_ms],
+                )?;
+                Ok(at)
+            })
+            .await
+            .map_err(ledger_err)
+    }
+
     async fn begin_merging(
         &self,
         run_id: &str,
@@ -455,6 +481,26 @@ mod tests {
             l.begin_run(&r2, 11).await.unwrap(),
             BeginRun::Started(_)
         ));
+    }
+
+    #[tokio::test]
+    async fn slots_are_spaced_on_one_schedule_r5() {
+        let dir = tempfile::tempdir().unwrap();
+        let l = EmbeddedLedger::new(Db::open(&dir.path().join("l.db")).unwrap(), 1000);
+        let mut at = Vec::new();
+        for now in [100, 100, 100, 450, 2000] {
+            at.push(l.reserve_slot("search", 200, now).await.unwrap());
+        }
+        assert_eq!(
+            at,
+            [100, 300, 500, 700, 2000],
+            "queued behind each other, then idle"
+        );
+        assert_eq!(
+            l.reserve_slot("general", 50, 100).await.unwrap(),
+            100,
+            "schedules apart"
+        );
     }
 
     #[tokio::test]

@@ -16,6 +16,9 @@
 //!   outnumber the limit.
 //! - R3: a pause only ever extends; while it lasts no task of the process acquires from that
 //!   window, and the other window is untouched (HubSpot counts general and search apart).
+//! - R5: a window given a shared [`Schedule`] takes its send times from it, one
+//!   `interval / limit` apart across every process of the account, instead of from its share;
+//!   if the schedule cannot be reached it falls back to its share for that request.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -23,6 +26,8 @@ use std::time::Duration;
 
 use tokio::sync::Mutex;
 use tokio::time::Instant;
+
+use super::schedule::Schedule;
 
 /// Which of the account's windows a request draws from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -63,6 +68,8 @@ pub struct RollingWindow {
     interval: Duration,
     shape: std::sync::Mutex<Shape>,
     sent: Mutex<VecDeque<Instant>>,
+    /// The account-wide schedule, when processes share one (R5).
+    schedule: std::sync::Mutex<Option<Arc<dyn Schedule>>>,
 }
 
 impl RollingWindow {
@@ -77,7 +84,17 @@ impl RollingWindow {
                 paused_until: None,
             }),
             sent: Mutex::new(VecDeque::with_capacity(max)),
+            schedule: std::sync::Mutex::new(None),
         }
+    }
+
+    /// Takes send times from `schedule`, shared by every process of the account (R5).
+    pub fn share_schedule(&self, schedule: Arc<dyn Schedule>) {
+        *self.schedule.lock().unwrap_or_else(|e| e.into_inner()) = Some(schedule);
+    }
+
+    fn schedule(&self) -> Option<Arc<dyn Schedule>> {
+        self.schedule.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
     fn shape(&self) -> std::sync::MutexGuard<'_, Shape> {
@@ -160,6 +177,34 @@ impl RollingWindow {
     /// Waits until no pause runs and one more request fits in the window, then records it.
     pub async fn acquire(&self) {
         loop {
+            if let Some(left) = self.paused_for() {
+                tokio::time::sleep(left).await;
+                continue;
+            }
+            let limit = self.limit();
+            let Some(schedule) = self.schedule().filter(|_| limit > 0) else {
+                break;
+            };
+            match schedule.reserve(self.interval / limit as u32).await {
+                Ok(wait) => {
+                    tokio::time::sleep(wait).await;
+                    // R3: a pause that began while this task waited forfeits its slot.
+                    if self.paused_for().is_none() {
+                        return;
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "the account's shared send schedule failed; this request waits for this process's share instead");
+                    break;
+                }
+            }
+        }
+        self.acquire_share().await
+    }
+
+    /// [`RollingWindow::acquire`] from this process's share of the window.
+    async fn acquire_share(&self) {
+        loop {
             let wait = match (self.paused_for(), self.share()) {
                 (Some(left), _) => left,
                 (None, 0) => return,
@@ -216,6 +261,13 @@ pub fn limit_per_window(max: u64, advertised: Duration, window: Duration) -> usi
     (max / usize::try_from(windows).unwrap_or(usize::MAX)).max(1)
 }
 
+/// The general window: HubSpot's 10 s and 2 % (network jitter over a long window).
+pub const GENERAL_INTERVAL: Duration = Duration::from_millis(10_200);
+/// The search window: HubSpot's second and 4 %, so a schedule of 5 per second still sends 4.8.
+/// (HubSpot counts a request when it arrives; its arrivals are spaced as our sends, give or
+/// take the network's jitter, which this margin covers; a 429 pauses the window, R3.)
+pub const SEARCH_INTERVAL: Duration = Duration::from_millis(1_040);
+
 /// One HubSpot account's budget as this process sees it.
 #[derive(Debug, Clone)]
 pub struct RateBudget {
@@ -231,8 +283,8 @@ impl RateBudget {
         // it surely left the account's, whatever the network jitter, so processes that each
         // fill their share never sum past the limit.
         RateBudget {
-            general: Arc::new(RollingWindow::new(general_per_10s, Duration::from_millis(10_200))),
-            search: Arc::new(RollingWindow::new(search_per_sec, Duration::from_millis(1100))),
+            general: Arc::new(RollingWindow::new(general_per_10s, GENERAL_INTERVAL)),
+            search: Arc::new(RollingWindow::new(search_per_sec, SEARCH_INTERVAL)),
         }
     }
 

@@ -115,6 +115,13 @@ pub trait Ledger: Send + Sync {
     /// Withdraws `worker` (a clean shutdown), so the others take its share at their next beat.
     async fn leave(&self, worker: &str) -> Result<(), LedgerError>;
 
+    /// Reserves the next send time on the account-wide schedule `key` (R5): the later of
+    /// `now_ms` and the schedule's next free time, which then moves on by `spacing_ms`. Every
+    /// process of an account reserves from the same schedule, so together they send at most
+    /// one request per spacing, however many they are.
+    async fn reserve_slot(&self, key: &str, spacing_ms: i64, now_ms: EpochMs)
+        -> Result<EpochMs, LedgerError>;
+
     /// Moves an active run to `committed` or `abandoned` (with a note) and frees its table.
     /// Returns false when the run was not active.
     async fn finish(

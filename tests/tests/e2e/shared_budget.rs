@@ -1,6 +1,7 @@
 //! Four consumer processes share one HubSpot account's rate budget: their heartbeats in the
-//! ledger split the limit, and the simulator, enforcing it, answers (almost) none of their
-//! requests with 429 (the target: at most 0.5 %).
+//! ledger split the general limit, one schedule in the ledger spaces their searches (R5), and
+//! the simulator, enforcing both, answers (almost) none of their requests with 429 (the target:
+//! at most 0.5 %).
 
 use std::time::{Duration, Instant};
 
@@ -13,6 +14,9 @@ use infra::sim;
 /// Requests per rolling 10 s the simulated account allows (HubSpot's is 190; smaller here so
 /// the limit binds with few records).
 const LIMIT: u32 = 40;
+/// Searches per second the account allows: fewer than the consumers, which shares could not
+/// split without sending more than it in sum.
+const SEARCH_LIMIT: u32 = 3;
 const TABLES: [&str; 4] = ["deals", "contacts", "companies", "activities"];
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -22,6 +26,7 @@ async fn four_consumer_processes_stay_within_one_accounts_limit() -> anyhow::Res
     moto.export_env();
     let mut config = sim_config(120, &[]);
     config.runtime.rate_limit = LIMIT;
+    config.runtime.search_rate = SEARCH_LIMIT;
     let server = sim::start(config).await?;
     let dir = tempfile::tempdir()?;
     let d = Deployment::on(
@@ -31,6 +36,7 @@ async fn four_consumer_processes_stay_within_one_accounts_limit() -> anyhow::Res
         &dir.path().join("services.log"),
         &[
             ("HUBSYNC_RATE_LIMIT", LIMIT.to_string().as_str()),
+            ("HUBSYNC_SEARCH_RATE", SEARCH_LIMIT.to_string().as_str()),
             ("HUBSYNC_PAGE_SIZE", "10"),
             ("HUBSYNC_HUBSPOT_RETRIES", "6"),
         ],
@@ -72,8 +78,6 @@ async fn four_consumer_processes_stay_within_one_accounts_limit() -> anyhow::Res
     .map_err(|e| anyhow::anyhow!("{e:#}\n{}", tail(&d.log)))?;
     let elapsed = started.elapsed();
     let stats = server.stats();
-    stop(services)?;
-
     let limited = stats.rate_limited.total as f64 / stats.requests.max(1) as f64;
     println!(
         "shared budget: 4 consumers, {} requests in {elapsed:.1?} ({:.2} per s; the account allows {:.1}), {} answered 429 ({:.2} %)",
@@ -90,6 +94,56 @@ async fn four_consumer_processes_stay_within_one_accounts_limit() -> anyhow::Res
     assert!(
         limited <= 0.005,
         "{} of {} requests answered 429",
+        stats.rate_limited.total,
+        stats.requests
+    );
+
+    // Backfills through search now: the producer plans created-date slices for every type.
+    let producer = services.remove(0);
+    stop(vec![producer])?;
+    services.push(d.service_with(
+        "producer",
+        &[("HUBSYNC_LIST_WALK_MAX", "0"), ("HUBSYNC_SLICE_RECORDS", "40")],
+    )?);
+    server.reset_stats();
+    let started = Instant::now();
+    for t in ["deals", "contacts"] {
+        d.hubsync_ok(&["sync", "--table", t, "--mode", "full"])?;
+    }
+    wait_for(
+        "the search backfills past fetching",
+        Duration::from_secs(300),
+        || async {
+            let mut done = 0;
+            for t in ["deals", "contacts"] {
+                let runs = p.ledger.list_runs(Some(t), 1).await?;
+                done += runs
+                    .iter()
+                    .filter(|r| r.mode == common::ports::RunMode::Full && r.plan.len() > 1)
+                    .filter(|r| matches!(r.status, RunStatus::Merging | RunStatus::Committed))
+                    .count();
+            }
+            Ok(done == 2)
+        },
+    )
+    .await
+    .map_err(|e| anyhow::anyhow!("{e:#}\n{}", tail(&d.log)))?;
+    let elapsed = started.elapsed();
+    let stats = server.stats();
+    stop(services)?;
+    let searches = stats.by_endpoint.search;
+    println!(
+        "shared search schedule: 4 consumers, {searches} searches in {elapsed:.1?} ({:.2} per s; the account allows {SEARCH_LIMIT}), {} answered 429",
+        searches as f64 / elapsed.as_secs_f64(),
+        stats.rate_limited.search
+    );
+    assert!(
+        searches > 6 * u64::from(SEARCH_LIMIT),
+        "the search limit must bind: {stats:?}"
+    );
+    assert!(
+        stats.rate_limited.total as f64 <= 0.005 * stats.requests as f64,
+        "{} of {} requests answered 429: {stats:?}",
         stats.rate_limited.total,
         stats.requests
     );
