@@ -127,6 +127,14 @@ impl Pipeline {
     pub fn now_ms(&self) -> i64 {
         self.clock.now_ms()
     }
+
+    /// Makes this process take its search send times from the account's one schedule in the
+    /// ledger (R5), as every service process that searches must (producer and consumers).
+    pub fn share_search_schedule(&self) {
+        let schedule =
+            crate::hubspot::schedule::LedgerSchedule::new(self.ledger.clone(), "search", self.clock.clone());
+        self.hubspot.budget().search.share_schedule(Arc::new(schedule));
+    }
 }
 
 #[derive(Debug, thiserror::Error)]

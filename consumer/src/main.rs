@@ -2,10 +2,7 @@
 //! Run as many as the rate limit allows; configured from flags or their environment twins
 //! (`--help`); JSON logs; stops on SIGTERM after the jobs in hand.
 
-use std::sync::Arc;
-
 use clap::Parser;
-use common::hubspot::schedule::LedgerSchedule;
 use common::service::{init_json_logs, shutdown_on_signals, ServiceArgs};
 use common::worker::run_workers;
 
@@ -17,14 +14,7 @@ async fn main() -> anyhow::Result<()> {
     tracing::info!(lake = %p.lake.uri(), queue = p.pages.name(), concurrency = args.concurrency, "consumer started");
     // R5: every consumer of the account takes its search send times from one schedule in the
     // ledger; the general window is split into shares by the heartbeats below.
-    p.hubspot
-        .budget()
-        .search
-        .share_schedule(Arc::new(LedgerSchedule::new(
-            p.ledger.clone(),
-            "search",
-            p.clock.clone(),
-        )));
+    p.share_search_schedule();
     let handler = hubsync_consumer::PageJobHandler::new(p.clone());
     let shutdown = shutdown_on_signals();
     let beat = tokio::spawn(hubsync_consumer::budget::share_budget(

@@ -12,6 +12,8 @@ async fn main() -> anyhow::Result<()> {
     init_json_logs();
     let p = args.pipeline().await?;
     tracing::info!(lake = %p.lake.uri(), queue = p.requests.name(), "producer started");
+    // R5: planning counts through search, on the schedule the consumers fetch by.
+    p.share_search_schedule();
     let handler = hubsync_producer::RequestHandler::new(p.clone());
     run_workers(
         p.requests.clone(),

@@ -185,7 +185,10 @@ impl RollingWindow {
             let Some(schedule) = self.schedule().filter(|_| limit > 0) else {
                 break;
             };
-            match schedule.reserve(self.interval / limit as u32).await {
+            // The window's interval is HubSpot's plus a margin (see SEARCH_INTERVAL); a slot
+            // used later than that margin could meet the next one inside HubSpot's window.
+            let tolerance = self.interval / 26;
+            match schedule.reserve(self.interval / limit as u32, tolerance).await {
                 Ok(wait) => {
                     tokio::time::sleep(wait).await;
                     // R3: a pause that began while this task waited forfeits its slot.
@@ -319,6 +322,45 @@ mod tests {
             times.push(start.elapsed().as_millis() / tick.as_millis());
         }
         times
+    }
+
+    /// A schedule handing out slots `spacing` apart from a start, or failing.
+    #[derive(Debug)]
+    struct FakeSchedule {
+        next: std::sync::Mutex<Option<Instant>>,
+        fail: bool,
+    }
+
+    #[async_trait::async_trait]
+    impl Schedule for FakeSchedule {
+        async fn reserve(&self, spacing: Duration, _tolerance: Duration) -> Result<Duration, String> {
+            if self.fail {
+                return Err("ledger down".into());
+            }
+            let mut next = self.next.lock().unwrap();
+            let now = Instant::now();
+            let at = next.map_or(now, |n| n.max(now));
+            *next = Some(at + spacing);
+            Ok(at - now)
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_shared_schedule_spaces_requests_and_a_failing_one_falls_back_to_the_share_r5() {
+        let w = RollingWindow::new(5, Duration::from_millis(1000));
+        w.set_members(8);
+        assert_eq!(w.share(), 1, "a share alone would allow 8 in sum");
+        w.share_schedule(Arc::new(FakeSchedule {
+            next: std::sync::Mutex::new(None),
+            fail: false,
+        }));
+        assert_eq!(ticks(&w, 6, Duration::from_millis(200)).await, [0, 1, 2, 3, 4, 5]);
+        let broken = RollingWindow::new(5, Duration::from_millis(1000));
+        broken.share_schedule(Arc::new(FakeSchedule {
+            next: std::sync::Mutex::new(None),
+            fail: true,
+        }));
+        assert_eq!(ticks(&broken, 6, Duration::from_millis(1000)).await, [0, 0, 0, 0, 0, 1]);
     }
 
     #[tokio::test(start_paused = true)]

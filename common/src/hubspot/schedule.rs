@@ -8,6 +8,7 @@
 //! margin), whoever asks: every window then holds at most `limit` requests in sum, and the
 //! account's whole limit is used whatever the number of processes.
 
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -16,12 +17,19 @@ use async_trait::async_trait;
 use crate::clock::SharedClock;
 use crate::ports::Ledger;
 
+/// Slots in a row a process may find already passed before it gives the schedule up for
+/// its share (the ledger is that slow).
+const MAX_LATE_SLOTS: usize = 8;
+/// The least a slot is reserved ahead of now, in ms (see [`LedgerSchedule::reserve`]).
+const MIN_LEAD_MS: i64 = 10;
+
 /// Where a window reserves its send times.
 #[async_trait]
 pub trait Schedule: Send + Sync + std::fmt::Debug {
     /// Reserves the next send time, `spacing` after the previous one across all processes, and
-    /// returns how long to wait for it.
-    async fn reserve(&self, spacing: Duration) -> Result<Duration, String>;
+    /// returns how long to wait for it. A slot must not be used more than `tolerance` late:
+    /// sent late, it would arrive closer than `spacing` to the next process's slot.
+    async fn reserve(&self, spacing: Duration, tolerance: Duration) -> Result<Duration, String>;
 }
 
 /// A [`Schedule`] kept in the run ledger (DynamoDB in AWS mode), under one key per window.
@@ -30,6 +38,9 @@ pub struct LedgerSchedule {
     ledger: Arc<dyn Ledger>,
     key: String,
     clock: SharedClock,
+    /// A moving estimate of the ledger's round trip, in ms: slots are reserved that far ahead,
+    /// so that one is still to come, not passed, when the ledger answers.
+    round_trip_ms: Arc<AtomicI64>,
 }
 
 impl LedgerSchedule {
@@ -38,6 +49,7 @@ impl LedgerSchedule {
             ledger,
             key: key.into(),
             clock,
+            round_trip_ms: Arc::new(AtomicI64::new(MIN_LEAD_MS)),
         }
     }
 }
@@ -50,15 +62,30 @@ impl std::fmt::Debug for LedgerSchedule {
 
 #[async_trait]
 impl Schedule for LedgerSchedule {
-    async fn reserve(&self, spacing: Duration) -> Result<Duration, String> {
+    async fn reserve(&self, spacing: Duration, tolerance: Duration) -> Result<Duration, String> {
         let spacing_ms = i64::try_from(spacing.as_millis()).unwrap_or(i64::MAX).max(1);
-        let now = self.clock.now_ms();
-        let at = self
-            .ledger
-            .reserve_slot(&self.key, spacing_ms, now)
-            .await
-            .map_err(|e| e.to_string())?;
-        Ok(Duration::from_millis(u64::try_from(at - now).unwrap_or(0)))
+        let tolerance_ms = i64::try_from(tolerance.as_millis()).unwrap_or(0);
+        for _ in 0..MAX_LATE_SLOTS {
+            let asked = self.clock.now_ms();
+            let lead = (2 * self.round_trip_ms.load(Ordering::Relaxed)).max(MIN_LEAD_MS);
+            let at = self
+                .ledger
+                .reserve_slot(&self.key, spacing_ms, asked + lead)
+                .await
+                .map_err(|e| e.to_string())?;
+            let now = self.clock.now_ms();
+            let rtt = self.round_trip_ms.load(Ordering::Relaxed);
+            self.round_trip_ms
+                .store((3 * rtt + (now - asked).max(0)) / 4, Ordering::Relaxed);
+            // A slot that passed while the ledger answered is given up, not used late.
+            if at >= now - tolerance_ms {
+                return Ok(Duration::from_millis(u64::try_from(at - now).unwrap_or(0)));
+            }
+        }
+        Err(format!(
+            "the ledger answered too slowly to keep a {} ms schedule",
+            spacing.as_millis()
+        ))
     }
 }
 
@@ -80,8 +107,9 @@ mod tests {
         let spacing = Duration::from_millis(250);
         let mut waits = Vec::new();
         for s in [&a, &b, &a, &b] {
-            waits.push(s.reserve(spacing).await.unwrap().as_millis());
+            waits.push(s.reserve(spacing, Duration::ZERO).await.unwrap().as_millis());
         }
-        assert_eq!(waits, [0, 250, 500, 750]);
+        // Reserved a little ahead (the lead), then one spacing apart whoever asks.
+        assert_eq!(waits, [20, 270, 520, 770]);
     }
 }

@@ -15,7 +15,7 @@ use hubsync_tests::crash::{check_after_crash, check_finished, hit_for, Snapshot}
 use hubsync_tests::harness::{fast_settings, pipeline_for, sim_config};
 use infra::sim::{self, MutateRequest, ObjectType};
 
-/// Five backfill slices of two pages, then four search slices once 210 records changed.
+/// About seven backfill slices of two pages, then search slices once 210 records changed.
 const RECORDS: u64 = 250;
 const SIGABRT: i32 = 6;
 
@@ -39,7 +39,7 @@ fn hubsync_run(
         .env("HUBSYNC_LIST_WALK_MAX", "0")
         .env("HUBSYNC_SLICE_RECORDS", "60")
         .env("HUBSYNC_SLICES_IN_FLIGHT", "2")
-        .env("HUBSYNC_PAGE_SIZE", "50")
+        .env("HUBSYNC_PAGE_SIZE", "25")
         .stdout(Stdio::null())
         .stderr(log);
     if let Some(spec) = failpoints {

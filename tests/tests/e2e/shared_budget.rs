@@ -98,6 +98,16 @@ async fn four_consumer_processes_stay_within_one_accounts_limit() -> anyhow::Res
         stats.requests
     );
 
+    wait_for("every run committed", Duration::from_secs(300), || async {
+        let mut done = 0;
+        for t in TABLES {
+            let runs = p.ledger.list_runs(Some(t), 1).await?;
+            done += runs.iter().filter(|r| r.status == RunStatus::Committed).count();
+        }
+        Ok(done == TABLES.len())
+    })
+    .await?;
+
     // Backfills through search now: the producer plans created-date slices for every type.
     let producer = services.remove(0);
     stop(vec![producer])?;
