@@ -7,7 +7,7 @@ use datafusion::arrow::compute::{cast, concat_batches};
 use datafusion::arrow::datatypes::{DataType, Field, Schema};
 use object_store::local::LocalFileSystem;
 use object_store::path::Path;
-use object_store::ObjectStore;
+use object_store::{ObjectStore, ObjectStoreExt};
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use parquet::arrow::ArrowWriter;
 use parquet::file::properties::WriterProperties;
@@ -19,12 +19,25 @@ use crate::merge::{check_inputs, merge_files, merge_with_datafusion, MergeKeys};
 type Row = (i64, Option<i64>, bool, i64, &'static str, String);
 
 /// Writes `rows` (in the given order) with the named columns only, `group_rows` per row group.
+/// Columns are nullable: the DataFusion path cannot fill a non-nullable column that some input
+/// lacks (see `a_non_nullable_column_an_input_lacks_reads_as_null_there`).
 fn write_for_test(
     dir: &std::path::Path,
     name: &str,
     rows: &[Row],
     columns: &[&str],
     group_rows: usize,
+) -> Path {
+    write_nullable_for_test(dir, name, rows, columns, group_rows, true)
+}
+
+fn write_nullable_for_test(
+    dir: &std::path::Path,
+    name: &str,
+    rows: &[Row],
+    columns: &[&str],
+    group_rows: usize,
+    nullable: bool,
 ) -> Path {
     let all: Vec<(Field, ArrayRef)> = vec![
         (
@@ -36,15 +49,15 @@ fn write_for_test(
             Arc::new(Int64Array::from_iter(rows.iter().map(|r| r.1))),
         ),
         (
-            Field::new("archived", DataType::Boolean, false),
+            Field::new("archived", DataType::Boolean, nullable),
             Arc::new(BooleanArray::from_iter(rows.iter().map(|r| Some(r.2)))),
         ),
         (
-            Field::new("_synced_at", DataType::Int64, false),
+            Field::new("_synced_at", DataType::Int64, nullable),
             Arc::new(Int64Array::from_iter_values(rows.iter().map(|r| r.3))),
         ),
         (
-            Field::new("_run_id", DataType::Utf8, false),
+            Field::new("_run_id", DataType::Utf8, nullable),
             Arc::new(StringArray::from_iter_values(rows.iter().map(|r| r.4))),
         ),
         (
@@ -237,8 +250,27 @@ async fn small_inputs_read_whole_give_the_same_result() {
     assert_eq!(merged.fast_groups, 1);
 }
 
+/// Runs the fast path alone; returns its output.
+async fn merge_fast(dir: &std::path::Path, inputs: &[Path], keys: &MergeKeys) -> RecordBatch {
+    let store: Arc<dyn ObjectStore> = Arc::new(LocalFileSystem::new());
+    let checked = check_inputs(&store, inputs, keys).await.expect("inputs");
+    let out = dir.join("fast_only.parquet");
+    let path = Path::from_absolute_path(&out).expect("path");
+    merge_tuned(store, &checked, &path, keys, Tuning::default())
+        .await
+        .expect("the fast path merges");
+    read_for_test(&out).0
+}
+
+fn column_for_test(batch: &RecordBatch, name: &str) -> Vec<Option<String>> {
+    let column = batch.column_by_name(name).expect("column");
+    let strings = column.as_any().downcast_ref::<StringArray>().expect("strings");
+    strings.iter().map(|v| v.map(str::to_string)).collect()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_input_with_zero_rows_adds_its_columns_and_empty_inputs_give_an_empty_file() {
+    // DataFusion loses `p1` when the first input is empty; the union by name keeps it.
     let dir = tempfile::tempdir().expect("temp dir");
     let empty = write_for_test(dir.path(), "empty.parquet", &[], &["id", "modified", "p2"], 10);
     let some = write_for_test(
@@ -249,13 +281,54 @@ async fn an_input_with_zero_rows_adds_its_columns_and_empty_inputs_give_an_empty
         1,
     );
     let keys = keys_for_test(true, Some(64 << 20));
-    let merged = merge_both(dir.path(), &[empty.clone(), some], &keys, Tuning::default()).await;
-    assert_eq!(merged.fast, merged.datafusion);
-    assert_eq!(merged.fast.num_rows(), 2);
-    assert_eq!(merged.fast.column_by_name("p2").map(|c| c.null_count()), Some(2));
+    let merged = merge_fast(dir.path(), &[empty.clone(), some], &keys).await;
+    let names: Vec<&str> = merged
+        .schema_ref()
+        .fields()
+        .iter()
+        .map(|f| f.name().as_str())
+        .collect();
+    assert_eq!(names, ["id", "modified", "p1", "p2"]);
+    assert_eq!(
+        column_for_test(&merged, "id"),
+        [Some("1".into()), Some("2".into())]
+    );
+    assert_eq!(
+        column_for_test(&merged, "p1")[0].as_deref(),
+        Some("v1-Some(1)-1-a")
+    );
+    assert_eq!(column_for_test(&merged, "p2"), [None, None]);
     let merged = merge_both(dir.path(), &[empty.clone(), empty], &keys, Tuning::default()).await;
     assert_eq!(merged.fast.num_rows(), 0);
     assert_eq!(merged.fast.schema(), merged.datafusion.schema());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_non_nullable_column_an_input_lacks_reads_as_null_there() {
+    // The catalog's `archived`, `_synced_at` and `_run_id` are non-nullable; an input written
+    // before one existed still merges (DataFusion refuses: "declared as non-nullable").
+    let dir = tempfile::tempdir().expect("temp dir");
+    let all = ["id", "modified", "archived", "_synced_at", "_run_id"];
+    let new = write_nullable_for_test(
+        dir.path(),
+        "new.parquet",
+        &[row(1, Some(1), 5, "b")],
+        &all,
+        10,
+        false,
+    );
+    let old = write_nullable_for_test(
+        dir.path(),
+        "old.parquet",
+        &[row(1, Some(1), 0, "a"), row(2, Some(1), 0, "a")],
+        &["id", "modified"],
+        10,
+        false,
+    );
+    let merged = merge_fast(dir.path(), &[old, new], &keys_for_test(true, None)).await;
+    // Key 1: same modified, and a _synced_at beats none. Key 2: only the old version.
+    assert_eq!(column_for_test(&merged, "_run_id"), [Some("b".into()), None]);
+    assert_eq!(column_for_test(&merged, "archived"), [Some("false".into()), None]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
