@@ -5,7 +5,7 @@ use std::ops::Range;
 use std::sync::Arc;
 
 use datafusion::arrow::array::ArrayRef;
-use datafusion::arrow::datatypes::{Field, FieldRef, Schema, SchemaRef};
+use datafusion::arrow::datatypes::{DataType, Field, FieldRef, Schema, SchemaRef};
 use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt};
 use parquet::arrow::arrow_reader::{
@@ -24,8 +24,21 @@ use crate::MergerError;
 pub(super) struct Input {
     pub path: Path,
     pub size: u64,
+    /// The file's Arrow schema: the types the output keeps.
+    schema: SchemaRef,
+    /// How it is read: strings as views ([`read_type`]).
     pub meta: ArrowReaderMetadata,
     pub bytes: InputBytes,
+}
+
+/// The type a column is read as: strings and binaries as views into the decoded pages, so that
+/// neither decoding nor picking survivors copies their bytes (the encoder reads them in place).
+pub(super) fn read_type(file_type: &DataType) -> DataType {
+    match file_type {
+        DataType::Utf8 => DataType::Utf8View,
+        DataType::Binary => DataType::BinaryView,
+        other => other.clone(),
+    }
 }
 
 /// What one input's column weighs, from its footer.
@@ -47,8 +60,22 @@ impl Input {
         metadata: Arc<ParquetMetaData>,
         whole: bool,
     ) -> Result<Input, MergerError> {
-        let meta = ArrowReaderMetadata::try_new(metadata, ArrowReaderOptions::new())
-            .map_err(|e| MergerError::Merge(format!("{path}: {e}")))?;
+        let unreadable = |e: parquet::errors::ParquetError| MergerError::Merge(format!("{path}: {e}"));
+        let plain =
+            ArrowReaderMetadata::try_new(metadata.clone(), ArrowReaderOptions::new()).map_err(unreadable)?;
+        let schema = plain.schema().clone();
+        let views: Vec<Field> = schema
+            .fields()
+            .iter()
+            .map(|f| f.as_ref().clone().with_data_type(read_type(f.data_type())))
+            .collect();
+        let views = Arc::new(Schema::new_with_metadata(views, schema.metadata().clone()));
+        let meta = if views == schema {
+            plain
+        } else {
+            ArrowReaderMetadata::try_new(metadata, ArrowReaderOptions::new().with_schema(views))
+                .map_err(unreadable)?
+        };
         let bytes = if whole {
             let got = store
                 .get(path)
@@ -70,6 +97,7 @@ impl Input {
         Ok(Input {
             path: path.clone(),
             size,
+            schema,
             meta,
             bytes,
         })
@@ -80,7 +108,7 @@ impl Input {
     }
 
     pub(super) fn schema(&self) -> &SchemaRef {
-        self.meta.schema()
+        &self.schema
     }
 
     /// The byte ranges of `leaf`'s chunks, in file order.
@@ -139,7 +167,7 @@ impl Input {
         for batch in self.column_reader(leaf, 64 * 1024)? {
             parts.push(batch.map_err(|e| failed(&e))?.column(0).clone());
         }
-        let dtype = self.schema().field(leaf).data_type().clone();
+        let dtype = self.meta.schema().field(leaf).data_type().clone();
         if parts.is_empty() {
             return Ok(datafusion::arrow::array::new_empty_array(&dtype));
         }

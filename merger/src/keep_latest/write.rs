@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use datafusion::arrow::array::{new_null_array, Array, ArrayRef};
 use datafusion::arrow::compute::interleave;
-use datafusion::arrow::datatypes::FieldRef;
+use datafusion::arrow::datatypes::{DataType, FieldRef};
 use object_store::buffered::BufWriter;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReader;
 use parquet::arrow::arrow_writer::{
@@ -24,7 +24,7 @@ use parquet::arrow::ArrowWriter;
 use parquet::file::properties::WriterProperties;
 use tokio::runtime::Handle;
 
-use super::input::{Input, Layout};
+use super::input::{read_type, Input, Layout};
 use super::parallel;
 use super::store::{self, StoreSink, Stored};
 use super::winners::RowRef;
@@ -98,6 +98,8 @@ impl Cursor {
 /// row group, its writer.
 struct ColumnFeed {
     field: FieldRef,
+    /// The type the cursors return ([`read_type`]).
+    read_type: DataType,
     cursors: Vec<Option<Cursor>>,
     writer: Option<ArrowColumnWriter>,
     /// Time spent picking rows (decoding included) and encoding them.
@@ -119,7 +121,7 @@ impl ColumnFeed {
             let row = u64::from(r.row);
             let Some(cursor) = &mut self.cursors[i] else {
                 let s = *null_source.get_or_insert_with(|| {
-                    sources.push(new_null_array(self.field.data_type(), 1));
+                    sources.push(new_null_array(&self.read_type, 1));
                     source_of.push((u32::MAX, 0));
                     sources.len() - 1
                 });
@@ -146,7 +148,7 @@ impl ColumnFeed {
             indices.push((s, (row - start) as usize));
         }
         if null_source.is_some() && sources.len() == 1 {
-            return Ok(new_null_array(self.field.data_type(), rows.len()));
+            return Ok(new_null_array(&self.read_type, rows.len()));
         }
         // A run of consecutive rows of one batch (new records, untouched stretches) is a slice.
         if let (1, Some(&(_, first))) = (sources.len(), indices.first()) {
@@ -228,6 +230,7 @@ pub(super) fn write(plan: WritePlan<'_>, out: &mut BufWriter, handle: &Handle) -
         }
         feeds.push(Mutex::new(ColumnFeed {
             field: field.clone(),
+            read_type: read_type(field.data_type()),
             cursors,
             writer: None,
             assembling: Duration::ZERO,
