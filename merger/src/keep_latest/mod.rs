@@ -131,9 +131,16 @@ async fn merge_tuned(
     let started = std::time::Instant::now();
     let (winners, dictionary) = blocking(move || {
         let (inputs, layout, keys) = phase1;
-        let versions = read_versions(&inputs, &keys, budget, threads)?;
-        let winners = winners::pick(&versions, keys.drop_archived)?;
-        Ok((winners, dictionary_columns(&inputs, &layout, threads)?))
+        std::thread::scope(|s| {
+            // Sampling (a page per column) runs beside the versions and the pick, which is serial.
+            let sampling = s.spawn(|| dictionary_columns(&inputs, &layout, 1));
+            let winners = read_versions(&inputs, &keys, budget, threads)
+                .and_then(|versions| winners::pick(&versions, keys.drop_archived));
+            let dictionary = sampling
+                .join()
+                .map_err(|_| MergerError::Merge("sampling columns panicked".into()))?;
+            Ok((winners?, dictionary?))
+        })
     })
     .await?;
     tracing::debug!(elapsed = ?started.elapsed(), survivors = winners.order.len(), "keep-latest: winners picked");
