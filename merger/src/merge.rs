@@ -1,10 +1,15 @@
-//! Keep-latest-per-key with DataFusion.
+//! Keep-latest-per-key over Parquet files, into one new file.
 //!
 //! The inputs (live files and staged files) are read as one table whose schema is the union of
 //! their schemas by column name; a column missing from an older file reads as null. Per key the
 //! row with the greatest `last_modified_at`, then `_synced_at`, then `_run_id` survives, so the
-//! result does not depend on the order in which pages or merges ran. Archived survivors are
-//! dropped: the lake mirrors HubSpot's live records. The result streams into one Parquet file.
+//! result does not depend on the order in which pages or merges ran; a null version (or a column
+//! the file lacks) is older than any value. Archived survivors are dropped: the lake mirrors
+//! HubSpot's live records. The output is sorted by key.
+//!
+//! [`merge_files`] runs the fast path of [`crate::keep_latest`] and, where that declines (too
+//! little memory, inputs it does not handle), a DataFusion query whose sorts spill to disk
+//! within the memory limit. Both give the same rows.
 
 use std::sync::Arc;
 
@@ -21,9 +26,10 @@ use object_store::ObjectStore;
 use object_store::{GetOptions, GetRange, ObjectStoreExt};
 use parquet::arrow::async_writer::AsyncArrowWriter;
 use parquet::basic::Compression;
-use parquet::file::metadata::ParquetMetaDataReader;
+use parquet::file::metadata::{ParquetMetaData, ParquetMetaDataReader};
 use parquet::file::properties::WriterProperties;
 
+use crate::keep_latest::{self, FastPathError};
 use crate::MergerError;
 
 /// Below this limit a merge sorts as one stream (see [`merge_files`]).
@@ -56,18 +62,28 @@ pub struct MergeKeys {
 /// Bytes read from the end of an input to find its footer.
 const FOOTER_READ: u64 = 64 * 1024;
 
+/// An input whose footer was read and checked.
+pub(crate) struct CheckedInput {
+    pub path: Path,
+    pub size: u64,
+    pub metadata: Arc<ParquetMetaData>,
+}
+
 /// Reads every input's footer: each must be Parquet with the key and modified columns. A file
 /// without them would otherwise read as nulls under the union of schemas and collapse rows.
-async fn check_inputs(
+pub(crate) async fn check_inputs(
     store: &Arc<dyn ObjectStore>,
     inputs: &[Path],
     keys: &MergeKeys,
-) -> Result<(), MergerError> {
-    futures::future::try_join_all(inputs.iter().map(|path| check_input(store, path, keys))).await?;
-    Ok(())
+) -> Result<Vec<CheckedInput>, MergerError> {
+    futures::future::try_join_all(inputs.iter().map(|path| check_input(store, path, keys))).await
 }
 
-async fn check_input(store: &Arc<dyn ObjectStore>, path: &Path, keys: &MergeKeys) -> Result<(), MergerError> {
+async fn check_input(
+    store: &Arc<dyn ObjectStore>,
+    path: &Path,
+    keys: &MergeKeys,
+) -> Result<CheckedInput, MergerError> {
     let bad = |why: String| {
         MergerError::Merge(format!(
             "{path} is not a readable Parquet file ({why}); move it away (or restore it) and replay the task"
@@ -116,14 +132,19 @@ async fn check_input(store: &Arc<dyn ObjectStore>, path: &Path, keys: &MergeKeys
             )));
         }
     }
-    Ok(())
+    Ok(CheckedInput {
+        path: path.clone(),
+        size,
+        metadata: Arc::new(metadata),
+    })
 }
 
 fn quote(ident: &str) -> String {
     format!("\"{}\"", ident.replace('"', "\"\""))
 }
 
-/// Merges `inputs` (paths in `store`) into `output`. Inputs must be non-empty.
+/// Merges `inputs` (paths in `store`) into `output` (see the module doc). Inputs must be
+/// non-empty.
 pub async fn merge_files(
     store: Arc<dyn ObjectStore>,
     inputs: &[Path],
@@ -133,7 +154,22 @@ pub async fn merge_files(
     if inputs.is_empty() {
         return Err(MergerError::Merge("no input files".into()));
     }
-    check_inputs(&store, inputs, keys).await?;
+    let checked = check_inputs(&store, inputs, keys).await?;
+    match keep_latest::merge(store.clone(), &checked, output, keys).await {
+        Ok(stats) => return Ok(stats),
+        Err(FastPathError::Failed(e)) => return Err(e),
+        Err(FastPathError::Declined(why)) => tracing::debug!(%why, "merging with DataFusion"),
+    }
+    merge_with_datafusion(store, inputs, output, keys).await
+}
+
+/// The merge as a DataFusion query: sorts that spill to disk within `keys.memory_limit`.
+pub(crate) async fn merge_with_datafusion(
+    store: Arc<dyn ObjectStore>,
+    inputs: &[Path],
+    output: &Path,
+    keys: &MergeKeys,
+) -> Result<MergeStats, MergerError> {
     let mut config = SessionConfig::new().with_target_partitions(2);
     let mut runtime = RuntimeEnvBuilder::new();
     if let Some(limit) = keys.memory_limit {
@@ -186,10 +222,11 @@ pub async fn merge_files(
     extra.sort();
     ordered.extend(extra);
     let has = |c: &str| schema.field_with_name(c).is_ok();
-    let mut order_by = vec![format!("{} DESC", quote(&keys.modified))];
+    // NULLS LAST: a null version is older than any value (DataFusion puts nulls first in DESC).
+    let mut order_by = vec![format!("{} DESC NULLS LAST", quote(&keys.modified))];
     for tiebreak in [columns::SYNCED_AT, columns::RUN_ID] {
         if has(tiebreak) {
-            order_by.push(format!("{} DESC", quote(tiebreak)));
+            order_by.push(format!("{} DESC NULLS LAST", quote(tiebreak)));
         }
     }
     let filter = if keys.drop_archived && has(columns::ARCHIVED) {

@@ -1,0 +1,254 @@
+//! The inputs as the fast path sees them: their footers, the output layout (the union of their
+//! schemas by column name), what their column chunks weigh, and readers of one column.
+
+use std::ops::Range;
+use std::sync::Arc;
+
+use datafusion::arrow::array::ArrayRef;
+use datafusion::arrow::datatypes::{DataType, Field, FieldRef, Schema, SchemaRef};
+use object_store::path::Path;
+use object_store::{ObjectStore, ObjectStoreExt};
+use parquet::arrow::arrow_reader::{
+    ArrowReaderMetadata, ArrowReaderOptions, ParquetRecordBatchReader, ParquetRecordBatchReaderBuilder,
+};
+use parquet::arrow::ProjectionMask;
+use parquet::file::metadata::ParquetMetaData;
+use tokio::runtime::Handle;
+
+use super::source::{InputBytes, RangedFile};
+use super::FastPathError;
+use crate::merge::MergeKeys;
+use crate::MergerError;
+
+/// One input file, its footer read and checked (`merge::check_inputs`).
+pub(super) struct Input {
+    pub path: Path,
+    pub size: u64,
+    /// The file's Arrow schema: the types the output keeps.
+    schema: SchemaRef,
+    /// How it is read: strings as views ([`read_type`]).
+    pub meta: ArrowReaderMetadata,
+    pub bytes: InputBytes,
+}
+
+/// The type a column is read as: strings and binaries as views into the decoded pages, so that
+/// neither decoding nor picking survivors copies their bytes (the encoder reads them in place).
+pub(super) fn read_type(file_type: &DataType) -> DataType {
+    match file_type {
+        DataType::Utf8 => DataType::Utf8View,
+        DataType::Binary => DataType::BinaryView,
+        other => other.clone(),
+    }
+}
+
+/// What one input's column weighs, from its footer.
+#[derive(Debug, Clone, Copy, Default)]
+pub(super) struct ColumnWeight {
+    pub compressed: u64,
+    pub uncompressed: u64,
+    /// The largest chunk of the column, compressed and not.
+    pub max_chunk: u64,
+    pub max_chunk_uncompressed: u64,
+}
+
+impl Input {
+    /// Wraps a checked input, fetching it here when `whole`.
+    pub(super) async fn open(
+        store: &Arc<dyn ObjectStore>,
+        path: &Path,
+        size: u64,
+        metadata: Arc<ParquetMetaData>,
+        whole: bool,
+    ) -> Result<Input, MergerError> {
+        let unreadable = |e: parquet::errors::ParquetError| MergerError::Merge(format!("{path}: {e}"));
+        let plain =
+            ArrowReaderMetadata::try_new(metadata.clone(), ArrowReaderOptions::new()).map_err(unreadable)?;
+        let schema = plain.schema().clone();
+        let views: Vec<Field> = schema
+            .fields()
+            .iter()
+            .map(|f| f.as_ref().clone().with_data_type(read_type(f.data_type())))
+            .collect();
+        let views = Arc::new(Schema::new_with_metadata(views, schema.metadata().clone()));
+        let meta = if views == schema {
+            plain
+        } else {
+            ArrowReaderMetadata::try_new(metadata, ArrowReaderOptions::new().with_schema(views))
+                .map_err(unreadable)?
+        };
+        let bytes = if whole {
+            let got = store
+                .get(path)
+                .await
+                .map_err(|e| MergerError::Merge(format!("reading {path}: {e}")))?;
+            InputBytes::Whole(
+                got.bytes()
+                    .await
+                    .map_err(|e| MergerError::Merge(format!("reading {path}: {e}")))?,
+            )
+        } else {
+            InputBytes::Ranged(Arc::new(RangedFile {
+                store: store.clone(),
+                path: path.clone(),
+                size,
+                handle: Handle::current(),
+            }))
+        };
+        Ok(Input {
+            path: path.clone(),
+            size,
+            schema,
+            meta,
+            bytes,
+        })
+    }
+
+    pub(super) fn rows(&self) -> u64 {
+        u64::try_from(self.meta.metadata().file_metadata().num_rows()).unwrap_or(0)
+    }
+
+    pub(super) fn schema(&self) -> &SchemaRef {
+        &self.schema
+    }
+
+    /// The byte ranges of `leaf`'s chunks, in file order.
+    fn chunk_ranges(&self, leaf: usize) -> Result<Vec<Range<u64>>, MergerError> {
+        let mut ranges = Vec::new();
+        for group in self.meta.metadata().row_groups() {
+            let column = group.column(leaf);
+            let start = column
+                .dictionary_page_offset()
+                .unwrap_or(column.data_page_offset());
+            let (Ok(start), Ok(len)) = (u64::try_from(start), u64::try_from(column.compressed_size())) else {
+                return Err(MergerError::Merge(format!(
+                    "{}: column chunk with a negative offset or size",
+                    self.path
+                )));
+            };
+            ranges.push(start..start + len);
+        }
+        Ok(ranges)
+    }
+
+    pub(super) fn weight(&self, leaf: usize) -> ColumnWeight {
+        let mut w = ColumnWeight::default();
+        for group in self.meta.metadata().row_groups() {
+            let column = group.column(leaf);
+            let (c, u) = (
+                u64::try_from(column.compressed_size()).unwrap_or(0),
+                u64::try_from(column.uncompressed_size()).unwrap_or(0),
+            );
+            w.compressed += c;
+            w.uncompressed += u;
+            w.max_chunk = w.max_chunk.max(c);
+            w.max_chunk_uncompressed = w.max_chunk_uncompressed.max(u);
+        }
+        w
+    }
+
+    /// A reader of `leaf` alone, over every row, `batch_rows` at a time.
+    pub(super) fn column_reader(
+        &self,
+        leaf: usize,
+        batch_rows: usize,
+    ) -> Result<ParquetRecordBatchReader, MergerError> {
+        let source = self.bytes.reader(self.chunk_ranges(leaf)?);
+        ParquetRecordBatchReaderBuilder::new_with_metadata(source, self.meta.clone())
+            .with_projection(ProjectionMask::leaves(self.meta.parquet_schema(), [leaf]))
+            .with_batch_size(batch_rows)
+            .build()
+            .map_err(|e| MergerError::Merge(format!("reading {}: {e}", self.path)))
+    }
+
+    /// All of `leaf`, as one array.
+    pub(super) fn read_column(&self, leaf: usize) -> Result<ArrayRef, MergerError> {
+        let failed = |e: &dyn std::fmt::Display| MergerError::Merge(format!("reading {}: {e}", self.path));
+        let mut parts = Vec::new();
+        for batch in self.column_reader(leaf, 64 * 1024)? {
+            parts.push(batch.map_err(|e| failed(&e))?.column(0).clone());
+        }
+        let dtype = self.meta.schema().field(leaf).data_type().clone();
+        if parts.is_empty() {
+            return Ok(datafusion::arrow::array::new_empty_array(&dtype));
+        }
+        let refs: Vec<&dyn datafusion::arrow::array::Array> = parts.iter().map(|a| a.as_ref()).collect();
+        datafusion::arrow::compute::concat(&refs).map_err(|e| failed(&e))
+    }
+}
+
+/// The output's columns and where each comes from.
+pub(super) struct Layout {
+    pub schema: SchemaRef,
+    /// `leaves[c][i]`: output column `c`'s leaf in input `i`, or `None` when the input lacks it
+    /// (it reads as nulls there).
+    pub leaves: Vec<Vec<Option<usize>>>,
+}
+
+impl Layout {
+    /// The union of the inputs' schemas by column name: `keys.column_order` first, then the
+    /// other columns sorted by name, as the DataFusion path orders them. Declines nested columns
+    /// and a name whose type differs between inputs.
+    pub(super) fn of(inputs: &[Input], keys: &MergeKeys) -> Result<Layout, FastPathError> {
+        let mut fields: Vec<Field> = Vec::new();
+        for input in inputs {
+            let schema = input.schema();
+            if schema.fields().len() != input.meta.parquet_schema().num_columns()
+                || schema.fields().iter().any(|f| f.data_type().is_nested())
+            {
+                return Err(FastPathError::Declined(format!(
+                    "{} has nested columns",
+                    input.path
+                )));
+            }
+            for field in schema.fields() {
+                match fields.iter_mut().find(|f| f.name() == field.name()) {
+                    Some(seen) if seen.data_type() != field.data_type() => {
+                        return Err(FastPathError::Declined(format!(
+                            "column `{}` is {} in one input and {} in {}",
+                            field.name(),
+                            seen.data_type(),
+                            field.data_type(),
+                            input.path
+                        )));
+                    }
+                    Some(seen) => {
+                        if field.is_nullable() {
+                            seen.set_nullable(true);
+                        }
+                    }
+                    None => fields.push(field.as_ref().clone()),
+                }
+            }
+        }
+        let mut ordered: Vec<Field> = Vec::with_capacity(fields.len());
+        for name in &keys.column_order {
+            if let Some(at) = fields.iter().position(|f| f.name() == name) {
+                ordered.push(fields.remove(at));
+            }
+        }
+        fields.sort_by(|a, b| a.name().cmp(b.name()));
+        ordered.extend(fields);
+        let leaves: Vec<Vec<Option<usize>>> = ordered
+            .iter()
+            .map(|f| {
+                inputs
+                    .iter()
+                    .map(|i| i.schema().index_of(f.name()).ok())
+                    .collect()
+            })
+            .collect();
+        // A column some input lacks reads as nulls there.
+        let fields: Vec<FieldRef> = ordered
+            .into_iter()
+            .zip(&leaves)
+            .map(|(f, at)| {
+                let nullable = f.is_nullable() || at.iter().any(Option::is_none);
+                Arc::new(f.with_nullable(nullable))
+            })
+            .collect();
+        Ok(Layout {
+            schema: Arc::new(Schema::new(fields)),
+            leaves,
+        })
+    }
+}
