@@ -360,7 +360,10 @@ mod tests {
             next: std::sync::Mutex::new(None),
             fail: true,
         }));
-        assert_eq!(ticks(&broken, 6, Duration::from_millis(1000)).await, [0, 0, 0, 0, 0, 1]);
+        assert_eq!(
+            ticks(&broken, 6, Duration::from_millis(1000)).await,
+            [0, 0, 0, 0, 0, 1]
+        );
     }
 
     #[tokio::test(start_paused = true)]
