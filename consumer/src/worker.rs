@@ -71,9 +71,10 @@ pub async fn process_job(p: &Pipeline, job: &PageJob) -> Result<JobOutcome, Cons
     if let Some(done) = p.ledger.page_done(&run.run_id, &job_id).await? {
         // Redelivered after its marker was written: the crash may have come before the next
         // page, the started slices or the due merges were sent, before the run was handed to
-        // the merger, or before its closing task was sent. Each is repeated from the marker;
+        // the merger, or before its closing task was sent. Each is repeated from the marker
+        // (pages already recorded excepted: re-sent, they would run their chain twice);
         // the receivers' own markers (and FIFO deduplication) absorb the repeats.
-        send_effects(p, &run, job, done.next_cursor, &done.effects).await?;
+        send_effects(p, &run, job, done.next_cursor, &done.effects, Resend::Unrecorded).await?;
         hand_over(p, &run, &job_id).await?;
         return Ok(JobOutcome::Duplicate);
     }
@@ -154,23 +155,19 @@ pub async fn process_job(p: &Pipeline, job: &PageJob) -> Result<JobOutcome, Cons
             pages_outstanding,
             effects,
         } => (pages_outstanding == 0, outcome.next_cursor.clone(), effects),
-        // A copy of this job recorded it first (SQS delivered it twice): send what its marker
-        // says, as a redelivery would (its cursor is the one the successor is checked against).
+        // A copy of this job recorded it first (SQS delivered it twice). That copy holds its
+        // message until it has sent the successors (or its redelivery sends them): sending
+        // them here too would run the rest of the chain twice.
         PageCompletion::AlreadyDone => {
             discard_late_files(p, &run.run_id, &staged).await?;
-            let done = p
-                .ledger
-                .page_done(&run.run_id, &job_id)
-                .await?
-                .unwrap_or_default();
-            (false, done.next_cursor, done.effects)
+            return Ok(JobOutcome::Duplicate);
         }
     };
 
     // 3. Successors only after the marker: a page cannot be recorded before this one (which
     //    would let the count reach 0 with this page's partitions unknown). A crash before the
     //    sends is repaired by the redelivery, which reads them back from the marker.
-    send_effects(p, &run, job, next, &effects).await?;
+    send_effects(p, &run, job, next, &effects, Resend::All).await?;
 
     // 4. The last page hands the run to the merger (L3).
     if last_page {
@@ -293,17 +290,36 @@ async fn send_effects(
     job: &PageJob,
     next_cursor: Option<String>,
     effects: &PageEffects,
+    resend: Resend,
 ) -> Result<(), ConsumerError> {
+    let recorded = |job: PageJob| async move {
+        Ok::<_, ConsumerError>(
+            resend == Resend::Unrecorded && p.ledger.page_done(&job.run_id, &job.job_id()).await?.is_some(),
+        )
+    };
     if let Some(cursor) = next_cursor {
         let next = job.next(cursor);
-        p.pages
-            .send(vec![Outgoing::standard(messages::encode(&Body::PageJob(next)))])
-            .await?;
-        failpoint::hit(failpoint::CONSUMER_AFTER_NEXT_PAGE);
+        if !recorded(next.clone()).await? {
+            p.pages
+                .send(vec![Outgoing::standard(messages::encode(&Body::PageJob(next)))])
+                .await?;
+            failpoint::hit(failpoint::CONSUMER_AFTER_NEXT_PAGE);
+        }
     }
-    if !effects.launch.is_empty() {
-        let first_pages = effects
-            .launch
+    let mut launch = Vec::new();
+    for &slice_no in &effects.launch {
+        let first = PageJob {
+            slice_no,
+            page_no: 0,
+            cursor: None,
+            ..job.clone()
+        };
+        if !recorded(first).await? {
+            launch.push(slice_no);
+        }
+    }
+    if !launch.is_empty() {
+        let first_pages = launch
             .iter()
             .map(|&slice_no| {
                 let slice = run.plan.get(slice_no as usize).cloned().ok_or_else(|| {
@@ -332,6 +348,15 @@ async fn send_effects(
         tracing::debug!(run_id = %run.run_id, partitions = effects.merges.len(), "partition merges queued during the fetch");
     }
     Ok(())
+}
+
+/// Which successors [`send_effects`] sends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Resend {
+    /// All of them: the page was just recorded.
+    All,
+    /// Those not recorded yet: a redelivery, long after some may have run.
+    Unrecorded,
 }
 
 fn merge_task(run: &Run, dt: Option<String>, pass: u32) -> Outgoing {
@@ -379,6 +404,23 @@ async fn hand_over(p: &Pipeline, run: &Run, job_id: &str) -> Result<(), Consumer
 /// repeats.
 pub async fn send_merge_tasks(p: &Pipeline, run: &Run) -> Result<usize, ConsumerError> {
     let mut out = Vec::new();
+    if run.slices_started.is_none() && run.merges_queued.is_empty() && !run.dts.is_empty() {
+        // A run that left fetching under a build before progressive merges: it counted one
+        // task per partition and no closing task.
+        for dt in &run.dts {
+            let task = merge_task(run, Some(dt.clone()), 0);
+            if !p
+                .ledger
+                .is_merge_done(&run.run_id, &format!("{}:{dt}", run.run_id))
+                .await?
+            {
+                out.push(task);
+            }
+        }
+        let n = out.len();
+        p.merges.send(out).await?;
+        return Ok(n);
+    }
     for m in run.queued_merges() {
         let task = MergeTask {
             run_id: run.run_id.clone(),

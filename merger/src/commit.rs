@@ -55,10 +55,17 @@ pub async fn commit(p: &Pipeline, run: &Run) -> Result<(), MergerError> {
             "could not write the sync state; the run still commits and the next sync re-reads the window"),
     }
     failpoint::hit(failpoint::MERGER_AFTER_STATE);
-    if p.ledger
+    let committed = p
+        .ledger
         .finish(&run.run_id, RunStatus::Committed, None, p.now_ms())
-        .await?
-    {
+        .await?;
+    // Again, now that the run has ended: a late duplicate copy of a page (SQS delivers at least
+    // once) may have staged files since the first sweep; one that uploads after this one sees
+    // the run ended and deletes its own (see the consumer's `discard_late_files`).
+    p.lake
+        .delete_dir(&p.lake.staging_run_dir(&run.table, &run.run_id))
+        .await?;
+    if committed {
         tracing::info!(
             run_id = %run.run_id,
             table = %run.table,

@@ -54,11 +54,10 @@ pub async fn process_task(p: &Pipeline, task: &MergeTask) -> Result<TaskOutcome,
     }
     // P1: a partition's merge may come while the run still fetches other slices; the closing
     // task (no dt) only once fetching is over.
-    let may_merge = match (&task.dt, run.status) {
-        (_, RunStatus::Merging) => true,
-        (Some(_), RunStatus::Fetching) => true,
-        _ => false,
-    };
+    let may_merge = matches!(
+        (&task.dt, run.status),
+        (_, RunStatus::Merging) | (Some(_), RunStatus::Fetching)
+    );
     if !may_merge {
         return Ok(TaskOutcome::Stale(format!(
             "run {} is {}",

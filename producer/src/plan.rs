@@ -91,6 +91,11 @@ pub async fn plan(
                 let first = edge(client, source, TimeField::Created, &all, Direction::Ascending).await?;
                 let from = first.map(|(created, _)| created.min(t0)).unwrap_or(0);
                 let parts = split(client, source, TimeField::Created, from, t0, target, max_parts).await?;
+                if parts.is_empty() {
+                    // Counted, then gone (search moved on): the list walk reads what is there.
+                    slices.push(Slice::List { object_type });
+                    continue;
+                }
                 tracing::info!(%object_type, records = total, slices = parts.len(),
                     "backfill planned as created-date slices");
                 slices.extend(parts.into_iter().map(|p| Slice::Created {

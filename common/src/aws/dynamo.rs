@@ -312,10 +312,14 @@ impl DynamoLedger {
                     .map_err(|e| self.err("Put", e))?;
                 items.push(TransactWriteItem::builder().put(put_marker).build());
             }
+            // The token makes the SDK's own retry of this write idempotent: a write that
+            // succeeded but whose answer was lost is reported as done, not as a conflict with
+            // its own marker (which would tell the page that recorded it that another did).
             match self
                 .client
                 .transact_write_items()
                 .set_transact_items(Some(items))
+                .client_request_token(uuid::Uuid::new_v4().to_string())
                 .send()
                 .await
             {
@@ -414,10 +418,14 @@ impl Ledger for DynamoLedger {
                     )
                     .build(),
             ];
+            // The token makes the SDK's own retry of this write idempotent: a write that
+            // succeeded but whose answer was lost is reported as done, not as a conflict with
+            // its own marker (which would tell the page that recorded it that another did).
             match self
                 .client
                 .transact_write_items()
                 .set_transact_items(Some(items))
+                .client_request_token(uuid::Uuid::new_v4().to_string())
                 .send()
                 .await
             {

@@ -186,8 +186,9 @@ impl RollingWindow {
                 break;
             };
             // The window's interval is HubSpot's plus a margin (see SEARCH_INTERVAL); a slot
-            // used later than that margin could meet the next one inside HubSpot's window.
-            let tolerance = self.interval / 26;
+            // used late eats into it, so at most half of it goes to lateness, the rest to the
+            // network's jitter.
+            let tolerance = self.interval / 52;
             match schedule.reserve(self.interval / limit as u32, tolerance).await {
                 Ok(wait) => {
                     tokio::time::sleep(wait).await;

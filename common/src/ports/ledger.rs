@@ -20,7 +20,11 @@
 //! - P1: a partition's merge is queued once every slice that can stage into it is done
 //!   ([`Slice::days`](crate::messages::Slice::days)), so a backfill's partitions become
 //!   visible while it goes on; a page that still stages into it afterwards queues one more
-//!   pass of the same partition (FIFO order puts it after the first).
+//!   pass of the same partition (passes of one partition never overlap, FIFO group; in
+//!   whatever order they run, each merges what is staged when it lists).
+//!
+//! Upgrading: runs recorded before P1 and L5 finish under the new rules, but processes of both
+//! builds must not serve one ledger at once: stop every service, then start the new build.
 
 use async_trait::async_trait;
 
