@@ -1,18 +1,27 @@
-//! `bench fetch`: a backfill of one table by N consumer processes (AWS mode on the moto
-//! emulator: producer, merger and N consumers, each its own process) against one simulated
-//! account with HubSpot's default limits and 100 ms latency. It reports rows per second against
-//! the most those limits allow, and the share of requests the simulator answered 429
-//! (`/_sim/stats`). The merger starts when fetching is over (see below).
+//! `bench fetch`: a backfill of one table by N consumers against one simulated account with
+//! HubSpot's default limits and 100 ms latency. It reports rows per second against the most
+//! those limits allow, and the share of requests the simulator answered 429 (`/_sim/stats`).
+//!
+//! By default the consumers are N workers of one embedded pipeline (SQLite queues and ledger)
+//! built in this process: what is measured is hubsync against HubSpot's limits. `--aws` runs
+//! them as N consumer processes on the moto emulator instead; there the emulator, whose
+//! DynamoDB calls are serialized, binds long before HubSpot's limits do.
 
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use clap::Args;
+use common::catalog::Catalog;
+use common::clock;
+use common::hubspot::{ClientConfig, HubSpotClient, RateBudget};
+use common::messages::RequestedMode;
+use common::pipeline::{Pipeline, Settings};
 use common::ports::RunStatus;
 use hubsync_tests::deploy::{aws_pipeline, stop, tail, Deployment};
 use hubsync_tests::harness::wait_for;
 use hubsync_tests::moto::Moto;
-use infra::sim::{self, ObjectType, RuntimeConfig, SimConfig};
+use infra::runner::{run_embedded, RunOptions};
+use infra::sim::{self, ObjectType, RuntimeConfig, SimConfig, SimServer, SimStats};
 
 use crate::release_bins;
 
@@ -31,9 +40,12 @@ pub struct FetchBench {
     /// Latency the simulator adds to every request (±25 %), in ms.
     #[arg(long, default_value_t = 100)]
     latency_ms: u64,
-    /// Messages each consumer process works on at once.
+    /// Messages each consumer process works on at once (with --aws).
     #[arg(long, default_value_t = 4)]
     concurrency: usize,
+    /// Consumer processes on the moto emulator instead of workers of one embedded pipeline.
+    #[arg(long)]
+    aws: bool,
 }
 
 /// One backfill's figures.
@@ -61,9 +73,6 @@ impl FetchResult {
 }
 
 pub async fn bench_fetch(args: FetchBench) -> Result<Vec<FetchResult>> {
-    release_bins()?;
-    let moto = Moto::start().context("starting the moto emulator")?;
-    moto.export_env();
     let runtime = RuntimeConfig {
         latency_ms: args.latency_ms,
         ..RuntimeConfig::default()
@@ -77,111 +86,208 @@ pub async fn bench_fetch(args: FetchBench) -> Result<Vec<FetchResult>> {
     })
     .await?;
     println!(
-        "fetch: {} deals seeded in {:.1?}; limits {} requests per 10 s, {} searches per s; latency {} ms",
+        "fetch: {} deals seeded in {:.1?}; limits {} requests per 10 s, {} searches per s; latency {} ms; {}",
         args.records,
         t.elapsed(),
         runtime.rate_limit,
         runtime.search_rate,
-        args.latency_ms
-    );
-    let general_rows = f64::from(runtime.rate_limit) / 10.0 * LIST_ROWS;
-    let search_rows = f64::from(runtime.search_rate) * SEARCH_ROWS;
-    let dir = tempfile::tempdir()?;
-    let mut results = Vec::new();
-    for &consumers in &args.consumers {
-        let prefix = format!("fetch{consumers}");
-        let d = Deployment::on(
-            &moto,
-            &server.base_url(),
-            &prefix,
-            &dir.path().join(format!("{prefix}.log")),
-            &[
-                // The account's own limits: the budget's margins keep the sum under them.
-                ("HUBSYNC_RATE_LIMIT", &runtime.rate_limit.to_string()),
-                ("HUBSYNC_SEARCH_RATE", &runtime.search_rate.to_string()),
-                ("HUBSYNC_HUBSPOT_RETRIES", "8"),
-                ("HUBSYNC_MAX_RECEIVE_COUNT", "10"),
-                ("HUBSYNC_CONCURRENCY", &args.concurrency.to_string()),
-            ],
-        );
-        d.hubsync_ok(&["infra", "up"])?;
-        let p = aws_pipeline(&format!("lake-{prefix}"), &prefix).await?;
-        // The merger starts once fetching is over: its S3 listings would otherwise load the
-        // emulator (one Python process) the consumers' ledger calls go through, and this
-        // benchmark measures fetching against HubSpot's limits, not the emulator.
-        let mut services = vec![d.service("producer")?];
-        for _ in 0..consumers {
-            services.push(d.service("consumer")?);
+        args.latency_ms,
+        if args.aws {
+            "consumer processes on moto"
+        } else {
+            "consumer workers of one embedded pipeline"
         }
-        let needle = format!("\"consumers\":{consumers}");
-        wait_for(
-            "the consumers to see each other",
-            Duration::from_secs(60),
-            || async { Ok(std::fs::read_to_string(&d.log)?.matches(&needle).count() >= consumers) },
-        )
-        .await
-        .map_err(|e| anyhow::anyhow!("{e:#}\n{}", tail(&d.log)))?;
-        server.reset_stats();
-        let started = Instant::now();
-        d.hubsync_ok(&["sync", "--table", "deals", "--mode", "full"])?;
-        // The budget governs fetching: measure from the request to the last page recorded.
-        wait_for(
-            "the backfill past fetching",
-            Duration::from_secs(3600),
-            || async {
-                let runs = p.ledger.list_runs(Some("deals"), 1).await?;
-                Ok(runs
-                    .first()
-                    .is_some_and(|r| matches!(r.status, RunStatus::Merging | RunStatus::Committed)))
-            },
-        )
-        .await
-        .map_err(|e| anyhow::anyhow!("{e:#}\n{}", tail(&d.log)))?;
-        let secs = started.elapsed().as_secs_f64();
-        let stats = server.stats();
-        services.push(d.service("merger")?);
-        wait_for("the backfill to commit", Duration::from_secs(600), || async {
-            let runs = p.ledger.list_runs(Some("deals"), 1).await?;
-            Ok(runs.first().is_some_and(|r| r.status == RunStatus::Committed))
-        })
-        .await
-        .map_err(|e| anyhow::anyhow!("{e:#}\n{}", tail(&d.log)))?;
-        let run = p
-            .ledger
-            .list_runs(Some("deals"), 1)
-            .await?
-            .pop()
-            .context("the backfill's run")?;
-        stop(services)?;
+    );
+    let ceilings = Ceilings {
+        general_rows: f64::from(runtime.rate_limit) / 10.0 * LIST_ROWS,
+        search_rows: f64::from(runtime.search_rate) * SEARCH_ROWS,
+    };
+    let mut results = Vec::new();
+    if args.aws {
+        release_bins()?;
+        let moto = Moto::start().context("starting the moto emulator")?;
+        moto.export_env();
+        for &consumers in &args.consumers {
+            results.push(fetch_aws(&args, &server, &moto, runtime, ceilings, consumers).await?);
+        }
+    } else {
+        for &consumers in &args.consumers {
+            results.push(fetch_embedded(&server, runtime, ceilings, consumers).await?);
+        }
+    }
+    server.shutdown().await?;
+    print_table(&results);
+    Ok(results)
+}
+
+#[derive(Clone, Copy)]
+struct Ceilings {
+    general_rows: f64,
+    search_rows: f64,
+}
+
+impl Ceilings {
+    fn result(&self, consumers: usize, rows: i64, secs: f64, stats: &SimStats) -> FetchResult {
         let used_search = stats.by_endpoint.search > 0;
         let used_list = stats.by_endpoint.list > 0;
-        let result = FetchResult {
+        let r = FetchResult {
             consumers,
-            rows: run.records,
+            rows,
             secs,
             requests: stats.requests,
             search: stats.by_endpoint.search,
             list: stats.by_endpoint.list,
             limited: stats.rate_limited.total,
-            ceiling_used: if used_search { search_rows } else { 0.0 }
-                + if used_list { general_rows } else { 0.0 },
-            ceiling_all: search_rows + general_rows,
+            ceiling_used: if used_search { self.search_rows } else { 0.0 }
+                + if used_list { self.general_rows } else { 0.0 },
+            ceiling_all: self.search_rows + self.general_rows,
         };
         println!(
             "fetch: {consumers} consumer(s): {} rows in {secs:.1} s = {:.0} rows/s; {} requests ({} search, {} list), {} answered 429 ({:.2} %)",
-            result.rows,
-            result.rate(),
-            result.requests,
-            result.search,
-            result.list,
-            result.limited,
-            result.limited_share() * 100.0
+            r.rows,
+            r.rate(),
+            r.requests,
+            r.search,
+            r.list,
+            r.limited,
+            r.limited_share() * 100.0
         );
-        results.push(result);
+        r
     }
-    server.shutdown().await?;
-    print_table(&results);
-    Ok(results)
+}
+
+/// N workers of one embedded pipeline; the client's budget at the account's limits.
+async fn fetch_embedded(
+    server: &SimServer,
+    runtime: RuntimeConfig,
+    ceilings: Ceilings,
+    consumers: usize,
+) -> Result<FetchResult> {
+    let dir = tempfile::tempdir()?;
+    let client = HubSpotClient::new(
+        ClientConfig {
+            base_url: server.base_url(),
+            max_retries: 8,
+            ..Default::default()
+        },
+        RateBudget::new(runtime.rate_limit as usize, runtime.search_rate as usize),
+    )?;
+    let p = Pipeline::embedded(
+        dir.path(),
+        Catalog::default(),
+        client,
+        clock::system(),
+        Settings::default(),
+    )?;
+    server.reset_stats();
+    let started = Instant::now();
+    let options = RunOptions {
+        tables: vec!["deals".into()],
+        mode: RequestedMode::Full,
+        consumers,
+        mergers: 2,
+        timeout: Some(Duration::from_secs(3600)),
+    };
+    // The budget governs fetching: measure from the request to the last page recorded.
+    let watcher = {
+        let p = p.clone();
+        async move {
+            loop {
+                let runs = p.ledger.list_runs(Some("deals"), 1).await?;
+                if runs
+                    .first()
+                    .is_some_and(|r| matches!(r.status, RunStatus::Merging | RunStatus::Committed))
+                {
+                    return anyhow::Ok((started.elapsed(), server.stats()));
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+    };
+    let (reports, fetched) = tokio::join!(run_embedded(&p, &options), watcher);
+    let (elapsed, stats) = fetched?;
+    let run = reports?.pop().and_then(|r| r.run).context("the backfill's run")?;
+    anyhow::ensure!(
+        run.status == RunStatus::Committed,
+        "the backfill did not commit: {:?}",
+        run.status
+    );
+    Ok(ceilings.result(consumers, run.records, elapsed.as_secs_f64(), &stats))
+}
+
+/// N consumer processes on the emulator, with a producer and (after the fetch) a merger.
+async fn fetch_aws(
+    args: &FetchBench,
+    server: &SimServer,
+    moto: &Moto,
+    runtime: RuntimeConfig,
+    ceilings: Ceilings,
+    consumers: usize,
+) -> Result<FetchResult> {
+    let dir = tempfile::tempdir()?;
+    let prefix = format!("fetch{consumers}");
+    let d = Deployment::on(
+        moto,
+        &server.base_url(),
+        &prefix,
+        &dir.path().join(format!("{prefix}.log")),
+        &[
+            // The account's own limits: the budget's margins keep the sum under them.
+            ("HUBSYNC_RATE_LIMIT", &runtime.rate_limit.to_string()),
+            ("HUBSYNC_SEARCH_RATE", &runtime.search_rate.to_string()),
+            ("HUBSYNC_HUBSPOT_RETRIES", "8"),
+            ("HUBSYNC_MAX_RECEIVE_COUNT", "10"),
+            ("HUBSYNC_CONCURRENCY", &args.concurrency.to_string()),
+        ],
+    );
+    d.hubsync_ok(&["infra", "up"])?;
+    let p = aws_pipeline(&format!("lake-{prefix}"), &prefix).await?;
+    // The merger starts once fetching is over: its S3 listings would otherwise load the
+    // emulator (one Python process) the consumers' ledger calls go through.
+    let mut services = vec![d.service("producer")?];
+    for _ in 0..consumers {
+        services.push(d.service("consumer")?);
+    }
+    let needle = format!("\"consumers\":{consumers}");
+    wait_for(
+        "the consumers to see each other",
+        Duration::from_secs(60),
+        || async { Ok(std::fs::read_to_string(&d.log)?.matches(&needle).count() >= consumers) },
+    )
+    .await
+    .map_err(|e| anyhow::anyhow!("{e:#}\n{}", tail(&d.log)))?;
+    server.reset_stats();
+    let started = Instant::now();
+    d.hubsync_ok(&["sync", "--table", "deals", "--mode", "full"])?;
+    wait_for(
+        "the backfill past fetching",
+        Duration::from_secs(3600),
+        || async {
+            let runs = p.ledger.list_runs(Some("deals"), 1).await?;
+            Ok(runs
+                .first()
+                .is_some_and(|r| matches!(r.status, RunStatus::Merging | RunStatus::Committed)))
+        },
+    )
+    .await
+    .map_err(|e| anyhow::anyhow!("{e:#}\n{}", tail(&d.log)))?;
+    let secs = started.elapsed().as_secs_f64();
+    let stats = server.stats();
+    services.push(d.service("merger")?);
+    wait_for("the backfill to commit", Duration::from_secs(600), || async {
+        let runs = p.ledger.list_runs(Some("deals"), 1).await?;
+        Ok(runs.first().is_some_and(|r| r.status == RunStatus::Committed))
+    })
+    .await
+    .map_err(|e| anyhow::anyhow!("{e:#}\n{}", tail(&d.log)))?;
+    let run = p
+        .ledger
+        .list_runs(Some("deals"), 1)
+        .await?
+        .pop()
+        .context("the backfill's run")?;
+    stop(services)?;
+    Ok(ceilings.result(consumers, run.records, secs, &stats))
 }
 
 pub fn print_table(results: &[FetchResult]) {
