@@ -1,6 +1,9 @@
 //! The run ledger in the embedded database. Each method is one IMMEDIATE transaction, so a
 //! done-marker and the counter it guards change together or not at all (L2, L3).
 
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
 use async_trait::async_trait;
 use rusqlite::{params, OptionalExtension, Transaction};
 
@@ -16,33 +19,76 @@ use crate::ports::ledger::{
 pub struct EmbeddedLedger {
     db: Db,
     lease_ms: i64,
+    runs: RunCache,
 }
 
 impl EmbeddedLedger {
     pub fn new(db: Db, lease_ms: i64) -> Self {
-        EmbeddedLedger { db, lease_ms }
+        EmbeddedLedger {
+            db,
+            lease_ms,
+            runs: RunCache::default(),
+        }
     }
 }
 
-fn load(tx: &Transaction<'_>, run_id: &str) -> Result<Option<Run>, DbError> {
+/// Runs last parsed or stored, with the body text they came from. A run is read far more
+/// often than it changes (each merge reads its run twice) and a backfill's body lists thousands
+/// of partitions, so parsing it dominated merging small partitions. An entry serves a read only
+/// when the body just read from the database is the very text it holds: the database stays
+/// the only truth, and a transaction rolled back after [`store`] merely leaves a dead entry.
+#[derive(Debug, Clone, Default)]
+struct RunCache(Arc<Mutex<HashMap<String, (String, Run)>>>);
+
+/// Runs the cache holds (one process drives a few runs at a time).
+const CACHED_RUNS: usize = 16;
+
+impl RunCache {
+    fn parse(&self, run_id: &str, body: String) -> Result<Run, DbError> {
+        if let Some((text, run)) = self.entries().get(run_id) {
+            if *text == body {
+                return Ok(run.clone());
+            }
+        }
+        let run: Run =
+            serde_json::from_str(&body).map_err(|e| DbError::Other(format!("run {run_id}: {e}")))?;
+        self.put(body, run.clone());
+        Ok(run)
+    }
+
+    fn put(&self, body: String, run: Run) {
+        let mut entries = self.entries();
+        if entries.len() >= CACHED_RUNS && !entries.contains_key(&run.run_id) {
+            entries.clear();
+        }
+        entries.insert(run.run_id.clone(), (body, run));
+    }
+
+    fn entries(&self) -> std::sync::MutexGuard<'_, HashMap<String, (String, Run)>> {
+        // A panic while holding the lock leaves entries that are each still whole.
+        self.0.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+fn load(tx: &Transaction<'_>, cache: &RunCache, run_id: &str) -> Result<Option<Run>, DbError> {
     let body: Option<String> = tx
         .query_row("SELECT body FROM runs WHERE run_id = ?1", [run_id], |r| r.get(0))
         .optional()?;
-    body.map(|b| serde_json::from_str(&b).map_err(|e| DbError::Other(format!("run {run_id}: {e}"))))
-        .transpose()
+    body.map(|b| cache.parse(run_id, b)).transpose()
 }
 
-fn must_load(tx: &Transaction<'_>, run_id: &str) -> Result<Run, DbError> {
-    load(tx, run_id)?.ok_or_else(|| DbError::Other(format!("run `{run_id}` not found")))
+fn must_load(tx: &Transaction<'_>, cache: &RunCache, run_id: &str) -> Result<Run, DbError> {
+    load(tx, cache, run_id)?.ok_or_else(|| DbError::Other(format!("run `{run_id}` not found")))
 }
 
-fn store(tx: &Transaction<'_>, run: &Run) -> Result<(), DbError> {
+fn store(tx: &Transaction<'_>, cache: &RunCache, run: &Run) -> Result<(), DbError> {
     let body = serde_json::to_string(run).map_err(|e| DbError::Other(e.to_string()))?;
     tx.execute(
         "INSERT INTO runs (run_id, tbl, started_at, body) VALUES (?1, ?2, ?3, ?4)
          ON CONFLICT (run_id) DO UPDATE SET body = excluded.body",
         params![run.run_id, run.table, run.started_at_ms, body],
     )?;
+    cache.put(body, run.clone());
     Ok(())
 }
 
@@ -95,16 +141,17 @@ fn ledger_err(e: DbError) -> LedgerError {
 impl Ledger for EmbeddedLedger {
     async fn begin_run(&self, run: &Run, now: EpochMs) -> Result<BeginRun, LedgerError> {
         let run = run.clone();
+        let runs = self.runs.clone();
         self.db
             .tx(move |tx| {
-                if let Some(existing) = load(tx, &run.run_id)? {
+                if let Some(existing) = load(tx, &runs, &run.run_id)? {
                     return Ok(BeginRun::Existing(existing));
                 }
                 let active: Option<String> = tx
                     .query_row("SELECT run_id FROM active_runs WHERE tbl = ?1", [&run.table], |r| r.get(0))
                     .optional()?;
                 if let Some(active_id) = active {
-                    let mut other = must_load(tx, &active_id)?;
+                    let mut other = must_load(tx, &runs, &active_id)?;
                     if !other.lease_expired(now) && other.status.is_active() {
                         return Ok(BeginRun::Refused(other));
                     }
@@ -113,7 +160,7 @@ impl Ledger for EmbeddedLedger {
                         other.status = RunStatus::Abandoned;
                         other.note = Some(format!("lease expired at {}", crate::clock::iso(other.lease_until_ms)));
                         other.updated_at_ms = now;
-                        store(tx, &other)?;
+                        store(tx, &runs, &other)?;
                         tracing::warn!(run_id = %other.run_id, table = %other.table, "abandoned run whose lease expired");
                     }
                     release_table(tx, &other)?;
@@ -122,7 +169,7 @@ impl Ledger for EmbeddedLedger {
                     "INSERT INTO active_runs (tbl, run_id) VALUES (?1, ?2)",
                     [&run.table, &run.run_id],
                 )?;
-                store(tx, &run)?;
+                store(tx, &runs, &run)?;
                 Ok(BeginRun::Started(run))
             })
             .await
@@ -131,11 +178,16 @@ impl Ledger for EmbeddedLedger {
 
     async fn get_run(&self, run_id: &str) -> Result<Option<Run>, LedgerError> {
         let run_id = run_id.to_string();
-        self.db.tx(move |tx| load(tx, &run_id)).await.map_err(ledger_err)
+        let runs = self.runs.clone();
+        self.db
+            .tx(move |tx| load(tx, &runs, &run_id))
+            .await
+            .map_err(ledger_err)
     }
 
     async fn active_run(&self, table: &str) -> Result<Option<Run>, LedgerError> {
         let table = table.to_string();
+        let runs = self.runs.clone();
         self.db
             .tx(move |tx| {
                 let id: Option<String> = tx
@@ -144,7 +196,7 @@ impl Ledger for EmbeddedLedger {
                     })
                     .optional()?;
                 match id {
-                    Some(id) => load(tx, &id),
+                    Some(id) => load(tx, &runs, &id),
                     None => Ok(None),
                 }
             })
@@ -154,18 +206,20 @@ impl Ledger for EmbeddedLedger {
 
     async fn list_runs(&self, table: Option<&str>, limit: usize) -> Result<Vec<Run>, LedgerError> {
         let table = table.map(str::to_string);
+        let runs = self.runs.clone();
         self.db
             .tx(move |tx| {
                 let mut stmt = tx.prepare(
-                    "SELECT body FROM runs WHERE (?1 IS NULL OR tbl = ?1)
+                    "SELECT run_id, body FROM runs WHERE (?1 IS NULL OR tbl = ?1)
                      ORDER BY started_at DESC, run_id DESC LIMIT ?2",
                 )?;
-                let bodies = stmt
-                    .query_map(params![table, limit as i64], |r| r.get::<_, String>(0))?
+                let rows = stmt
+                    .query_map(params![table, limit as i64], |r| {
+                        Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
+                    })?
                     .collect::<Result<Vec<_>, _>>()?;
-                bodies
-                    .iter()
-                    .map(|b| serde_json::from_str(b).map_err(|e| DbError::Other(e.to_string())))
+                rows.into_iter()
+                    .map(|(run_id, body)| runs.parse(&run_id, body))
                     .collect()
             })
             .await
@@ -180,13 +234,14 @@ impl Ledger for EmbeddedLedger {
         now: EpochMs,
     ) -> Result<bool, LedgerError> {
         let (run_id, plan, lease) = (run_id.to_string(), plan.to_vec(), self.lease_ms);
+        let runs = self.runs.clone();
         self.db
             .tx(move |tx| {
-                let mut run = must_load(tx, &run_id)?;
+                let mut run = must_load(tx, &runs, &run_id)?;
                 if !run.start_fetching(&plan, in_flight, now, lease) {
                     return Ok(false);
                 }
-                store(tx, &run)?;
+                store(tx, &runs, &run)?;
                 Ok(true)
             })
             .await
@@ -231,14 +286,15 @@ impl Ledger for EmbeddedLedger {
             outcome.clone(),
             self.lease_ms,
         );
+        let runs = self.runs.clone();
         self.db
             .tx(move |tx| {
-                let mut run = must_load(tx, &run_id)?;
+                let mut run = must_load(tx, &runs, &run_id)?;
                 let (pages_outstanding, effects) = run.apply_page(&o, now, lease);
                 if !mark(tx, &run_id, &marker, o.next_cursor.as_deref(), Some(&effects))? {
                     return Ok(PageCompletion::AlreadyDone);
                 }
-                store(tx, &run)?;
+                store(tx, &runs, &run)?;
                 Ok(PageCompletion::Recorded {
                     pages_outstanding,
                     effects,
@@ -313,13 +369,14 @@ impl Ledger for EmbeddedLedger {
         now: EpochMs,
     ) -> Result<bool, LedgerError> {
         let (run_id, closing_job) = (run_id.to_string(), closing_job.to_string());
+        let runs = self.runs.clone();
         self.db
             .tx(move |tx| {
-                let mut run = must_load(tx, &run_id)?;
+                let mut run = must_load(tx, &runs, &run_id)?;
                 if !run.begin_merging(&closing_job, now) {
                     return Ok(false);
                 }
-                store(tx, &run)?;
+                store(tx, &runs, &run)?;
                 Ok(true)
             })
             .await
@@ -341,14 +398,15 @@ impl Ledger for EmbeddedLedger {
         now: EpochMs,
     ) -> Result<MergeCompletion, LedgerError> {
         let (run_id, marker, lease) = (run_id.to_string(), format!("merge:{task_id}"), self.lease_ms);
+        let runs = self.runs.clone();
         self.db
             .tx(move |tx| {
-                let mut run = must_load(tx, &run_id)?;
+                let mut run = must_load(tx, &runs, &run_id)?;
                 if !mark(tx, &run_id, &marker, None, None)? {
                     return Ok(MergeCompletion::AlreadyDone);
                 }
                 let merges_outstanding = run.apply_merge(now, lease);
-                store(tx, &run)?;
+                store(tx, &runs, &run)?;
                 Ok(MergeCompletion::Recorded { merges_outstanding })
             })
             .await
@@ -363,13 +421,14 @@ impl Ledger for EmbeddedLedger {
         now: EpochMs,
     ) -> Result<bool, LedgerError> {
         let (run_id, note) = (run_id.to_string(), note.map(str::to_string));
+        let runs = self.runs.clone();
         self.db
             .tx(move |tx| {
-                let mut run = must_load(tx, &run_id)?;
+                let mut run = must_load(tx, &runs, &run_id)?;
                 if !run.finish(status, note.as_deref(), now) {
                     return Ok(false);
                 }
-                store(tx, &run)?;
+                store(tx, &runs, &run)?;
                 release_table(tx, &run)?;
                 Ok(true)
             })
@@ -383,6 +442,22 @@ mod tests {
     use super::*;
 
     pub(crate) use crate::ports::run::tests::run_for_test;
+
+    #[test]
+    fn the_run_cache_serves_only_the_text_it_parsed() {
+        let cache = RunCache::default();
+        let mut run = run_for_test("r1", "deals", 0);
+        let old = serde_json::to_string(&run).unwrap();
+        assert_eq!(cache.parse("r1", old.clone()).unwrap(), run);
+        run.records = 7;
+        let new = serde_json::to_string(&run).unwrap();
+        assert_eq!(
+            cache.parse("r1", new).unwrap().records,
+            7,
+            "a changed body is parsed again"
+        );
+        assert_eq!(cache.parse("r1", old).unwrap().records, 0);
+    }
 
     #[tokio::test]
     async fn counters_are_guarded_by_markers_and_one_run_per_table() {

@@ -183,13 +183,13 @@ impl Queue for EmbeddedQueue {
 
     async fn ack(&self, receipt: &str) -> Result<(), QueueError> {
         let name = self.name.clone();
-        let receipt = receipt.to_string();
+        let (id, receipt) = (receipt_id(receipt), receipt.to_string());
         let deleted = self
             .db
             .tx(move |tx| {
                 Ok(tx.execute(
-                    "DELETE FROM messages WHERE queue = ?1 AND receipt = ?2 AND dead = 0",
-                    params![name, receipt],
+                    "DELETE FROM messages WHERE id = ?3 AND queue = ?1 AND receipt = ?2 AND dead = 0",
+                    params![name, receipt, id],
                 )?)
             })
             .await
@@ -204,14 +204,14 @@ impl Queue for EmbeddedQueue {
 
     async fn set_visibility(&self, receipt: &str, visibility: Duration) -> Result<(), QueueError> {
         let name = self.name.clone();
-        let receipt = receipt.to_string();
+        let (id, receipt) = (receipt_id(receipt), receipt.to_string());
         let until: EpochMs = self.clock.now_ms() + visibility.as_millis() as i64;
         let changed = self
             .db
             .tx(move |tx| {
                 Ok(tx.execute(
-                    "UPDATE messages SET visible_at = ?3 WHERE queue = ?1 AND receipt = ?2 AND dead = 0",
-                    params![name, receipt, until],
+                    "UPDATE messages SET visible_at = ?3 WHERE id = ?4 AND queue = ?1 AND receipt = ?2 AND dead = 0",
+                    params![name, receipt, until, id],
                 )?)
             })
             .await
@@ -286,9 +286,25 @@ impl Queue for EmbeddedQueue {
     }
 }
 
+/// The message id a receipt (`{id}:{nonce}`) was issued for, so acknowledging one finds its
+/// row by key instead of scanning the queue; -1 (no row) for a receipt not of that form.
+fn receipt_id(receipt: &str) -> i64 {
+    receipt
+        .split_once(':')
+        .and_then(|(id, _)| id.parse().ok())
+        .unwrap_or(-1)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_receipt_names_its_message() {
+        assert_eq!(receipt_id("42:5f0c"), 42);
+        assert_eq!(receipt_id("not-a-receipt"), -1);
+        assert_eq!(receipt_id("x:1"), -1);
+    }
     use crate::clock::ManualClock;
     use std::sync::Arc;
 

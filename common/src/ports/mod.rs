@@ -8,5 +8,7 @@ pub mod state;
 
 pub use ledger::{Ledger, LedgerError, MergeCompletion};
 pub use queue::{Outgoing, Queue, QueueDepth, QueueError, Received};
-pub use run::{PageCompletion, PageDone, PageEffects, PageOutcome, QueuedMerge, Run, RunMode, RunStatus};
+pub use run::{
+    PageCompletion, PageDone, PageEffects, PageOutcome, QueuedMerge, Run, RunMode, RunStatus, Shared,
+};
 pub use state::{StateError, StateStore, SyncState};

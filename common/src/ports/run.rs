@@ -3,8 +3,10 @@
 //! cited here (L2, L3, L5, P1) are defined in [`super::ledger`].
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::ops::{Deref, DerefMut};
+use std::sync::Arc;
 
-use serde::{Deserialize, Serialize};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::clock::{day_of_dt, EpochMs};
 use crate::messages::Slice;
@@ -65,6 +67,54 @@ impl RunStatus {
     }
 }
 
+/// A run's collections that grow with its size (a backfill has thousands of partitions):
+/// shared between clones and copied only when one is changed, so reading a run (a merge
+/// checks its run's status) does not copy them. Serialized as the value itself.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Shared<T: Clone>(Arc<T>);
+
+impl<T: Clone> Deref for Shared<T> {
+    type Target = T;
+    fn deref(&self) -> &T {
+        &self.0
+    }
+}
+
+impl<T: Clone> DerefMut for Shared<T> {
+    fn deref_mut(&mut self) -> &mut T {
+        Arc::make_mut(&mut self.0)
+    }
+}
+
+impl<'a, T: Clone> IntoIterator for &'a Shared<T>
+where
+    &'a T: IntoIterator,
+{
+    type Item = <&'a T as IntoIterator>::Item;
+    type IntoIter = <&'a T as IntoIterator>::IntoIter;
+    fn into_iter(self) -> Self::IntoIter {
+        self.0.as_ref().into_iter()
+    }
+}
+
+impl<T: Clone> From<T> for Shared<T> {
+    fn from(value: T) -> Self {
+        Shared(Arc::new(value))
+    }
+}
+
+impl<T: Clone + Serialize> Serialize for Shared<T> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        self.0.serialize(s)
+    }
+}
+
+impl<'de, T: Clone + Deserialize<'de>> Deserialize<'de> for Shared<T> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        T::deserialize(d).map(Shared::from)
+    }
+}
+
 /// One run's ledger entry.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Run {
@@ -79,7 +129,7 @@ pub struct Run {
     pub status: RunStatus,
     pub pages_outstanding: i64,
     pub merges_outstanding: i64,
-    pub dts: BTreeSet<String>,
+    pub dts: Shared<BTreeSet<String>>,
     pub max_created_ms: Option<EpochMs>,
     pub max_modified_ms: Option<EpochMs>,
     pub records: i64,
@@ -87,13 +137,13 @@ pub struct Run {
     pub started_at_ms: EpochMs,
     pub updated_at_ms: EpochMs,
     /// The slices planned (set when fetching starts, so a re-planned request reuses them).
-    pub plan: Vec<Slice>,
+    pub plan: Shared<Vec<Slice>>,
     /// The page job whose completion closed fetching (its redelivery re-sends merge tasks).
     pub closing_job: Option<String>,
     pub note: Option<String>,
     /// Slices (plan indexes) whose last page is recorded (L2).
     #[serde(default)]
-    pub slices_done: BTreeSet<u32>,
+    pub slices_done: Shared<BTreeSet<u32>>,
     /// How many slices, in plan order, have been started (L5). `None` in runs recorded before
     /// slices started in waves: all of them were.
     #[serde(default)]
@@ -101,7 +151,7 @@ pub struct Run {
     /// Merge tasks queued per partition (P1): 1 once its merge is due, more if pages staged
     /// into it after that.
     #[serde(default)]
-    pub merges_queued: BTreeMap<String, u32>,
+    pub merges_queued: Shared<BTreeMap<String, u32>>,
 }
 
 /// A merge task queued by a run: its partition and pass (0 first, then extra passes, P1).
@@ -179,7 +229,7 @@ impl Run {
         }
         self.status = RunStatus::Fetching;
         self.pages_outstanding = plan.len() as i64;
-        self.plan = plan.to_vec();
+        self.plan = plan.to_vec().into();
         self.slices_started = Some(plan.len().min(in_flight.max(1)) as u32);
         self.touch(now, lease_ms);
         true
@@ -322,19 +372,19 @@ pub(crate) mod tests {
             status: RunStatus::Planning,
             pages_outstanding: 0,
             merges_outstanding: 0,
-            dts: BTreeSet::new(),
+            dts: Default::default(),
             max_created_ms: None,
             max_modified_ms: None,
             records: 0,
             lease_until_ms: now + 1_000,
             started_at_ms: now,
             updated_at_ms: now,
-            plan: vec![],
+            plan: Default::default(),
             closing_job: None,
             note: None,
-            slices_done: BTreeSet::new(),
+            slices_done: Default::default(),
             slices_started: None,
-            merges_queued: BTreeMap::new(),
+            merges_queued: Default::default(),
         }
     }
 
@@ -409,7 +459,7 @@ pub(crate) mod tests {
     fn runs_recorded_before_waves_started_every_slice_and_merge_at_the_end() {
         let mut run = run_for_test("r", "deals", 0);
         run.status = RunStatus::Fetching;
-        run.plan = vec![days(0, 0)];
+        run.plan = vec![days(0, 0)].into();
         run.pages_outstanding = 1;
         let old: Run = serde_json::from_str(&serde_json::to_string(&run).unwrap().replace(
             ",\"slices_done\":[],\"slices_started\":null,\"merges_queued\":{}",

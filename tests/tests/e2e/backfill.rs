@@ -133,7 +133,7 @@ async fn a_small_object_type_keeps_its_list_walk() -> anyhow::Result<()> {
         .pop()
         .ok_or_else(|| anyhow::anyhow!("no run"))?;
     assert_eq!(
-        run.plan,
+        *run.plan,
         vec![Slice::List {
             object_type: "deals".into()
         }]
