@@ -484,7 +484,7 @@ mod tests {
             lease_until_ms: 0,
             started_at_ms: 0,
             updated_at_ms: 0,
-            plan: vec![],
+            plan: Default::default(),
             closing_job: None,
             note: None,
             slices_done: Default::default(),

@@ -58,7 +58,7 @@ pub async fn handle_request(p: &Pipeline, request: &SyncRequest) -> Result<Reque
                 lease_until_ms: now + p.settings.lease_ms,
                 started_at_ms: now,
                 updated_at_ms: now,
-                plan: vec![],
+                plan: Default::default(),
                 closing_job: None,
                 note: None,
                 slices_done: Default::default(),
