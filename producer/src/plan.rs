@@ -8,7 +8,8 @@
 //! - An incremental run splits its modified window the same way and adds one archived-records
 //!   read per object type (search never returns archived records).
 //!
-//! Splitting counts with the search endpoint (`total` of a one-record page): the biggest part
+//! Splitting counts with the search endpoint (`total` of a one-record page; one count per cut,
+//! the right half's count is the rest, an estimate that never drops it): the biggest part
 //! is split first, at the day boundary nearest its middle, else at its middle millisecond, else
 //! (one millisecond holding more than the target: bulk edits and imports stamp one instant on
 //! many thousands of records) by `hs_object_id`. It stops when every part holds at most the
@@ -90,7 +91,16 @@ pub async fn plan(
                 }
                 let first = edge(client, source, TimeField::Created, &all, Direction::Ascending).await?;
                 let from = first.map(|(created, _)| created.min(t0)).unwrap_or(0);
-                let parts = split(client, source, TimeField::Created, from, t0, target, max_parts).await?;
+                let parts = split(
+                    client,
+                    source,
+                    TimeField::Created,
+                    (from, t0),
+                    Some(total),
+                    target,
+                    max_parts,
+                )
+                .await?;
                 if parts.is_empty() {
                     // Counted, then gone (search moved on): the list walk reads what is there.
                     slices.push(Slice::List { object_type });
@@ -107,7 +117,16 @@ pub async fn plan(
                 }));
             }
             Some(from) => {
-                let parts = split(client, source, TimeField::Modified, from, t0, target, max_parts).await?;
+                let parts = split(
+                    client,
+                    source,
+                    TimeField::Modified,
+                    (from, t0),
+                    None,
+                    target,
+                    max_parts,
+                )
+                .await?;
                 slices.extend(parts.into_iter().map(|p| Slice::Search {
                     object_type: object_type.clone(),
                     from_ms: p.from,
@@ -228,18 +247,22 @@ fn cut(from: EpochMs, to: EpochMs) -> EpochMs {
         .unwrap_or(mid)
 }
 
-/// Splits `[from, to]` (see the module docs), returning its non-empty parts in time order.
+/// Splits `[from, to]` (see the module docs; `counted`: its count when already known),
+/// returning its parts in time order: none counted empty.
 async fn split(
     client: &HubSpotClient,
     source: &SourceSpec,
     field: TimeField,
-    from: EpochMs,
-    to: EpochMs,
+    (from, to): (EpochMs, EpochMs),
+    counted: Option<u64>,
     target: u64,
     max_parts: usize,
 ) -> Result<Vec<Part>, HubSpotError> {
     let mut whole = Part::new(from, to);
-    whole.count = count(client, source, field, &whole).await?;
+    whole.count = match counted {
+        Some(n) => n,
+        None => count(client, source, field, &whole).await?,
+    };
     let mut heap = BinaryHeap::new();
     let mut done = Vec::new();
     if whole.count > 0 {
@@ -275,11 +298,18 @@ async fn split(
             let mid = p.id_min + (p.id_max - p.id_min) / 2;
             [Part { id_max: mid, ..p }, Part { id_min: mid + 1, ..p }]
         };
-        for mut half in halves {
-            half.count = count(client, source, field, &half).await?;
-            if half.count > 0 {
-                heap.push(half);
-            }
+        let [mut left, mut right] = halves;
+        left.count = count(client, source, field, &left).await?;
+        if left.count > 0 {
+            heap.push(left);
+        }
+        // The right half's count is derived, saving a request per cut. Being an estimate (search
+        // counts drift while records change), it never drops the half as empty.
+        right.count = p.count.saturating_sub(left.count);
+        if right.count > 0 {
+            heap.push(right);
+        } else {
+            done.push(right);
         }
     }
     done.extend(heap);

@@ -121,7 +121,8 @@ pub async fn bench_e2e(args: E2eBench) -> Result<E2eResult> {
     if !args.no_audit {
         let t = Instant::now();
         let audit = Command::new(&hubsync)
-            .args(["audit", "--tables", "deals", "--hubspot-url", &base, "--lake"])
+            .args(["audit", "--tables", "deals", "--hubspot-url", &base])
+            .args(["--rate-limit", "0", "--search-rate", "0", "--lake"])
             .arg(&lake)
             .output()
             .context("running hubsync audit")?;

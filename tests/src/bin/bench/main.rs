@@ -2,7 +2,7 @@
 //! `cargo run --release -p hubsync-tests --bin bench -- all`):
 //!
 //! - `merge`: the merger's keep-latest against Polars and DuckDB on the same files;
-//! - `fetch`: a backfill by 1, 4 and 8 consumer processes against HubSpot's default limits;
+//! - `fetch`: a backfill by 1, 4 and 8 consumers against HubSpot's default limits;
 //! - `e2e`: an embedded backfill of 1,000,000 records, then an incremental run after 1 %
 //!   changed;
 //! - `sim`: the simulator's list endpoint alone, the ceiling the others run under.
