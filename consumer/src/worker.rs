@@ -476,20 +476,7 @@ mod tests {
             window_to_ms: t0,
             status: RunStatus::Fetching,
             pages_outstanding: 1,
-            merges_outstanding: 0,
-            dts: Default::default(),
-            max_created_ms: None,
-            max_modified_ms: None,
-            records: 0,
-            lease_until_ms: 0,
-            started_at_ms: 0,
-            updated_at_ms: 0,
-            plan: Default::default(),
-            closing_job: None,
-            note: None,
-            slices_done: Default::default(),
-            slices_started: None,
-            merges_queued: Default::default(),
+            ..Default::default()
         }
     }
 

@@ -93,21 +93,10 @@ mod tests {
             window_from_ms: Some(0),
             window_to_ms: t0,
             status: RunStatus::Merging,
-            pages_outstanding: 0,
-            merges_outstanding: 0,
-            dts: Default::default(),
             max_created_ms: max_modified.map(|m| m - 5),
             max_modified_ms: max_modified,
             records: 3,
-            lease_until_ms: 0,
-            started_at_ms: 0,
-            updated_at_ms: 0,
-            plan: Default::default(),
-            closing_job: None,
-            note: None,
-            slices_done: Default::default(),
-            slices_started: None,
-            merges_queued: Default::default(),
+            ..Default::default()
         }
     }
 

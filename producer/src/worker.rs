@@ -49,21 +49,10 @@ pub async fn handle_request(p: &Pipeline, request: &SyncRequest) -> Result<Reque
                 window_from_ms: decision.window_from_ms,
                 window_to_ms: decision.window_to_ms,
                 status: RunStatus::Planning,
-                pages_outstanding: 0,
-                merges_outstanding: 0,
-                dts: Default::default(),
-                max_created_ms: None,
-                max_modified_ms: None,
-                records: 0,
                 lease_until_ms: now + p.settings.lease_ms,
                 started_at_ms: now,
                 updated_at_ms: now,
-                plan: Default::default(),
-                closing_job: None,
-                note: None,
-                slices_done: Default::default(),
-                slices_started: None,
-                merges_queued: Default::default(),
+                ..Default::default()
             };
             match p.ledger.begin_run(&run, now).await? {
                 BeginRun::Started(r) => {

@@ -11,9 +11,10 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use crate::clock::{day_of_dt, EpochMs};
 use crate::messages::Slice;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum RunMode {
+    #[default]
     Full,
     Incremental,
 }
@@ -27,9 +28,11 @@ impl RunMode {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum RunStatus {
+    /// A new run's state (and so the default).
+    #[default]
     Planning,
     Fetching,
     Merging,
@@ -115,8 +118,9 @@ impl<'de, T: Clone + Deserialize<'de>> Deserialize<'de> for Shared<T> {
     }
 }
 
-/// One run's ledger entry.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// One run's ledger entry. The default is a run in planning with nothing recorded: set the
+/// identity, window and times.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Run {
     pub run_id: String,
     pub table: String,
@@ -369,22 +373,10 @@ pub(crate) mod tests {
             mode: RunMode::Full,
             window_from_ms: None,
             window_to_ms: now,
-            status: RunStatus::Planning,
-            pages_outstanding: 0,
-            merges_outstanding: 0,
-            dts: Default::default(),
-            max_created_ms: None,
-            max_modified_ms: None,
-            records: 0,
             lease_until_ms: now + 1_000,
             started_at_ms: now,
             updated_at_ms: now,
-            plan: Default::default(),
-            closing_job: None,
-            note: None,
-            slices_done: Default::default(),
-            slices_started: None,
-            merges_queued: Default::default(),
+            ..Default::default()
         }
     }
 
