@@ -9,7 +9,7 @@ use common::ports::RunStatus;
 use futures::TryStreamExt;
 use infra::sim::SimServer;
 
-use crate::harness::diff_lake;
+use crate::harness::{diff_lake, latest_run};
 
 /// What a table looked like when a run began.
 #[derive(Debug, Clone, Default)]
@@ -80,13 +80,7 @@ pub async fn check_finished(
         diff.summary()
     );
     anyhow::ensure!(diff.rows_compared == lake.row_count(), "{table}: row count");
-    let run = p
-        .ledger
-        .list_runs(Some(table), 1)
-        .await?
-        .into_iter()
-        .next()
-        .ok_or_else(|| anyhow::anyhow!("{table} has no run"))?;
+    let run = latest_run(p, table).await?;
     anyhow::ensure!(
         run.status == RunStatus::Committed,
         "{table}: the last run {} is {}",

@@ -10,7 +10,7 @@ use common::clock;
 use common::hubspot::{ClientConfig, HubSpotClient, RateBudget};
 use common::messages::RequestedMode;
 use common::pipeline::{Pipeline, Settings};
-use common::ports::{Outgoing, Queue};
+use common::ports::{Outgoing, Queue, Run};
 use common::worker::{process_one, Handled, Handler, StepOutcome, WorkerOptions};
 use infra::audit::{compare, expected_rows, read_lake_table, Diff, LakeTable};
 use infra::runner::{run_embedded, RunOptions, RunReport};
@@ -153,6 +153,15 @@ pub async fn diff_lake(sim: &SimServer, p: &Pipeline, table: &str) -> anyhow::Re
     let lake = read_lake_table(&p.lake, spec).await.context("reading the lake")?;
     let diff = compare(&lake, &expected_rows(spec, &truth)?);
     Ok((lake, diff))
+}
+
+/// The table's latest run in the ledger.
+pub async fn latest_run(p: &Pipeline, table: &str) -> anyhow::Result<Run> {
+    p.ledger
+        .list_runs(Some(table), 1)
+        .await?
+        .pop()
+        .ok_or_else(|| anyhow::anyhow!("{table} has no run"))
 }
 
 /// Live files per partition: `dt -> file names`.

@@ -9,7 +9,7 @@ use std::time::Duration;
 use common::messages::{RequestedMode, Slice};
 use common::pipeline::Settings;
 use common::ports::RunStatus;
-use hubsync_tests::harness::{fast_settings, live_files, sim_config, Harness};
+use hubsync_tests::harness::{fast_settings, latest_run, live_files, sim_config, Harness};
 use infra::sim::{MutateRequest, ObjectType, RuntimeConfig};
 
 const RECORDS: u64 = 3_000;
@@ -70,13 +70,7 @@ async fn a_backfill_is_sliced_by_created_date_and_its_partitions_land_while_it_f
         seen_early.ok_or_else(|| anyhow::anyhow!("no partition landed while the backfill fetched"))?;
     println!("backfill: {partitions} partitions live after {slices_done} slices, before fetching ended");
 
-    let run = h
-        .pipeline
-        .ledger
-        .list_runs(Some("deals"), 1)
-        .await?
-        .pop()
-        .ok_or_else(|| anyhow::anyhow!("no run"))?;
+    let run = latest_run(&h.pipeline, "deals").await?;
     let created: Vec<&Slice> = run
         .plan
         .iter()
@@ -125,13 +119,7 @@ async fn a_backfill_is_sliced_by_created_date_and_its_partitions_land_while_it_f
 async fn a_small_object_type_keeps_its_list_walk() -> anyhow::Result<()> {
     let h = Harness::start_with(sim_config(400, &[ObjectType::Deals]), fast_settings()).await?;
     h.sync(&["deals"], RequestedMode::Full).await?;
-    let run = h
-        .pipeline
-        .ledger
-        .list_runs(Some("deals"), 1)
-        .await?
-        .pop()
-        .ok_or_else(|| anyhow::anyhow!("no run"))?;
+    let run = latest_run(&h.pipeline, "deals").await?;
     assert_eq!(
         *run.plan,
         vec![Slice::List {

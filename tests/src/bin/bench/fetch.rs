@@ -18,7 +18,7 @@ use common::messages::RequestedMode;
 use common::pipeline::{Pipeline, Settings};
 use common::ports::RunStatus;
 use hubsync_tests::deploy::{aws_pipeline, stop, tail, Deployment};
-use hubsync_tests::harness::wait_for;
+use hubsync_tests::harness::{latest_run, wait_for};
 use hubsync_tests::moto::Moto;
 use infra::runner::{run_embedded, RunOptions};
 use infra::sim::{self, ObjectType, RuntimeConfig, SimConfig, SimServer, SimStats};
@@ -280,12 +280,7 @@ async fn fetch_aws(
     })
     .await
     .map_err(|e| anyhow::anyhow!("{e:#}\n{}", tail(&d.log)))?;
-    let run = p
-        .ledger
-        .list_runs(Some("deals"), 1)
-        .await?
-        .pop()
-        .context("the backfill's run")?;
+    let run = latest_run(&p, "deals").await?;
     stop(services)?;
     Ok(ceilings.result(consumers, run.records, secs, &stats))
 }
