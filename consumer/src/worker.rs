@@ -403,18 +403,15 @@ async fn hand_over(p: &Pipeline, run: &Run, job_id: &str) -> Result<(), Consumer
 /// may have come before one was sent). FIFO deduplication and the merger's done-markers absorb
 /// repeats.
 pub async fn send_merge_tasks(p: &Pipeline, run: &Run) -> Result<usize, ConsumerError> {
+    // One read of the run's done-markers, not one per partition: a run can queue thousands.
+    let done = p.ledger.done_merges(&run.run_id).await?;
     let mut out = Vec::new();
     if run.slices_started.is_none() && run.merges_queued.is_empty() && !run.dts.is_empty() {
         // A run that left fetching under a build before progressive merges: it counted one
         // task per partition and no closing task.
         for dt in &run.dts {
-            let task = merge_task(run, Some(dt.clone()), 0);
-            if !p
-                .ledger
-                .is_merge_done(&run.run_id, &format!("{}:{dt}", run.run_id))
-                .await?
-            {
-                out.push(task);
+            if !done.contains(&format!("{}:{dt}", run.run_id)) {
+                out.push(merge_task(run, Some(dt.clone()), 0));
             }
         }
         let n = out.len();
@@ -428,7 +425,7 @@ pub async fn send_merge_tasks(p: &Pipeline, run: &Run) -> Result<usize, Consumer
             dt: Some(m.dt.clone()),
             pass: m.pass,
         };
-        if !p.ledger.is_merge_done(&run.run_id, &task.task_id()).await? {
+        if !done.contains(&task.task_id()) {
             out.push(merge_task(run, task.dt, task.pass));
         }
     }

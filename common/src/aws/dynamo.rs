@@ -10,7 +10,7 @@
 //! - `pk = workers, sk = worker#<id>`: a consumer's heartbeat.
 //! - `pk = budget, sk = schedule#<key>`: an account-wide send schedule (`next_free`, R5).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use async_trait::async_trait;
 use aws_sdk_dynamodb::types::{AttributeValue, Put, TransactWriteItem};
@@ -153,7 +153,7 @@ impl StateStore for DynamoState {
             .key("object_type", s(table))
             .send()
             .await
-            .map_err(|e| self.err("DeleteItem", e.into_service_error()))?;
+            .map_err(|e| self.err("DeleteItem", e))?;
         Ok(())
     }
 
@@ -575,7 +575,7 @@ impl Ledger for DynamoLedger {
             .set_item(Some(item))
             .send()
             .await
-            .map_err(|e| self.err("PutItem", e.into_service_error()))?;
+            .map_err(|e| self.err("PutItem", e))?;
         let mut alive = 0;
         let mut start: Option<Item> = None;
         loop {
@@ -628,7 +628,7 @@ impl Ledger for DynamoLedger {
             .set_key(Some(worker_key(worker)))
             .send()
             .await
-            .map_err(|e| self.err("DeleteItem", e.into_service_error()))?;
+            .map_err(|e| self.err("DeleteItem", e))?;
         Ok(())
     }
 
@@ -695,6 +695,37 @@ impl Ledger for DynamoLedger {
     async fn is_merge_done(&self, run_id: &str, task_id: &str) -> Result<bool, LedgerError> {
         self.has_item(marker_key(run_id, &format!("merge:{task_id}")))
             .await
+    }
+
+    async fn done_merges(&self, run_id: &str) -> Result<HashSet<String>, LedgerError> {
+        const PREFIX: &str = "marker#merge:";
+        let mut done = HashSet::new();
+        let mut start: Option<Item> = None;
+        loop {
+            let out = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .key_condition_expression("pk = :pk AND begins_with(sk, :prefix)")
+                .expression_attribute_values(":pk", s(format!("run#{run_id}")))
+                .expression_attribute_values(":prefix", s(PREFIX))
+                .projection_expression("sk")
+                .consistent_read(true)
+                .set_exclusive_start_key(start.take())
+                .send()
+                .await
+                .map_err(|e| self.err("Query", e.into_service_error()))?;
+            done.extend(
+                out.items()
+                    .iter()
+                    .filter_map(|item| get_s(item, "sk")?.strip_prefix(PREFIX).map(str::to_string)),
+            );
+            match out.last_evaluated_key() {
+                Some(k) if !k.is_empty() => start = Some(k.clone()),
+                _ => break,
+            }
+        }
+        Ok(done)
     }
 
     async fn complete_merge(

@@ -1,7 +1,7 @@
 //! The run ledger in the embedded database. Each method is one IMMEDIATE transaction, so a
 //! done-marker and the counter it guards change together or not at all (L2, L3).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
@@ -391,6 +391,22 @@ impl Ledger for EmbeddedLedger {
             .map_err(ledger_err)
     }
 
+    async fn done_merges(&self, run_id: &str) -> Result<HashSet<String>, LedgerError> {
+        let run_id = run_id.to_string();
+        self.db
+            .tx(move |tx| {
+                let mut stmt = tx.prepare_cached(
+                    "SELECT substr(marker, 7) FROM markers WHERE run_id = ?1 AND marker LIKE 'merge:%'",
+                )?;
+                let ids = stmt
+                    .query_map([&run_id], |row| row.get::<_, String>(0))?
+                    .collect::<Result<HashSet<String>, _>>()?;
+                Ok(ids)
+            })
+            .await
+            .map_err(ledger_err)
+    }
+
     async fn complete_merge(
         &self,
         run_id: &str,
@@ -550,6 +566,12 @@ mod tests {
             l.complete_merge("r1", "d1", 9).await.unwrap(),
             MergeCompletion::AlreadyDone
         );
+        assert_eq!(
+            l.done_merges("r1").await.unwrap(),
+            HashSet::from(["d1".to_string()]),
+            "merge markers only, not the pages'"
+        );
+        assert!(l.done_merges("r2").await.unwrap().is_empty());
         assert!(l.finish("r1", RunStatus::Committed, None, 10).await.unwrap());
         assert!(!l.finish("r1", RunStatus::Abandoned, None, 10).await.unwrap());
         assert!(matches!(

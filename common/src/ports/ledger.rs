@@ -26,6 +26,8 @@
 //! Upgrading: runs recorded before P1 and L5 finish under the new rules, but processes of both
 //! builds must not serve one ledger at once: stop every service, then start the new build.
 
+use std::collections::HashSet;
+
 use async_trait::async_trait;
 
 use crate::clock::EpochMs;
@@ -102,6 +104,11 @@ pub trait Ledger: Send + Sync {
         -> Result<bool, LedgerError>;
 
     async fn is_merge_done(&self, run_id: &str, task_id: &str) -> Result<bool, LedgerError>;
+
+    /// The task ids of every merge task of the run whose done-marker is written, in one read
+    /// however many there are (the adapter pages): a closing page re-sending thousands of
+    /// partition merges must not pay one round trip per partition while its message is in hand.
+    async fn done_merges(&self, run_id: &str) -> Result<HashSet<String>, LedgerError>;
 
     async fn complete_merge(
         &self,

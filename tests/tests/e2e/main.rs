@@ -13,6 +13,7 @@ mod embedded_crash_test;
 mod failpoints_aws;
 mod failpoints_embedded;
 mod leases;
+mod ledger_contract;
 mod merge_files;
 mod redelivery;
 mod seed_rules;
