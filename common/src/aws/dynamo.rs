@@ -13,6 +13,7 @@
 use std::collections::{HashMap, HashSet};
 
 use async_trait::async_trait;
+use aws_sdk_dynamodb::error::DisplayErrorContext;
 use aws_sdk_dynamodb::types::{AttributeValue, Put, TransactWriteItem};
 use aws_sdk_dynamodb::Client;
 
@@ -90,7 +91,7 @@ impl StateStore for DynamoState {
             .consistent_read(true)
             .send()
             .await
-            .map_err(|e| self.err("GetItem", e.into_service_error()))?;
+            .map_err(|e| self.err("GetItem", DisplayErrorContext(&e)))?;
         Ok(out.item().and_then(DynamoState::parse))
     }
 
@@ -101,7 +102,7 @@ impl StateStore for DynamoState {
             .table_name(&self.table)
             .send()
             .await
-            .map_err(|e| self.err("Scan", e.into_service_error()))?;
+            .map_err(|e| self.err("Scan", DisplayErrorContext(&e)))?;
         let mut states: Vec<SyncState> = out.items().iter().filter_map(DynamoState::parse).collect();
         states.sort_by(|a, b| a.object_type.cmp(&b.object_type));
         Ok(states)
@@ -140,7 +141,7 @@ impl StateStore for DynamoState {
                 if e.is_conditional_check_failed_exception() {
                     Ok(false)
                 } else {
-                    Err(self.err("PutItem", e))
+                    Err(self.err("PutItem", DisplayErrorContext(&e)))
                 }
             }
         }
@@ -153,7 +154,7 @@ impl StateStore for DynamoState {
             .key("object_type", s(table))
             .send()
             .await
-            .map_err(|e| self.err("DeleteItem", e))?;
+            .map_err(|e| self.err("DeleteItem", DisplayErrorContext(&e)))?;
         Ok(())
     }
 
@@ -250,7 +251,7 @@ impl DynamoLedger {
             .consistent_read(true)
             .send()
             .await
-            .map_err(|e| self.err("GetItem", e.into_service_error()))?;
+            .map_err(|e| self.err("GetItem", DisplayErrorContext(&e)))?;
         Ok(out.item)
     }
 
@@ -329,7 +330,7 @@ impl DynamoLedger {
                     if e.is_transaction_canceled_exception() {
                         continue; // a concurrent change or the marker appeared: read again
                     }
-                    return Err(self.err("TransactWriteItems", e));
+                    return Err(self.err("TransactWriteItems", DisplayErrorContext(&e)));
                 }
             }
         }
@@ -353,7 +354,7 @@ impl DynamoLedger {
                 if e.is_conditional_check_failed_exception() {
                     Ok(())
                 } else {
-                    Err(self.err("DeleteItem", e))
+                    Err(self.err("DeleteItem", DisplayErrorContext(&e)))
                 }
             }
         }
@@ -433,7 +434,7 @@ impl Ledger for DynamoLedger {
                 Err(e) => {
                     let e = e.into_service_error();
                     if !e.is_transaction_canceled_exception() {
-                        return Err(self.err("TransactWriteItems", e));
+                        return Err(self.err("TransactWriteItems", DisplayErrorContext(&e)));
                     }
                 }
             }
@@ -470,7 +471,7 @@ impl Ledger for DynamoLedger {
                 .set_exclusive_start_key(start.take())
                 .send()
                 .await
-                .map_err(|e| self.err("Scan", e.into_service_error()))?;
+                .map_err(|e| self.err("Scan", DisplayErrorContext(&e)))?;
             for item in out.items() {
                 if let Some(run) = get_s(item, "body").and_then(|b| serde_json::from_str::<Run>(b).ok()) {
                     if table.is_none_or(|t| t == run.table) {
@@ -575,7 +576,7 @@ impl Ledger for DynamoLedger {
             .set_item(Some(item))
             .send()
             .await
-            .map_err(|e| self.err("PutItem", e))?;
+            .map_err(|e| self.err("PutItem", DisplayErrorContext(&e)))?;
         let mut alive = 0;
         let mut start: Option<Item> = None;
         loop {
@@ -589,7 +590,7 @@ impl Ledger for DynamoLedger {
                 .set_exclusive_start_key(start.take())
                 .send()
                 .await
-                .map_err(|e| self.err("Query", e.into_service_error()))?;
+                .map_err(|e| self.err("Query", DisplayErrorContext(&e)))?;
             for item in page.items() {
                 match get_n(item, "until") {
                     Some(until) if until >= now_ms => alive += 1,
@@ -628,7 +629,7 @@ impl Ledger for DynamoLedger {
             .set_key(Some(worker_key(worker)))
             .send()
             .await
-            .map_err(|e| self.err("DeleteItem", e))?;
+            .map_err(|e| self.err("DeleteItem", DisplayErrorContext(&e)))?;
         Ok(())
     }
 
@@ -667,7 +668,7 @@ impl Ledger for DynamoLedger {
                 Err(e) => {
                     let e = e.into_service_error();
                     if !e.is_conditional_check_failed_exception() {
-                        return Err(self.err("PutItem", e));
+                        return Err(self.err("PutItem", DisplayErrorContext(&e)));
                     }
                 }
             }
@@ -714,7 +715,7 @@ impl Ledger for DynamoLedger {
                 .set_exclusive_start_key(start.take())
                 .send()
                 .await
-                .map_err(|e| self.err("Query", e.into_service_error()))?;
+                .map_err(|e| self.err("Query", DisplayErrorContext(&e)))?;
             done.extend(
                 out.items()
                     .iter()

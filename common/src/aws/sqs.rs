@@ -7,6 +7,7 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use aws_sdk_sqs::error::DisplayErrorContext;
 use aws_sdk_sqs::types::{MessageSystemAttributeName, QueueAttributeName, SendMessageBatchRequestEntry};
 
 use super::AwsError;
@@ -49,7 +50,7 @@ impl SqsQueue {
                     .map_err(|e| {
                         AwsError(format!(
                             "queue `{n}` not found ({}); create the resources with `hubsync infra up`",
-                            e.into_service_error()
+                            DisplayErrorContext(&e)
                         ))
                     })?
                     .queue_url()
@@ -106,7 +107,7 @@ impl SqsQueue {
                 .set_entries(Some(entries))
                 .send()
                 .await
-                .map_err(|e| self.err("SendMessageBatch", e.into_service_error()))?;
+                .map_err(|e| self.err("SendMessageBatch", DisplayErrorContext(&e)))?;
             if let Some(f) = out.failed().first() {
                 return Err(self.err(
                     "SendMessageBatch",
@@ -133,7 +134,7 @@ impl SqsQueue {
             .message_system_attribute_names(MessageSystemAttributeName::ApproximateReceiveCount)
             .send()
             .await
-            .map_err(|e| self.err("ReceiveMessage", e.into_service_error()))?;
+            .map_err(|e| self.err("ReceiveMessage", DisplayErrorContext(&e)))?;
         Ok(out
             .messages()
             .iter()
@@ -161,7 +162,7 @@ impl SqsQueue {
             .attribute_names(QueueAttributeName::ApproximateNumberOfMessagesNotVisible)
             .send()
             .await
-            .map_err(|e| self.err("GetQueueAttributes", e.into_service_error()))?;
+            .map_err(|e| self.err("GetQueueAttributes", DisplayErrorContext(&e)))?;
         let empty = HashMap::new();
         let attrs = out.attributes().unwrap_or(&empty);
         let n = |k: QueueAttributeName| attrs.get(&k).and_then(|v| v.parse().ok()).unwrap_or(0);
@@ -197,7 +198,7 @@ impl Queue for SqsQueue {
                 e if e.is_receipt_handle_is_invalid() => QueueError::StaleReceipt {
                     queue: self.name.clone(),
                 },
-                e => self.err("DeleteMessage", e),
+                e => self.err("DeleteMessage", DisplayErrorContext(&e)),
             })?;
         Ok(())
     }
@@ -210,7 +211,7 @@ impl Queue for SqsQueue {
             .visibility_timeout(visibility.as_secs().min(43_200) as i32)
             .send()
             .await
-            .map_err(|e| self.err("ChangeMessageVisibility", e.into_service_error()))?;
+            .map_err(|e| self.err("ChangeMessageVisibility", DisplayErrorContext(&e)))?;
         Ok(())
     }
 
@@ -266,7 +267,7 @@ impl Queue for SqsQueue {
                         .receipt_handle(&m.receipt)
                         .send()
                         .await
-                        .map_err(|e| self.err("DeleteMessage (DLQ)", e.into_service_error()))?;
+                        .map_err(|e| self.err("DeleteMessage (DLQ)", DisplayErrorContext(&e)))?;
                 } else {
                     receipts.push(m.receipt.clone());
                 }

@@ -1,6 +1,7 @@
 //! The incremental-sync flag as the seed's SSM parameter.
 
 use async_trait::async_trait;
+use aws_sdk_ssm::error::DisplayErrorContext;
 use aws_sdk_ssm::types::ParameterType;
 
 use crate::flag::{FlagError, FlagSource};
@@ -30,7 +31,11 @@ impl FlagSource for SsmFlag {
                 if e.is_parameter_not_found() {
                     Ok(None)
                 } else {
-                    Err(FlagError(format!("ssm:GetParameter {}: {e}", self.name)))
+                    Err(FlagError(format!(
+                        "ssm:GetParameter {}: {}",
+                        self.name,
+                        DisplayErrorContext(&e)
+                    )))
                 }
             }
         }
@@ -49,7 +54,7 @@ impl FlagSource for SsmFlag {
                 FlagError(format!(
                     "ssm:PutParameter {}: {}",
                     self.name,
-                    e.into_service_error()
+                    DisplayErrorContext(&e)
                 ))
             })?;
         Ok(())
