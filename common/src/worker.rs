@@ -75,15 +75,20 @@ async fn handle_received(
     options: &WorkerOptions,
     msg: Received,
 ) -> Result<StepOutcome, QueueError> {
+    tracing::debug!(queue = queue.name(), message_id = %msg.message_id,
+        receive_count = msg.receive_count, "received");
     let result = {
         // Heartbeat: long work (a big merge) must not let the message reappear mid-way.
         let beat = options.visibility / 3;
         let work = handler.handle(&msg.body);
         tokio::pin!(work);
+        let started = tokio::time::Instant::now();
         loop {
             tokio::select! {
                 r = &mut work => break r,
                 _ = tokio::time::sleep(beat) => {
+                    tracing::debug!(queue = queue.name(), message_id = %msg.message_id,
+                        in_hand_ms = started.elapsed().as_millis() as u64, "still working; visibility renewed");
                     if let Err(e) = queue.set_visibility(&msg.receipt, options.visibility).await {
                         tracing::warn!(queue = queue.name(), error = %e, "visibility heartbeat failed");
                     }
@@ -94,7 +99,9 @@ async fn handle_received(
     match result {
         Ok(handled) => {
             match &handled {
-                Handled::Done(what) => tracing::debug!(queue = queue.name(), %what, "done"),
+                Handled::Done(what) => {
+                    tracing::debug!(queue = queue.name(), message_id = %msg.message_id, %what, "done")
+                }
                 Handled::Dropped(why) => {
                     tracing::warn!(queue = queue.name(), reason = %why, "dropped stale message")
                 }
