@@ -1,6 +1,7 @@
 //! One AWS-mode deployment on the moto emulator: the service binaries, the `hubsync` CLI with
 //! the same environment, and an in-process pipeline on the same queues and tables.
 
+use std::ops::{Deref, DerefMut};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 
@@ -67,24 +68,25 @@ impl Deployment {
     }
 
     /// Starts a service binary (producer, consumer or merger).
-    pub fn service(&self, name: &str) -> anyhow::Result<Child> {
+    pub fn service(&self, name: &str) -> anyhow::Result<Service> {
         self.service_with(name, &[])
     }
 
     /// Starts a service binary with extra environment (a failpoint, say).
-    pub fn service_with(&self, name: &str, extra: &[(&str, &str)]) -> anyhow::Result<Child> {
+    pub fn service_with(&self, name: &str, extra: &[(&str, &str)]) -> anyhow::Result<Service> {
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
             .open(&self.log)?;
         let mut cmd = Command::new(binary(name, &format!("hubsync-{name}"))?);
         self.env(&mut cmd);
-        Ok(cmd
-            .env("HUBSYNC_CONCURRENCY", "4")
-            .envs(extra.iter().copied())
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()?)
+        Ok(Service(
+            cmd.env("HUBSYNC_CONCURRENCY", "4")
+                .envs(extra.iter().copied())
+                .stdout(Stdio::null())
+                .stderr(log)
+                .spawn()?,
+        ))
     }
 
     pub fn hubsync(&self, args: &[&str]) -> anyhow::Result<std::process::Output> {
@@ -170,8 +172,35 @@ pub async fn aws_pipeline(lake_bucket: &str, prefix: &str) -> anyhow::Result<Pip
     .await?)
 }
 
+/// A service process, SIGKILLed when dropped unless it has exited: a test that fails half-way
+/// must not leave services behind, polling an emulator that is gone.
+#[derive(Debug)]
+pub struct Service(pub Child);
+
+impl Deref for Service {
+    type Target = Child;
+    fn deref(&self) -> &Child {
+        &self.0
+    }
+}
+
+impl DerefMut for Service {
+    fn deref_mut(&mut self) -> &mut Child {
+        &mut self.0
+    }
+}
+
+impl Drop for Service {
+    fn drop(&mut self) {
+        if matches!(self.0.try_wait(), Ok(None)) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+}
+
 /// SIGTERM to each service; each must finish the message in hand and exit 0.
-pub fn stop(children: Vec<Child>) -> anyhow::Result<()> {
+pub fn stop(children: Vec<Service>) -> anyhow::Result<()> {
     for mut c in children {
         // SIGTERM: the services finish the message in hand and exit 0.
         let _ = Command::new("kill").arg("-TERM").arg(c.id().to_string()).status();

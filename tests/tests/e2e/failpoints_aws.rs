@@ -4,13 +4,12 @@
 //! restarted, SQS redelivers what the dead one held, and the run ends equal to truth.
 
 use std::os::unix::process::ExitStatusExt;
-use std::process::Child;
 use std::time::Duration;
 
 use common::failpoint;
 use common::ports::RunStatus;
 use hubsync_tests::crash::{check_after_crash, check_finished, hit_for, Snapshot};
-use hubsync_tests::deploy::{aws_pipeline, stop, tail, Deployment};
+use hubsync_tests::deploy::{aws_pipeline, stop, tail, Deployment, Service};
 use hubsync_tests::harness::{sim_config, wait_for};
 use hubsync_tests::moto::Moto;
 use infra::sim::{self, MutateRequest, ObjectType};
@@ -19,7 +18,7 @@ const ROLES: [&str; 3] = ["producer", "consumer", "merger"];
 const SIGABRT: i32 = 6;
 
 /// The three services, `crashing` (if any) started with `spec` in its failpoints.
-fn start(d: &Deployment, crashing: Option<(&str, &str)>) -> anyhow::Result<Vec<(&'static str, Child)>> {
+fn start(d: &Deployment, crashing: Option<(&str, &str)>) -> anyhow::Result<Vec<(&'static str, Service)>> {
     ROLES
         .iter()
         .map(|role| {
