@@ -35,6 +35,12 @@ const IMPORT_CHECK: &str = "import moto.server, boto3";
 /// conditional writes to one item can both pass their condition (a lost update the real
 /// service never allows: DynamoDB conditions and transactions are atomic). The run ledger relies
 /// on that atomicity, so DynamoDB requests are serialized here; SQS long polls stay concurrent.
+///
+/// moto's SQS long poll waits only while its queue shows no visible message. A FIFO queue whose
+/// visible messages all belong to a group in flight (the merger holding one partition's task
+/// while the next waits behind it) makes every other long poll spin for its whole wait, taking
+/// the interpreter's one core from every other request; the emulator then answers the
+/// pipeline's calls seconds late. Such a poll waits here for a send or 50 ms between scans.
 const SERVER_SCRIPT: &str = r#"
 import os, sys, threading
 def _watch_parent():
@@ -50,6 +56,14 @@ def _atomic_call_action(self):
     with _dynamo_lock:
         return _call_action(self)
 DynamoHandler.call_action = _atomic_call_action
+from moto.sqs.models import Queue
+def _wait_for_messages(self, timeout):
+    with self._messages_lock:
+        if self.messages:
+            self._messages_lock.wait(timeout=min(timeout, 0.05))
+        else:
+            self._messages_lock.wait_for(lambda: self.messages, timeout=timeout)
+Queue.wait_for_messages = _wait_for_messages
 from moto.server import main
 main(["-H", "127.0.0.1", "-p", sys.argv[1]])
 "#;

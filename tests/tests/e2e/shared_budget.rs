@@ -13,18 +13,23 @@ use infra::sim;
 
 /// Requests per rolling 10 s the simulated account allows (HubSpot's is 190; smaller here so
 /// the limit binds with few records).
-const LIMIT: u32 = 40;
+const LIMIT: u32 = 30;
 /// Searches per second the account allows: fewer than the consumers, which shares could not
 /// split without sending more than it in sum.
 const SEARCH_LIMIT: u32 = 3;
 const TABLES: [&str; 4] = ["deals", "contacts", "companies", "activities"];
+/// Records per type, fetched in pages of [`PAGE_SIZE`]: many requests but few partitions (a
+/// record's creation day is its partition), so the merges behind the fetching stay short on
+/// the emulator.
+const RECORDS: u64 = 40;
+const PAGE_SIZE: &str = "4";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn four_consumer_processes_stay_within_one_accounts_limit() -> anyhow::Result<()> {
     let _env = hubsync_tests::moto::env_lock().await;
     let moto = Moto::start()?;
     moto.export_env();
-    let mut config = sim_config(120, &[]);
+    let mut config = sim_config(RECORDS, &[]);
     config.runtime.rate_limit = LIMIT;
     config.runtime.search_rate = SEARCH_LIMIT;
     let server = sim::start(config).await?;
@@ -37,7 +42,7 @@ async fn four_consumer_processes_stay_within_one_accounts_limit() -> anyhow::Res
         &[
             ("HUBSYNC_RATE_LIMIT", LIMIT.to_string().as_str()),
             ("HUBSYNC_SEARCH_RATE", SEARCH_LIMIT.to_string().as_str()),
-            ("HUBSYNC_PAGE_SIZE", "10"),
+            ("HUBSYNC_PAGE_SIZE", PAGE_SIZE),
             ("HUBSYNC_HUBSPOT_RETRIES", "6"),
         ],
     );
@@ -113,7 +118,7 @@ async fn four_consumer_processes_stay_within_one_accounts_limit() -> anyhow::Res
     stop(vec![producer])?;
     services.push(d.service_with(
         "producer",
-        &[("HUBSYNC_LIST_WALK_MAX", "0"), ("HUBSYNC_SLICE_RECORDS", "40")],
+        &[("HUBSYNC_LIST_WALK_MAX", "0"), ("HUBSYNC_SLICE_RECORDS", "10")],
     )?);
     server.reset_stats();
     let started = Instant::now();
