@@ -1,5 +1,6 @@
 //! The embedded database: one SQLite connection shared by every adapter of a process.
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
@@ -22,12 +23,14 @@ CREATE TABLE IF NOT EXISTS messages (
 );
 CREATE INDEX IF NOT EXISTS messages_ready ON messages (queue, dead, visible_at);
 CREATE INDEX IF NOT EXISTS messages_group ON messages (queue, group_id, dead, id);
+CREATE INDEX IF NOT EXISTS messages_order ON messages (queue, dead, id);
 CREATE TABLE IF NOT EXISTS dedup (
     queue    TEXT    NOT NULL,
     dedup_id TEXT    NOT NULL,
     sent_at  INTEGER NOT NULL,
     PRIMARY KEY (queue, dedup_id)
 );
+CREATE INDEX IF NOT EXISTS dedup_age ON dedup (queue, sent_at);
 CREATE TABLE IF NOT EXISTS sync_state (
     object_type       TEXT PRIMARY KEY,
     last_sync_at      INTEGER NOT NULL,
@@ -81,8 +84,9 @@ pub enum DbError {
 pub struct Db {
     conn: Arc<Mutex<Connection>>,
     path: PathBuf,
-    /// Wakes long-polling receivers of this process when a message is sent.
-    pub(crate) sent: Arc<Notify>,
+    /// Per queue, wakes this process's long-polling receivers of that queue when a message
+    /// may have become deliverable (sent, released, or its FIFO group freed).
+    wakers: Arc<Mutex<HashMap<String, Arc<Notify>>>>,
 }
 
 impl std::fmt::Debug for Db {
@@ -127,8 +131,22 @@ impl Db {
         Ok(Db {
             conn: Arc::new(Mutex::new(conn)),
             path: path.to_path_buf(),
-            sent: Arc::new(Notify::new()),
+            wakers: Arc::default(),
         })
+    }
+
+    /// The waker of `queue`'s receivers in this process (one per queue name).
+    pub(crate) fn waker(&self, queue: &str) -> Arc<Notify> {
+        let mut wakers = self.wakers.lock().unwrap_or_else(|e| e.into_inner());
+        wakers.entry(queue.to_string()).or_default().clone()
+    }
+
+    /// Wakes every receiver of every queue (messages of any queue may have changed).
+    fn wake_all(&self) {
+        let wakers = self.wakers.lock().unwrap_or_else(|e| e.into_inner());
+        for w in wakers.values() {
+            w.notify_waiters();
+        }
     }
 
     pub fn path(&self) -> &Path {
@@ -171,7 +189,7 @@ impl Db {
                 )?)
             })
             .await?;
-        self.sent.notify_waiters();
+        self.wake_all();
         Ok(n)
     }
 }
