@@ -72,8 +72,9 @@ pub async fn plan(
                     continue;
                 }
                 let all = Part::new(0, t0);
-                let total = match count(client, source, TimeField::Created, &all).await {
-                    Ok(total) => total,
+                // One request answers both the count and the first creation time.
+                let first = match edge(client, source, TimeField::Created, &all, Direction::Ascending).await {
+                    Ok(first) => first,
                     Err(e @ (HubSpotError::Unauthorized(_) | HubSpotError::DailyLimit { .. })) => {
                         return Err(e)
                     }
@@ -85,12 +86,12 @@ pub async fn plan(
                         continue;
                     }
                 };
+                let total = first.total;
                 if total <= options.list_walk_max_records {
                     slices.push(Slice::List { object_type });
                     continue;
                 }
-                let first = edge(client, source, TimeField::Created, &all, Direction::Ascending).await?;
-                let from = first.map(|(created, _)| created.min(t0)).unwrap_or(0);
+                let from = first.record.map(|(created, _)| created.min(t0)).unwrap_or(0);
                 let parts = split(
                     client,
                     source,
@@ -207,14 +208,22 @@ async fn count(
     Ok(client.search_page(&source.object_type, &req).await?.total)
 }
 
-/// The first record of a part by `field` (ascending) or by id (either way): its time and id.
+/// What a one-record search of a part answered: the part's count and its first record.
+struct Edge {
+    total: u64,
+    /// The first record's time (by the part's field) and id.
+    record: Option<(EpochMs, u64)>,
+}
+
+/// The first record of a part by `field` (ascending) or by id (either way), with the part's
+/// count (every search answer carries it).
 async fn edge(
     client: &HubSpotClient,
     source: &SourceSpec,
     field: TimeField,
     r: &Part,
     direction: Direction,
-) -> Result<Option<(EpochMs, u64)>, HubSpotError> {
+) -> Result<Edge, HubSpotError> {
     let by = if r.from == r.to {
         ID_PROPERTY
     } else {
@@ -222,7 +231,7 @@ async fn edge(
     };
     let req = search(source, field, r, Some((by, direction)));
     let resp = client.search_page(&source.object_type, &req).await?;
-    Ok(resp.results.first().and_then(|rec| {
+    let record = resp.results.first().and_then(|rec| {
         let id = rec.id.parse().ok()?;
         let time = rec
             .properties
@@ -231,7 +240,11 @@ async fn edge(
             .and_then(common::hubspot::wire::parse_ms)
             .unwrap_or(r.from);
         Some((time, id))
-    }))
+    });
+    Ok(Edge {
+        total: resp.total,
+        record,
+    })
 }
 
 /// Where to cut `[from, to]` (`from < to`): the day boundary nearest the middle when one lies
@@ -280,7 +293,7 @@ async fn split(
             if p.id_min == 0 && p.id_max == u64::MAX {
                 let lo = edge(client, source, field, &p, Direction::Ascending).await?;
                 let hi = edge(client, source, field, &p, Direction::Descending).await?;
-                let (Some((_, lo)), Some((_, hi))) = (lo, hi) else {
+                let (Some((_, lo)), Some((_, hi))) = (lo.record, hi.record) else {
                     // Counted but not found (search moved on): page it as it is.
                     done.push(p);
                     continue;
