@@ -29,6 +29,11 @@ pub struct MutateRequest {
     /// Stamp every update with one identical millisecond, as bulk edits do.
     #[serde(default)]
     pub same_timestamp: bool,
+    /// Pick the updated and archived records among the newest this many live records (by
+    /// id, which grows with creation) instead of among all: a CRM's edits concentrate on
+    /// recent records (open deals, new contacts). `None`: uniformly among all.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub among_newest: Option<u64>,
 }
 
 /// What a mutation changed: ids per kind and the instant used.
@@ -62,6 +67,10 @@ impl Portal {
         let mut live: Vec<usize> = (0..store.records.len())
             .filter(|i| store.records[*i].is_live())
             .collect();
+        if let Some(newest) = req.among_newest {
+            let keep = usize::try_from(newest).unwrap_or(usize::MAX).min(live.len());
+            live.drain(..live.len() - keep);
+        }
         let picks = (req.updates.saturating_add(req.archives)).min(live.len() as u64) as usize;
         for i in 0..picks {
             let j = i + rng.below((live.len() - i) as u64) as usize;
@@ -181,6 +190,7 @@ mod tests {
             creates,
             archives,
             same_timestamp: same,
+            among_newest: None,
         }
     }
 
@@ -237,5 +247,26 @@ mod tests {
         let first_new: u64 = out.created[0].parse().unwrap_or(0);
         assert!(Some(first_new) > max_engagement, "U3: shared engagement id space");
         assert!(recs.windows(2).all(|w| w[0].id < w[1].id));
+    }
+
+    #[test]
+    fn among_newest_picks_only_recent_records() {
+        let t = ObjectType::Deals;
+        let mut p = portal_for_test(3, 100, &[t]);
+        let newest: Vec<String> = p.store(t).records[80..]
+            .iter()
+            .map(|r| r.id.to_string())
+            .collect();
+        let r = MutateRequest {
+            among_newest: Some(20),
+            ..req(10, 0, 5, false)
+        };
+        let out = p.mutate(t, &r, 1_800_000_000_000, 0, &mut SplitMix64::new(3));
+        assert_eq!((out.updated.len(), out.archived.len()), (10, 5));
+        assert!(out
+            .updated
+            .iter()
+            .chain(&out.archived)
+            .all(|id| newest.contains(id)));
     }
 }

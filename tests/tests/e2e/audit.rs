@@ -60,6 +60,7 @@ async fn audit_exits_zero_on_an_equal_lake_and_one_naming_each_difference() -> a
         creates: 2,
         archives: 3,
         same_timestamp: false,
+        among_newest: None,
     })
     .await?;
     // A live file copied under another name: its keys are duplicated.

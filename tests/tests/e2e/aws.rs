@@ -90,6 +90,7 @@ async fn services_on_the_emulator_sync_all_five_tables_equal_to_truth() -> anyho
                 creates: 3,
                 archives: 2,
                 same_timestamp: false,
+                among_newest: None,
             })
             .await?;
     }

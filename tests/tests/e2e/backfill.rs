@@ -108,6 +108,7 @@ async fn a_backfill_is_sliced_by_created_date_and_its_partitions_land_while_it_f
         creates: 30,
         archives: 7,
         same_timestamp: false,
+        among_newest: None,
     })
     .await?;
     h.sync(&["deals"], RequestedMode::Auto).await?;

@@ -130,6 +130,7 @@ async fn chaos_kills_faults_and_changes_end_with_a_lake_equal_to_hubspot() -> an
                             creates: 1,
                             archives: 1,
                             same_timestamp: false,
+                            among_newest: None,
                         })
                         .await?;
                     changes += 4;

@@ -23,6 +23,7 @@ fn mutate(
         creates,
         archives,
         same_timestamp,
+        among_newest: None,
     }
 }
 

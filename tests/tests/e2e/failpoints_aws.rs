@@ -88,6 +88,7 @@ async fn every_failpoint_kills_its_service_and_the_restarted_services_end_equal_
                 creates: 3,
                 archives: 2,
                 same_timestamp: false,
+                among_newest: None,
             })
             .await?;
         let mut services = start(&d, Some((role, &spec)))?;

@@ -66,6 +66,7 @@ async fn crash_at(point: &'static str) -> anyhow::Result<()> {
                     creates: 6,
                     archives: 4,
                     same_timestamp: false,
+                    among_newest: None,
                 })
                 .await?;
         }

@@ -113,6 +113,7 @@ async fn redelivered_page_jobs_and_merge_tasks_change_nothing() -> anyhow::Resul
         creates: 12,
         archives: 4,
         same_timestamp: false,
+        among_newest: None,
     })
     .await?;
     h.pipeline.flag.set("true").await?;

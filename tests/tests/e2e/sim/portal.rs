@@ -22,6 +22,7 @@ async fn mutations_move_time_as_hubspot_does() {
             creates: 2,
             archives: 3,
             same_timestamp: false,
+            among_newest: None,
         },
     )
     .await;
@@ -89,6 +90,7 @@ async fn mutations_move_time_as_hubspot_does() {
             object_type: "deals".into(),
             updates: 6,
             same_timestamp: true,
+            among_newest: None,
             ..Default::default()
         },
     )

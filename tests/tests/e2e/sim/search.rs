@@ -85,6 +85,7 @@ async fn search_sorts_both_ways_with_ties_broken_by_id() {
             object_type: "deals".into(),
             updates: 20,
             same_timestamp: true,
+            among_newest: None,
             ..Default::default()
         },
     )
