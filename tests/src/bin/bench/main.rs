@@ -3,8 +3,8 @@
 //!
 //! - `merge`: the merger's keep-latest against Polars and DuckDB on the same files;
 //! - `fetch`: a backfill by 1, 4 and 8 consumers against HubSpot's default limits;
-//! - `e2e`: an embedded backfill of 1,000,000 records, then an incremental run after 1 %
-//!   changed;
+//! - `e2e`: an embedded backfill of 1,000,000 records, then two incremental runs after 1 %
+//!   changed each time (spread over every record, then among the newest 10 %);
 //! - `sim`: the simulator's list endpoint alone, the ceiling the others run under.
 //!
 //! Every figure is printed, never asserted; `all` ends with the machine it ran on.
@@ -36,7 +36,7 @@ enum BenchCommand {
     Merge(merge::MergeBench),
     /// A backfill by 1, 4 and 8 consumer processes (AWS mode on moto) under HubSpot's limits.
     Fetch(fetch::FetchBench),
-    /// An embedded backfill of 1,000,000 records, then an incremental run after 1 % changed.
+    /// An embedded backfill of 1,000,000 records, then incremental runs after 1 % changed.
     E2e(e2e::E2eBench),
     /// merge, fetch and e2e with their defaults, then the machine they ran on.
     All,
