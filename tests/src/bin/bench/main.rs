@@ -4,7 +4,7 @@
 //! - `merge`: the merger's keep-latest against Polars and DuckDB on the same files;
 //! - `fetch`: a backfill by 1, 4 and 8 consumers against HubSpot's default limits;
 //! - `e2e`: an embedded backfill of 1,000,000 records, then two incremental runs after 1 %
-//!   changed each time (spread over every record, then among the newest 10 %);
+//!   changed each time (among the newest 10 %, then spread over every record);
 //! - `sim`: the simulator's list endpoint alone, the ceiling the others run under.
 //!
 //! Every figure is printed, never asserted; `all` ends with the machine it ran on.
