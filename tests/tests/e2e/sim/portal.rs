@@ -90,7 +90,6 @@ async fn mutations_move_time_as_hubspot_does() {
             object_type: "deals".into(),
             updates: 6,
             same_timestamp: true,
-            among_newest: None,
             ..Default::default()
         },
     )
