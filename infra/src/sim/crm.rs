@@ -25,8 +25,9 @@ fn object_type(raw: &str) -> Result<ObjectType, ApiError> {
 }
 
 /// The list endpoint's query: `limit` (1..=100; more is refused with a 400, not clamped, so
-/// a client that asks for more learns it at once), `after` (an id cursor), `properties`
-/// (comma lists, repeatable), `archived`. Other parameters are ignored, as HubSpot does.
+/// a client that asks for more learns it at once), `after` (an opaque cursor, see
+/// [`cursor`]), `properties` (comma lists, repeatable), `archived`. Other parameters are
+/// ignored, as HubSpot does.
 #[derive(Debug, PartialEq)]
 struct ListParams {
     limit: usize,
@@ -56,9 +57,8 @@ fn list_params(pairs: &[(String, String)]) -> Result<ListParams, ApiError> {
                     })?;
             }
             "after" => {
-                p.after = value
-                    .parse()
-                    .map_err(|_| ApiError::validation(format!("after '{value}' is not a valid cursor")))?;
+                p.after = parse_cursor(value)
+                    .ok_or_else(|| ApiError::validation(format!("after '{value}' is not a valid cursor")))?;
             }
             "properties" => p.properties.get_or_insert_with(Vec::new).extend(
                 value
@@ -84,6 +84,29 @@ fn list_params(pairs: &[(String, String)]) -> Result<ListParams, ApiError> {
     Ok(p)
 }
 
+/// A list cursor as HubSpot writes them: an opaque base64 token (recorded answers carry
+/// `"NTI1Cg=="`, the id `525` and a newline), so a client that parses cursors breaks here as
+/// it would against HubSpot.
+pub fn cursor(id: u64) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD.encode(format!("{id}\n"))
+}
+
+/// The id of a cursor from [`cursor`] (a bare id is accepted too).
+fn parse_cursor(raw: &str) -> Option<u64> {
+    use base64::Engine;
+    let raw = raw.trim();
+    if let Ok(bytes) = base64::engine::general_purpose::STANDARD.decode(raw) {
+        if let Some(id) = std::str::from_utf8(&bytes)
+            .ok()
+            .and_then(|t| t.trim_end().parse().ok())
+        {
+            return Some(id);
+        }
+    }
+    raw.parse().ok()
+}
+
 /// `GET /crm/v3/objects/{type}`.
 pub async fn list(
     State(state): State<Arc<AppState>>,
@@ -99,15 +122,19 @@ pub async fn list(
         let (page, next) = portal.list_page(t, params.after, params.limit, params.archived);
         (page, next, portal.value_ctx(t))
     };
-    let paging = next.map(|after| Paging {
-        next: Some(NextPage {
-            after: after.to_string(),
-            link: Some(format!(
-                "{CRM_BASE_PATH}/objects/{}?limit={}&after={after}",
-                t.name(),
-                params.limit
-            )),
-        }),
+    let paging = next.map(|after| {
+        let token = cursor(after);
+        Paging {
+            next: Some(NextPage {
+                link: Some(format!(
+                    "{CRM_BASE_PATH}/objects/{}?limit={}&after={}",
+                    t.name(),
+                    params.limit,
+                    token.replace('=', "%3D").replace('+', "%2B").replace('/', "%2F")
+                )),
+                after: token,
+            }),
+        }
     });
     let results = page.iter().map(|r| render(&ctx, r, &props)).collect();
     Ok(Json(ListResponse { results, paging }))
@@ -189,5 +216,13 @@ mod tests {
         ] {
             assert!(list_params(&pairs(&[bad])).is_err(), "{bad:?}");
         }
+    }
+
+    #[test]
+    fn cursors_are_opaque_tokens_as_hubspot_writes_them() {
+        assert_eq!(cursor(525), "NTI1Cg==", "HubSpot's own example");
+        assert_eq!(parse_cursor(&cursor(9_000_000_123)), Some(9_000_000_123));
+        assert_eq!(parse_cursor("124"), Some(124));
+        assert_eq!(list_params(&pairs(&[("after", "NTA=")])).unwrap().after, 50);
     }
 }

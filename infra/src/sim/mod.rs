@@ -57,7 +57,7 @@ pub use config::{
 };
 pub use mutate::{MutateRequest, MutateResponse};
 pub use portal::{PORTAL_END_MS, PORTAL_START_MS};
-pub use server::{start, SimServer, CRM_BASE_PATH, SIM_BASE_PATH};
+pub use server::{start, SimHandle, SimServer, CRM_BASE_PATH, SIM_BASE_PATH};
 pub use stats::{EndpointCounts, FaultCounts, RateLimitedCounts, SimStats};
 
 /// The port `hubsync sim` listens on unless told otherwise.

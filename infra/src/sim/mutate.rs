@@ -4,9 +4,18 @@
 //! - U1: an update bumps `version` (so values change) and sets the modified property to a
 //!   millisecond after the record's previous one and not after `now`.
 //! - U2: an archive sets `archivedAt` and leaves the modified property alone (HubSpot does).
-//! - U3: a create takes a fresh id above every id of its space (activities share one).
+//! - U3: a create takes a fresh id above every id of its space (activities share one), unless
+//!   the request gives `ids_from`: then it takes free ids inside the range in use, from that
+//!   id up, as HubSpot does (it hands out ids from several blocks at once: recorded answers
+//!   show a contact created 0.6 s after another with a lower id).
 //! - U4: with a search lag, search keeps seeing the record as it was (or not at all, if new)
 //!   until `now + lag`.
+//! - U5: a created-date move (imports and integrations set `createdate` on deals and
+//!   companies) changes the created property and bumps the modified one (U1), so the record
+//!   shows up in the next incremental window with its new created day.
+//! - U6: `creates_at` creates records with the created dates given (imports carry 1900-01-01,
+//!   or dates in the future); their modified time is now, which may be before their created
+//!   one (seeded records keep P2, such imports do not).
 
 use common::hubspot::wire::format_ms;
 use serde::{Deserialize, Serialize};
@@ -34,7 +43,33 @@ pub struct MutateRequest {
     /// recent records (open deals, new contacts). `None`: uniformly among all.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub among_newest: Option<u64>,
+    /// More creates, one per timestamp here, with that created date (U6).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub creates_at: Vec<i64>,
+    /// Live records whose created date moves by `move_days` (U5).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub moves: u64,
+    /// Days a move shifts the created date by (negative: earlier); 0 means -400.
+    #[serde(default, skip_serializing_if = "is_zero_i")]
+    pub move_days: i64,
+    /// Creates take free ids inside the range in use, from this id up (U3).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ids_from: Option<u64>,
+    /// These live records are archived too (U2), besides `archives` picked at random.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub archive_ids: Vec<u64>,
 }
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
+}
+
+fn is_zero_i(n: &i64) -> bool {
+    *n == 0
+}
+
+/// The default of [`MutateRequest::move_days`].
+const DEFAULT_MOVE_DAYS: i64 = -400;
 
 /// What a mutation changed: ids per kind and the instant used.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -45,6 +80,9 @@ pub struct MutateResponse {
     pub updated: Vec<String>,
     pub created: Vec<String>,
     pub archived: Vec<String>,
+    /// Records whose created date moved (U5).
+    #[serde(default)]
+    pub moved: Vec<String>,
 }
 
 impl Portal {
@@ -71,16 +109,29 @@ impl Portal {
             let keep = usize::try_from(newest).unwrap_or(usize::MAX).min(live.len());
             live.drain(..live.len() - keep);
         }
-        let picks = (req.updates.saturating_add(req.archives)).min(live.len() as u64) as usize;
+        let picks = (req.updates.saturating_add(req.archives).saturating_add(req.moves))
+            .min(live.len() as u64) as usize;
         for i in 0..picks {
             let j = i + rng.below((live.len() - i) as u64) as usize;
             live.swap(i, j);
         }
         let n_updates = (req.updates as usize).min(picks);
+        let n_archives = (req.archives as usize).min(picks - n_updates);
         let mut updates = live[..n_updates].to_vec();
-        let mut archives = live[n_updates..picks].to_vec();
+        let mut archives = live[n_updates..n_updates + n_archives].to_vec();
+        let mut moves = live[n_updates + n_archives..picks].to_vec();
+        for id in &req.archive_ids {
+            if let Ok(idx) = store.records.binary_search_by_key(id, |r| r.id) {
+                if store.records[idx].is_live() && !archives.contains(&idx) {
+                    updates.retain(|u| *u != idx);
+                    moves.retain(|m| *m != idx);
+                    archives.push(idx);
+                }
+            }
+        }
         updates.sort_unstable();
         archives.sort_unstable();
+        moves.sort_unstable();
 
         let mut out = MutateResponse {
             object_type: t.name().to_string(),
@@ -89,6 +140,7 @@ impl Portal {
             updated: Vec::with_capacity(updates.len()),
             created: Vec::new(),
             archived: Vec::with_capacity(archives.len()),
+            moved: Vec::with_capacity(moves.len()),
         };
         let n = updates.len() as i64;
         for (i, idx) in updates.into_iter().enumerate() {
@@ -124,29 +176,93 @@ impl Portal {
             );
             out.archived.push(old.id.to_string());
         }
-        for _ in 0..req.creates {
-            let id = if t.is_activity() {
-                self.next_engagement_id
-            } else {
-                self.next_id[t.index()]
+        let shift = if req.move_days == 0 {
+            DEFAULT_MOVE_DAYS
+        } else {
+            req.move_days
+        } * 86_400_000;
+        for idx in moves {
+            let old = store.records[idx];
+            let rec = &mut store.records[idx];
+            rec.created_ms = old.created_ms.saturating_add(shift);
+            rec.version = rec.version.saturating_add(1);
+            rec.modified_ms = now.max(old.modified_ms + 1);
+            note_pending(
+                &mut store.pending,
+                search_lag_ms,
+                visible_at,
+                old.id,
+                Some(old),
+                now,
+            );
+            out.moved.push(old.id.to_string());
+        }
+        if !out.moved.is_empty() {
+            store.index_created();
+        }
+        let created: Vec<i64> = std::iter::repeat_n(now, req.creates as usize)
+            .chain(req.creates_at.iter().copied())
+            .collect();
+        let low = match req.ids_from {
+            Some(from) => self.free_ids(t, from, created.len()),
+            None => Vec::new(),
+        };
+        for (i, created_ms) in created.into_iter().enumerate() {
+            let id = match low.get(i) {
+                Some(id) => *id,
+                None => {
+                    let id = if t.is_activity() {
+                        self.next_engagement_id
+                    } else {
+                        self.next_id[t.index()]
+                    };
+                    let next = id + 1 + rng.below(ID_STRIDE);
+                    if t.is_activity() {
+                        self.next_engagement_id = next;
+                    } else {
+                        self.next_id[t.index()] = next;
+                    }
+                    id
+                }
             };
-            let next = id + 1 + rng.below(ID_STRIDE);
-            if t.is_activity() {
-                self.next_engagement_id = next;
-            } else {
-                self.next_id[t.index()] = next;
-            }
             let store = &mut self.stores[t.index()];
             let rec = Rec {
                 id,
-                created_ms: now,
+                created_ms,
                 modified_ms: now,
                 archived_at_ms: None,
                 version: 0,
             };
-            store.push(rec);
+            store.insert(rec);
             note_pending(&mut store.pending, search_lag_ms, visible_at, id, None, now);
             out.created.push(id.to_string());
+        }
+        out
+    }
+
+    /// Up to `n` ids nobody holds inside the range in use of `t`'s id space, from `from` up
+    /// (the gaps between seeded ids, U3).
+    fn free_ids(&self, t: ObjectType, from: u64, n: usize) -> Vec<u64> {
+        let space: Vec<ObjectType> = if t.is_activity() {
+            ObjectType::ALL.into_iter().filter(|o| o.is_activity()).collect()
+        } else {
+            vec![t]
+        };
+        let mut taken: Vec<u64> = space
+            .iter()
+            .flat_map(|o| self.stores[o.index()].records.iter().map(|r| r.id))
+            .collect();
+        taken.sort_unstable();
+        let mut out = Vec::with_capacity(n);
+        for w in taken.windows(2).filter(|w| w[1] > from) {
+            let mut id = (w[0] + 1).max(from);
+            while id < w[1] && out.len() < n {
+                out.push(id);
+                id += 1;
+            }
+            if out.len() == n {
+                break;
+            }
         }
         out
     }
@@ -190,8 +306,46 @@ mod tests {
             creates,
             archives,
             same_timestamp: same,
-            among_newest: None,
+            ..Default::default()
         }
+    }
+
+    #[test]
+    fn created_dates_move_given_dates_create_and_low_ids_fill_gaps_u3_u5_u6() {
+        let t = ObjectType::Deals;
+        let mut p = portal_for_test(3, 100, &[t]);
+        let max_id = p.store(t).records.iter().map(|r| r.id).max().unwrap();
+        let before = p.store(t).records.clone();
+        let now = 1_800_000_000_000;
+        let r = MutateRequest {
+            moves: 3,
+            creates_at: vec![-2_208_988_800_000, -1, 1_900_000_000_000],
+            ids_from: Some(p.store(t).records[50].id),
+            ..req(0, 2, 0, false)
+        };
+        let out = p.mutate(t, &r, now, 0, &mut SplitMix64::new(9));
+        assert_eq!((out.moved.len(), out.created.len()), (3, 5));
+        let recs = &p.store(t).records;
+        assert!(recs.windows(2).all(|w| w[0].id < w[1].id), "P1 holds");
+        for id in &out.moved {
+            let new = recs.iter().find(|r| r.id.to_string() == *id).unwrap();
+            let old = before.iter().find(|r| r.id == new.id).unwrap();
+            assert_eq!(new.created_ms, old.created_ms - 400 * 86_400_000, "U5");
+            assert!(new.modified_ms > old.modified_ms && new.version == old.version + 1);
+        }
+        let created: Vec<u64> = out.created.iter().map(|i| i.parse().unwrap()).collect();
+        let from = before[50].id;
+        assert!(
+            created.iter().all(|id| *id < max_id && *id > from),
+            "U3: inside the range in use, from the id asked"
+        );
+        let dates: Vec<i64> = created
+            .iter()
+            .map(|id| recs.iter().find(|r| r.id == *id).unwrap().created_ms)
+            .collect();
+        assert_eq!(dates, [now, now, -2_208_988_800_000, -1, 1_900_000_000_000]);
+        let by_created = &p.store(t).by_created;
+        assert!(by_created.windows(2).all(|w| w[0] <= w[1]) && by_created.len() == recs.len());
     }
 
     #[test]

@@ -76,8 +76,15 @@ impl TypeStore {
         self.by_created.sort_unstable();
     }
 
-    /// Appends a record with an id above every other (P1) and indexes it.
-    pub fn push(&mut self, rec: Rec) {
+    /// Adds a record in id order (P1) and indexes it: appended when its id is above every
+    /// other (the cheap, usual case), else inserted, and the created index rebuilt.
+    pub fn insert(&mut self, rec: Rec) {
+        if self.records.last().is_some_and(|last| last.id >= rec.id) {
+            let at = self.records.partition_point(|r| r.id < rec.id);
+            self.records.insert(at, rec);
+            self.index_created();
+            return;
+        }
         let index = self.records.len() as u32;
         self.records.push(rec);
         let sorted = self.by_created.last().is_none_or(|(c, _)| *c <= rec.created_ms);

@@ -186,7 +186,28 @@ pub async fn start(config: SimConfig) -> Result<SimServer, SimError> {
     })
 }
 
+/// A handle on a running simulator's portal, for tasks that change it while the test holds the
+/// server (cheap to clone).
+#[derive(Clone)]
+pub struct SimHandle {
+    state: Arc<AppState>,
+}
+
+impl SimHandle {
+    /// Changes records now, as `POST /_sim/mutate` does.
+    pub async fn mutate(&self, req: &MutateRequest) -> Result<MutateResponse, SimError> {
+        self.state.mutate(req).await
+    }
+}
+
 impl SimServer {
+    /// A handle on the portal.
+    pub fn handle(&self) -> SimHandle {
+        SimHandle {
+            state: self.state.clone(),
+        }
+    }
+
     /// `http://HOST:PORT`, without a trailing slash.
     pub fn base_url(&self) -> String {
         format!("http://{}", self.addr)

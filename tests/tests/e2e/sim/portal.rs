@@ -22,7 +22,7 @@ async fn mutations_move_time_as_hubspot_does() {
             creates: 2,
             archives: 3,
             same_timestamp: false,
-            among_newest: None,
+            ..Default::default()
         },
     )
     .await;
