@@ -69,6 +69,15 @@ pub fn day_of_dt(dt: &str) -> Option<i64> {
     )
 }
 
+/// The `dt` partition value of a day number ([`day_of`]); `None` outside years 1 to 9999.
+pub fn dt_of_day(day: i64) -> Option<String> {
+    use chrono::Datelike;
+    let t = chrono::DateTime::from_timestamp_millis(day.checked_mul(DAY_MS)?)?;
+    (1..=9999)
+        .contains(&t.year())
+        .then(|| t.format("%Y-%m-%d").to_string())
+}
+
 /// The `dt` partition value (`YYYY-MM-DD`, UTC) of a timestamp.
 pub fn dt_of(ms: EpochMs) -> Option<String> {
     chrono::DateTime::from_timestamp_millis(ms).map(|t| t.format("%Y-%m-%d").to_string())

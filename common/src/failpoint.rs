@@ -8,8 +8,10 @@
 //! - `name` is one of [`ALL`]; an unknown name is a configuration error, reported on stderr
 //!   and ignored (a test that expects a crash then sees none and fails).
 //! - `@N` fires on the N-th time the process reaches the point (default: the first).
-//! - `action` is `abort` (default: SIGABRT, no destructor runs, nothing is flushed: a crash)
-//!   or `exit` (exit code [`EXIT_CODE`] without unwinding).
+//! - `action` is `abort` (default: SIGABRT, no destructor runs, nothing is flushed: a crash),
+//!   `exit` (exit code [`EXIT_CODE`] without unwinding) or `stop` (the process sends itself
+//!   SIGSTOP, as a GC or VM pause freezes it, and goes on where it was once a test sends
+//!   SIGCONT: a worker that stalled past its message's visibility, then woke up).
 //!
 //! Before dying, a failpoint writes `failpoint <name> fired` to stderr, so a test can prove
 //! the process died exactly there.
@@ -88,6 +90,8 @@ pub enum Action {
     Abort,
     /// `std::process::exit(EXIT_CODE)`: no unwinding, no destructors of live values.
     Exit,
+    /// SIGSTOP to the process itself; it resumes on SIGCONT.
+    Stop,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -127,9 +131,10 @@ pub fn parse(spec: &str) -> Result<Vec<Point>, SpecError> {
         let action = match action {
             "abort" => Action::Abort,
             "exit" => Action::Exit,
+            "stop" => Action::Stop,
             other => {
                 return Err(SpecError(format!(
-                    "`{item}`: unknown action `{other}` (use abort or exit)"
+                    "`{item}`: unknown action `{other}` (use abort, exit or stop)"
                 )))
             }
         };
@@ -198,6 +203,15 @@ pub fn hit(name: &'static str) {
         match action {
             Action::Abort => std::process::abort(),
             Action::Exit => std::process::exit(EXIT_CODE),
+            Action::Stop => {
+                drop(err);
+                // `kill` is the one way std has to signal a process: it stops this one, and
+                // returns when someone continues it.
+                let _ = std::process::Command::new("kill")
+                    .args(["-STOP", &std::process::id().to_string()])
+                    .status();
+                let _ = writeln!(std::io::stderr(), "failpoint {name} resumed");
+            }
         }
     }
 }
@@ -208,6 +222,7 @@ mod tests {
 
     #[test]
     fn parses_names_hits_and_actions() {
+        assert_eq!(parse("merger.after_write=stop").unwrap()[0].action, Action::Stop);
         let p = parse(" merger.after_write@3=exit, consumer.after_stage ").unwrap();
         assert_eq!(
             p,

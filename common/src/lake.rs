@@ -1,11 +1,13 @@
 //! Lake paths, defined once: every role names files through these functions and nothing else.
 //!
 //! ```text
-//! <root>/<table>/dt=YYYY-MM-DD/part-<run_id>-<uuid>.parquet     live data
-//! <root>/_staging/<table>/run=<run_id>/dt=YYYY-MM-DD/<job>.parquet
+//! <root>/<table>/dt=YYYY-MM-DD/part-<run_id>-g<gen>-<uuid>.parquet     live data (G1)
+//! <root>/_staging/<table>/run=<run_id>/dt=YYYY-MM-DD/<job>.<attempt>.parquet   (S1)
+//! <root>/_rejected/<table>/run=<run_id>/<job>.<attempt>.jsonl          quarantine (Q1)
+//! <root>/_hubsync/index/<table>/<run_id>.parquet                        key index (K1)
 //! ```
 //! `<root>` is a local directory (embedded mode) or `s3://bucket/prefix` (AWS mode), both
-//! through `object_store`. Readers point at `<root>/<table>/` and never see `_staging`.
+//! through `object_store`. Readers point at `<root>/<table>/` and never see the `_` folders.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -17,7 +19,10 @@ use object_store::{ObjectMeta, ObjectStore, ObjectStoreExt};
 
 /// Directory of staged files, beside the tables.
 pub const STAGING_DIR: &str = "_staging";
-/// Directory of the embedded database, beside the tables.
+/// Directory of quarantined records (Q1), beside the tables.
+pub const REJECTED_DIR: &str = "_rejected";
+/// Directory of hubsync's own files (the embedded database, the key indexes), beside the
+/// tables.
 pub const EMBEDDED_DIR: &str = "_hubsync";
 
 #[derive(Debug, thiserror::Error)]
@@ -122,10 +127,20 @@ impl Lake {
         self.child(&[table, &format!("dt={dt}")])
     }
 
-    /// A new live file of `run_id` in a partition.
-    pub fn new_live_file(&self, table: &str, dt: &str, run_id: &str) -> Path {
-        let name = format!("part-{run_id}-{}.parquet", uuid::Uuid::new_v4().simple());
+    /// A new live file of `run_id` in a partition, to be published as generation `gen` (G1).
+    pub fn new_live_file(&self, table: &str, dt: &str, run_id: &str, gen: u64) -> Path {
+        let name = format!("part-{run_id}-g{gen}-{}.parquet", uuid::Uuid::new_v4().simple());
         self.partition_dir(table, dt).join(name)
+    }
+
+    /// The live file `name` (as a partition's generation record holds it) of a partition.
+    pub fn live_file(&self, table: &str, dt: &str, name: &str) -> Path {
+        self.partition_dir(table, dt).join(name)
+    }
+
+    /// Every staged run of a table (`run=<id>` folders).
+    pub fn staging_table_dir(&self, table: &str) -> Path {
+        self.child(&[STAGING_DIR, table])
     }
 
     pub fn staging_run_dir(&self, table: &str, run_id: &str) -> Path {
@@ -136,11 +151,33 @@ impl Lake {
         self.staging_run_dir(table, run_id).join(format!("dt={dt}"))
     }
 
-    /// The staged file of one page job in one partition: deterministic, so a redelivered job
-    /// overwrites it instead of adding a second copy.
-    pub fn staged_file(&self, table: &str, run_id: &str, dt: &str, job_id: &str) -> Path {
+    /// The staged file of one attempt at a page job in one partition (S1): no other attempt
+    /// writes it, and the page's done-marker names the attempt that counts.
+    pub fn staged_file(&self, table: &str, run_id: &str, dt: &str, job_id: &str, attempt: &str) -> Path {
         self.staging_dir(table, run_id, dt)
-            .join(format!("{job_id}.parquet"))
+            .join(format!("{job_id}.{attempt}.parquet"))
+    }
+
+    /// The quarantine file of one attempt at a page job (Q1).
+    pub fn rejected_file(&self, table: &str, run_id: &str, job_id: &str, attempt: &str) -> Path {
+        self.child(&[REJECTED_DIR, table, &format!("run={run_id}")])
+            .join(format!("{job_id}.{attempt}.jsonl"))
+    }
+
+    /// Every quarantine file of a table.
+    pub fn rejected_dir(&self, table: &str) -> Path {
+        self.child(&[REJECTED_DIR, table])
+    }
+
+    /// The key index of a table as the commit of `run_id` wrote it (K1).
+    pub fn index_file(&self, table: &str, run_id: &str) -> Path {
+        self.child(&[EMBEDDED_DIR, "index", table])
+            .join(format!("{run_id}.parquet"))
+    }
+
+    /// Where a table's key index versions live.
+    pub fn index_dir(&self, table: &str) -> Path {
+        self.child(&[EMBEDDED_DIR, "index", table])
     }
 
     /// Parquet files directly under `dir`, sorted by path.
@@ -195,11 +232,42 @@ impl Lake {
     }
 }
 
-/// The run that wrote a live file, from its name `part-<run_id>-<uuid>.parquet`.
-pub fn writer_run_id(file: &Path) -> Option<&str> {
-    let name = file.filename()?;
+/// A live file's name parsed: `part-<run_id>-g<gen>-<uuid>.parquet`, or the name of builds
+/// before generations, `part-<run_id>-<uuid>.parquet` (generation 0).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LiveName<'a> {
+    pub run_id: &'a str,
+    /// The generation it was written to be published as (G1).
+    pub gen: u64,
+}
+
+pub fn parse_live_name(name: &str) -> Option<LiveName<'_>> {
     let stem = name.strip_prefix("part-")?.strip_suffix(".parquet")?;
-    stem.rsplit_once('-').map(|(run, _)| run)
+    let (rest, _uuid) = stem.rsplit_once('-')?;
+    if let Some((run_id, gen)) = rest.rsplit_once("-g") {
+        if let Ok(gen) = gen.parse::<u64>() {
+            return Some(LiveName { run_id, gen });
+        }
+    }
+    Some(LiveName { run_id: rest, gen: 0 })
+}
+
+/// The run that wrote a live file.
+pub fn writer_run_id(file: &Path) -> Option<&str> {
+    parse_live_name(file.filename()?).map(|n| n.run_id)
+}
+
+/// A staged file's name parsed: `<job>.<attempt>.parquet` (S1).
+pub fn parse_staged_name(name: &str) -> Option<(&str, &str)> {
+    let stem = name.strip_suffix(".parquet")?;
+    stem.rsplit_once('.')
+        .filter(|(job, attempt)| !job.is_empty() && !attempt.is_empty())
+}
+
+/// A fresh attempt id: 12 hexadecimal digits, unique enough that two attempts at one page
+/// never share a name.
+pub fn new_attempt() -> String {
+    uuid::Uuid::new_v4().simple().to_string()[..12].to_string()
 }
 
 #[cfg(test)]
@@ -229,16 +297,28 @@ mod tests {
     async fn paths_and_listing() {
         let dir = tempfile::tempdir().unwrap();
         let lake = Lake::local(dir.path()).unwrap();
-        let live = lake.new_live_file("deals", "2024-01-02", "deals-20240102T000000Z-ab");
+        let live = lake.new_live_file("deals", "2024-01-02", "deals-20240102T000000Z-ab", 7);
         assert!(live
             .as_ref()
-            .starts_with("deals/dt=2024-01-02/part-deals-20240102T000000Z-ab-"));
+            .starts_with("deals/dt=2024-01-02/part-deals-20240102T000000Z-ab-g7-"));
         assert_eq!(writer_run_id(&live), Some("deals-20240102T000000Z-ab"));
-        let staged = lake.staged_file("deals", "r1", "2024-01-02", "s00000-p000000");
+        assert_eq!(parse_live_name(live.filename().unwrap()).map(|n| n.gen), Some(7));
+        let legacy = parse_live_name("part-deals-r-g-1-0123abcd.parquet").unwrap();
+        assert_eq!(
+            (legacy.run_id, legacy.gen),
+            ("deals-r-g-1", 0),
+            "names before generations"
+        );
+        let staged = lake.staged_file("deals", "r1", "2024-01-02", "s00000-p000000", "a1b2");
         assert_eq!(
             staged.as_ref(),
-            "_staging/deals/run=r1/dt=2024-01-02/s00000-p000000.parquet"
+            "_staging/deals/run=r1/dt=2024-01-02/s00000-p000000.a1b2.parquet"
         );
+        assert_eq!(
+            parse_staged_name(staged.filename().unwrap()),
+            Some(("s00000-p000000", "a1b2"))
+        );
+        assert_eq!(parse_staged_name("s00000-p000000.parquet"), None, "no attempt");
         for p in [&live, &staged] {
             lake.store()
                 .put(p, Bytes::from_static(b"x").into())

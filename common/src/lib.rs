@@ -6,7 +6,8 @@
 //!   types feed which lake table and which properties become columns.
 //! - [`messages`]: the versioned JSON messages on the queues (sync request, page job, merge
 //!   task) and their deterministic ids.
-//! - [`lake`]: every lake path (live partitions, staging), over `object_store`.
+//! - [`lake`]: every lake path (live partitions, staging, quarantine), over `object_store`.
+//! - [`keyindex`]: each table's key → partition index (K1).
 //! - [`ports`]: the small traits roles talk through (queue, sync state, run ledger), each
 //!   method with its contract; [`flag`] holds the flag port and the seed's vocabulary.
 //! - [`embedded`]: the adapters of embedded mode, one SQLite file under the lake.
@@ -15,6 +16,8 @@
 //! - [`hubspot`]: HubSpot's wire types (shared with the simulator), the client and its rate
 //!   budget, which adapts to HubSpot's rate-limit headers and 429s.
 //! - [`pipeline`]: the bundle of ports and settings every role is given.
+//! - [`flow`]: orchestration in one place: whether a run is live, and what a recorded page or
+//!   merge makes due.
 //! - [`worker`]: the wire / loop / step shape of every queue worker.
 //! - [`clock`]: injected time.
 //! - [`failpoint`]: named step boundaries where crash tests make a process die.
@@ -25,10 +28,14 @@
 //!   done, and only to `min(max seen, T0)`.
 //! - W2: the watermark only moves forwards (a conditional write).
 //! - M1: a merge never deletes an input it did not read, except the older live files a full
-//!   run replaces.
+//!   run replaces and files no recorded marker or published generation names (losing copies).
 //! - M2: a merge writes its new file before it deletes anything, so a partition is never
 //!   without its data.
-//! - L1–L4: see [`ports::ledger`].
+//! - L1–L6, S1, G1, G2: see [`ports::ledger`].
+//! - Q1: a record that cannot be staged is quarantined under `_rejected/`, counted on its run,
+//!   and the run goes on.
+//! - K1: each table's key index (key → partition) is written by a commit, and a record whose
+//!   created day moved leaves a tombstone in its old partition, so no key is at rest twice.
 //! - R1–R4, the rate budget: see [`hubspot::rate`] and [`hubspot::adapt`].
 
 pub mod aws;
@@ -37,7 +44,9 @@ pub mod clock;
 pub mod embedded;
 pub mod failpoint;
 pub mod flag;
+pub mod flow;
 pub mod hubspot;
+pub mod keyindex;
 pub mod lake;
 pub mod messages;
 pub mod pipeline;

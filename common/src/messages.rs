@@ -12,6 +12,19 @@ use crate::clock::{day_of, EpochMs};
 pub const MESSAGE_VERSION: u32 = 1;
 /// Bodies larger than this are refused before parsing (SQS's own limit is 256 KiB).
 pub const MAX_MESSAGE_BYTES: usize = 256 * 1024;
+/// Longest table name and request id. A run id is `<table>-<request_id>` (at most 129
+/// characters) and reaches SQS (deduplication ids of 128 at most, hashed past it, see
+/// [`MergeTask::dedup_id`]), DynamoDB keys (1,024 bytes) and S3 keys (1,024 bytes).
+pub const MAX_NAME_CHARS: usize = 64;
+/// Longest run id: a table name, `-`, a request id.
+pub const MAX_RUN_ID_CHARS: usize = 2 * MAX_NAME_CHARS + 1;
+/// SQS's limit on a FIFO deduplication id.
+pub const MAX_DEDUP_ID_CHARS: usize = 128;
+/// The open ends of a created-date slice ([`Slice::Created`]): no bound on that side, so a
+/// full sync's first and last slices cover created dates before 1970, in the future, or
+/// anywhere the plan's counts did not see (C1).
+pub const OPEN_START_MS: EpochMs = EpochMs::MIN;
+pub const OPEN_END_MS: EpochMs = EpochMs::MAX;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -51,10 +64,11 @@ pub enum Slice {
         id_max: u64,
     },
     /// A full sync's share of one object type through the search endpoint: created in
-    /// `[from_ms, to_ms]`, id in `[id_min, id_max]`, paged by `hs_object_id` ascending like
-    /// [`Slice::Search`]. `dt` is the created day, so such a slice can only stage into the
-    /// days it spans ([`Slice::days`]): once every slice spanning a day is done, that
-    /// partition merges while the rest of the backfill goes on.
+    /// `[from_ms, to_ms]` ([`OPEN_START_MS`] and [`OPEN_END_MS`] leave a side unbounded), id
+    /// in `[id_min, id_max]`, paged by `hs_object_id` ascending like [`Slice::Search`]. `dt`
+    /// is the created day, so such a slice stages (all but records whose created date moved
+    /// under it) into the days it spans: the partitions it staged into merge as soon as it is
+    /// done, while the rest of the backfill goes on (L3).
     Created {
         object_type: String,
         from_ms: EpochMs,
@@ -74,14 +88,38 @@ impl Slice {
         }
     }
 
-    /// The created days (days since the epoch, UTC) whose partitions this slice can stage
-    /// into, or `None` when it may touch any partition (a list walk, a modified window).
+    /// The created days (days since the epoch, UTC) whose partitions this slice stages into,
+    /// or `None` when it may touch any partition (a list walk, a modified window).
     pub fn days(&self) -> Option<(i64, i64)> {
         match self {
             Slice::Created { from_ms, to_ms, .. } => Some((day_of(*from_ms), day_of(*to_ms))),
             _ => None,
         }
     }
+
+    /// Whether the slice owns the partitions of its days (a created window): its partitions
+    /// merge when it is done. Others (list walks, modified windows) touch any partition, and
+    /// theirs merge when the run's fetching is over (L3).
+    pub fn owns_its_days(&self) -> bool {
+        self.days().is_some()
+    }
+
+    /// A short stable digest of the slice, kept in each page's done-marker: the successor a
+    /// page names must carry the same slice (L2).
+    pub fn fingerprint(&self) -> String {
+        let json = serde_json::to_string(self).unwrap_or_default();
+        format!("{:016x}", fnv1a(json.as_bytes(), FNV_OFFSET))
+    }
+}
+
+const FNV_OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
+
+/// 64-bit FNV-1a: stable across builds and platforms (unlike `std`'s hasher), for digests
+/// that are stored or compared between processes.
+fn fnv1a(bytes: &[u8], offset: u64) -> u64 {
+    bytes.iter().fold(offset, |h, b| {
+        (h ^ u64::from(*b)).wrapping_mul(0x0000_0100_0000_01b3)
+    })
 }
 
 /// Fetch one page of one slice of a run.
@@ -105,9 +143,14 @@ impl PageJob {
 
     /// Page 0 of slice `slice_no` of `run`.
     pub fn first(run: &crate::ports::Run, slice_no: u32, slice: Slice) -> PageJob {
+        PageJob::first_of(&run.run_id, &run.table, slice_no, slice)
+    }
+
+    /// Page 0 of slice `slice_no` of the run `run_id` of `table`.
+    pub fn first_of(run_id: &str, table: &str, slice_no: u32, slice: Slice) -> PageJob {
         PageJob {
-            run_id: run.run_id.clone(),
-            table: run.table.clone(),
+            run_id: run_id.to_string(),
+            table: table.to_string(),
             slice_no,
             page_no: 0,
             slice,
@@ -124,21 +167,18 @@ impl PageJob {
     }
 }
 
-/// Merge the run's staged files of one partition into the live partition. `dt: None` is the
-/// commit-only task of a run that touched no partition.
+/// Merge the run's recorded staged files of one partition into the live partition. A task
+/// with a `dt` is due when the slice it names is done (a created window owns its partitions)
+/// or, with no slice, when the run's fetching is over; `dt: None` is the closing task, done
+/// last, that commits the run (L3).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MergeTask {
     pub run_id: String,
     pub table: String,
     pub dt: Option<String>,
-    /// 0 for a partition's merge; n > 0 for the n-th extra merge of a partition that a page
-    /// staged into after its merge was queued (see `Run::apply_page`).
-    #[serde(default, skip_serializing_if = "is_zero")]
-    pub pass: u32,
-}
-
-fn is_zero(n: &u32) -> bool {
-    *n == 0
+    /// The slice whose end made this merge due; `None`: the run's close did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub slice: Option<u32>,
 }
 
 impl MergeTask {
@@ -147,13 +187,28 @@ impl MergeTask {
         format!("{}#{}", self.table, self.dt.as_deref().unwrap_or("-"))
     }
 
-    /// FIFO deduplication id and done-marker name.
+    /// The task's done-marker name: unique within its run.
     pub fn task_id(&self) -> String {
-        let dt = self.dt.as_deref().unwrap_or("-");
-        match self.pass {
-            0 => format!("{}:{dt}", self.run_id),
-            n => format!("{}:{dt}:{n}", self.run_id),
+        match (&self.dt, self.slice) {
+            (None, _) => format!("{}:-", self.run_id),
+            (Some(dt), Some(s)) => format!("{}:{dt}:s{s}", self.run_id),
+            (Some(dt), None) => format!("{}:{dt}:c", self.run_id),
         }
+    }
+
+    /// The FIFO deduplication id: the task id, or a digest of it where it would pass SQS's
+    /// 128 characters (run ids reach 129).
+    pub fn dedup_id(&self) -> String {
+        let id = self.task_id();
+        if id.len() <= MAX_DEDUP_ID_CHARS {
+            return id;
+        }
+        let b = id.as_bytes();
+        format!(
+            "h{:016x}{:016x}",
+            fnv1a(b, FNV_OFFSET),
+            fnv1a(b, FNV_OFFSET ^ 0x9e37_79b9_7f4a_7c15)
+        )
     }
 }
 
@@ -217,11 +272,12 @@ pub fn decode(raw: &str) -> Result<Body, DecodeError> {
     Ok(env.body)
 }
 
-/// A name that becomes part of a lake path or a queue id: letters, digits, `-`, `_`, `.`,
-/// not starting with `.` (no `/`, no `..`: a message can never point outside its table).
-fn check_name(field: &str, value: &str) -> Result<(), DecodeError> {
+/// A name that becomes part of a lake path or a queue id: 1 to `max` letters, digits, `-`,
+/// `_`, `.`, not starting with `.` (no `/`, no `..`: a message can never point outside its
+/// table).
+pub fn check_name(field: &str, value: &str, max: usize) -> Result<(), DecodeError> {
     let ok = !value.is_empty()
-        && value.len() <= 200
+        && value.len() <= max
         && !value.starts_with('.')
         && value
             .chars()
@@ -230,7 +286,7 @@ fn check_name(field: &str, value: &str) -> Result<(), DecodeError> {
         Ok(())
     } else {
         Err(DecodeError::Invalid(format!(
-            "`{field}` {value:?} must be 1 to 200 letters, digits, '-', '_' or '.', not starting with '.'"
+            "`{field}` {value:?} must be 1 to {max} letters, digits, '-', '_' or '.', not starting with '.'"
         )))
     }
 }
@@ -240,16 +296,16 @@ impl Body {
     pub fn validate(&self) -> Result<(), DecodeError> {
         match self {
             Body::SyncRequest(r) => {
-                check_name("request_id", &r.request_id)?;
-                check_name("table", &r.table)
+                check_name("request_id", &r.request_id, MAX_NAME_CHARS)?;
+                check_name("table", &r.table, MAX_NAME_CHARS)
             }
             Body::PageJob(j) => {
-                check_name("run_id", &j.run_id)?;
-                check_name("table", &j.table)
+                check_name("run_id", &j.run_id, MAX_RUN_ID_CHARS)?;
+                check_name("table", &j.table, MAX_NAME_CHARS)
             }
             Body::MergeTask(t) => {
-                check_name("run_id", &t.run_id)?;
-                check_name("table", &t.table)?;
+                check_name("run_id", &t.run_id, MAX_RUN_ID_CHARS)?;
+                check_name("table", &t.table, MAX_NAME_CHARS)?;
                 match &t.dt {
                     Some(dt)
                         if chrono::NaiveDate::parse_from_str(dt, "%Y-%m-%d").is_err() || dt.len() != 10 =>
@@ -336,18 +392,80 @@ mod tests {
             run_id: "r".into(),
             table: "deals".into(),
             dt: Some("2024-01-02".into()),
-            pass: 0,
+            slice: Some(7),
         };
         assert_eq!(t.group_id(), "deals#2024-01-02");
-        assert_eq!(t.task_id(), "r:2024-01-02");
-        let again = MergeTask { pass: 2, ..t };
+        assert_eq!(t.task_id(), "r:2024-01-02:s7");
+        let close = MergeTask {
+            slice: None,
+            ..t.clone()
+        };
         assert_eq!(
-            (again.task_id(), again.group_id()),
-            ("r:2024-01-02:2".into(), "deals#2024-01-02".into())
+            (close.task_id(), close.group_id()),
+            ("r:2024-01-02:c".into(), "deals#2024-01-02".into())
         );
-        let raw = encode(&Body::MergeTask(again.clone()));
-        assert_eq!(decode_merge_task(&raw).unwrap(), again);
-        assert!(!encode(&Body::MergeTask(MergeTask { pass: 0, ..again })).contains("pass"));
+        let raw = encode(&Body::MergeTask(t.clone()));
+        assert_eq!(decode_merge_task(&raw).unwrap(), t);
+        assert!(!encode(&Body::MergeTask(close.clone())).contains("slice"));
+        let closing = MergeTask { dt: None, ..close };
+        assert_eq!(closing.task_id(), "r:-");
+    }
+
+    #[test]
+    fn ids_fit_every_aws_limit_they_reach() {
+        let longest = MergeTask {
+            run_id: format!("{}-{}", "t".repeat(MAX_NAME_CHARS), "r".repeat(MAX_NAME_CHARS)),
+            table: "t".repeat(MAX_NAME_CHARS),
+            dt: Some("2024-01-02".into()),
+            slice: Some(511),
+        };
+        assert_eq!(longest.run_id.len(), MAX_RUN_ID_CHARS);
+        assert!(longest.task_id().len() > MAX_DEDUP_ID_CHARS);
+        let dedup = longest.dedup_id();
+        assert!(dedup.len() <= MAX_DEDUP_ID_CHARS, "{dedup}");
+        assert_ne!(
+            dedup,
+            MergeTask {
+                slice: Some(510),
+                ..longest.clone()
+            }
+            .dedup_id()
+        );
+        assert!(longest.group_id().len() <= 128);
+        let raw = encode(&Body::MergeTask(longest));
+        assert!(decode_merge_task(&raw).is_ok());
+        let request = format!(
+            r#"{{"v":1,"kind":"sync_request","request_id":"{}","table":"deals","mode":"auto","requested_at_ms":0}}"#,
+            "r".repeat(MAX_NAME_CHARS + 1)
+        );
+        assert!(decode_sync_request(&request)
+            .unwrap_err()
+            .to_string()
+            .contains("1 to 64"));
+    }
+
+    #[test]
+    fn fingerprints_tell_slices_apart_and_open_ends_span_every_day() {
+        let a = job().slice;
+        let b = Slice::Search {
+            object_type: "deals".into(),
+            from_ms: 1,
+            to_ms: 3,
+            id_min: 0,
+            id_max: u64::MAX,
+        };
+        assert_eq!(a.fingerprint(), job().slice.fingerprint());
+        assert_ne!(a.fingerprint(), b.fingerprint());
+        let open = Slice::Created {
+            object_type: "deals".into(),
+            from_ms: OPEN_START_MS,
+            to_ms: OPEN_END_MS,
+            id_min: 0,
+            id_max: u64::MAX,
+        };
+        let (lo, hi) = open.days().unwrap();
+        assert!(lo < -719_162 && hi > 2_932_896, "before year 1 and after 9999");
+        assert!(open.owns_its_days() && !a.owns_its_days());
     }
 
     #[test]
@@ -373,7 +491,7 @@ mod tests {
             run_id: "r".into(),
             table: "t".into(),
             dt: None,
-            pass: 0,
+            slice: None,
         }));
         assert!(decode_page_job(&merge)
             .unwrap_err()

@@ -27,6 +27,9 @@ pub const DEFAULT_MERGE_MEMORY_MB: usize = 1024;
 pub const DEFAULT_SLICES_IN_FLIGHT: usize = 16;
 /// Object types with at most this many records are backfilled by one list walk (100 pages).
 pub const DEFAULT_LIST_WALK_MAX_RECORDS: u64 = 10_000;
+/// Pages a full sync's list walk may read before its run is abandoned as outpaced by record
+/// creation (C2): 10 million records at 100 a page, a thousand times the walk's usual size.
+pub const DEFAULT_LIST_WALK_MAX_PAGES: u32 = 100_000;
 
 /// Tunables shared by the roles, with the seed's defaults.
 #[derive(Debug, Clone)]
@@ -54,6 +57,8 @@ pub struct Settings {
     pub list_walk_max_records: u64,
     /// Records a slice should hold at most (the search cap, 10,000, at most).
     pub backfill_slice_records: u64,
+    /// Pages a full sync's list walk may read before its run is abandoned (C2).
+    pub list_walk_max_pages: u32,
 }
 
 impl Default for Settings {
@@ -70,8 +75,17 @@ impl Default for Settings {
             slices_in_flight: DEFAULT_SLICES_IN_FLIGHT,
             list_walk_max_records: DEFAULT_LIST_WALK_MAX_RECORDS,
             backfill_slice_records: crate::hubspot::wire::SEARCH_RESULT_CAP,
+            list_walk_max_pages: DEFAULT_LIST_WALK_MAX_PAGES,
         }
     }
+}
+
+/// Points where an in-process test holds a step (two copies of one page, one held between its
+/// fetch and its upload). Production pipelines have none.
+#[async_trait::async_trait]
+pub trait Hooks: Send + Sync {
+    /// A page job fetched its page and is about to stage it.
+    async fn after_fetch(&self, _run_id: &str, _job_id: &str) {}
 }
 
 /// Everything a role needs; cheap to clone.
@@ -88,6 +102,10 @@ pub struct Pipeline {
     pub hubspot: HubSpotClient,
     pub clock: SharedClock,
     pub settings: Settings,
+    /// The key indexes runs read (K1), loaded once per run.
+    pub indexes: crate::keyindex::IndexCache,
+    /// Test holds (none in production).
+    pub hooks: Option<Arc<dyn Hooks>>,
 }
 
 impl Pipeline {
@@ -121,6 +139,8 @@ impl Pipeline {
             hubspot,
             clock,
             settings,
+            indexes: Default::default(),
+            hooks: None,
         })
     }
 

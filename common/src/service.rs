@@ -91,6 +91,10 @@ pub struct HubSpotArgs {
     /// general rate limit); larger ones with parallel search slices over created-date windows.
     #[arg(long, env = "HUBSYNC_LIST_WALK_MAX", default_value_t = crate::pipeline::DEFAULT_LIST_WALK_MAX_RECORDS)]
     pub list_walk_max: u64,
+    /// Pages a full sync's list walk may read before its run is abandoned as outpaced by
+    /// records being created faster than it reads them (nothing is committed then).
+    #[arg(long, env = "HUBSYNC_LIST_WALK_MAX_PAGES", default_value_t = crate::pipeline::DEFAULT_LIST_WALK_MAX_PAGES)]
+    pub list_walk_max_pages: u32,
     /// Records one slice should hold at most (at most HubSpot's search cap, 10,000).
     #[arg(long, env = "HUBSYNC_SLICE_RECORDS", default_value_t = crate::hubspot::wire::SEARCH_RESULT_CAP,
           value_parser = clap::value_parser!(u64).range(1..=10_000))]
@@ -134,6 +138,7 @@ impl HubSpotArgs {
             merge_memory_bytes: self.merge_memory_mb << 20,
             slices_in_flight: self.slices_in_flight,
             list_walk_max_records: self.list_walk_max,
+            list_walk_max_pages: self.list_walk_max_pages,
             backfill_slice_records: self.slice_records,
             ..defaults
         })

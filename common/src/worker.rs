@@ -1,7 +1,13 @@
 //! The shape every queue worker shares: a loop that owns polling and back-off, and one public
 //! step, [`process_one`], that tests drive. A message is acked only after its handler returned
-//! (its durable effect is done); a failure leaves it on the queue to be retried after a delay
-//! that grows with its receive count, and the queue dead-letters it after its retries.
+//! (its durable effect is done). A failure says what to do with the message
+//! ([`Disposition`]): retry it after a delay that grows with its receive count (the queue
+//! dead-letters it after its retries), dead-letter it at once (no retry can help), or drop it.
+//!
+//! W1: a handler whose message's visibility lapsed (the process stalled past it: a GC or VM
+//! pause, SIGSTOP) or whose renewal the queue refuses (the message went to another worker) is
+//! cancelled, not left running beside the worker that now holds the message. The protocol's
+//! fences make a handler that still slips a step through harmless; cancelling keeps it short.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -20,11 +26,52 @@ pub enum Handled {
     Dropped(String),
 }
 
+/// What to do with a message its handler could not finish.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Disposition {
+    /// Another attempt may succeed (a timeout, a throttled store, a 5xx): retry after a
+    /// back-off; the queue dead-letters it after its maximum receive count.
+    Retry,
+    /// No retry can succeed until someone acts (a forged or malformed message, a rejected
+    /// token, a spent daily limit): dead-letter it now, to be replayed after the fix.
+    DeadLetter,
+    /// The message has nothing left to do (stale): acknowledge it, logged.
+    Drop,
+}
+
+/// A handler's failure: what went wrong and what to do with the message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Failure {
+    pub disposition: Disposition,
+    pub message: String,
+}
+
+impl Failure {
+    pub fn retry(message: impl Into<String>) -> Self {
+        Failure {
+            disposition: Disposition::Retry,
+            message: message.into(),
+        }
+    }
+
+    pub fn dead_letter(message: impl Into<String>) -> Self {
+        Failure {
+            disposition: Disposition::DeadLetter,
+            message: message.into(),
+        }
+    }
+}
+
+impl std::fmt::Display for Failure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
 #[async_trait]
 pub trait Handler: Send + Sync {
-    /// Handles one message body. `Err` means "not done": the message will be retried and,
-    /// after the queue's maximum receive count, dead-lettered.
-    async fn handle(&self, body: &str) -> Result<Handled, String>;
+    /// Handles one message body. `Err` means "not done", with what to do about it.
+    async fn handle(&self, body: &str) -> Result<Handled, Failure>;
 }
 
 /// The outcome of one step.
@@ -32,7 +79,17 @@ pub trait Handler: Send + Sync {
 pub enum StepOutcome {
     EmptyQueue,
     Handled(Handled),
-    Failed { error: String, receive_count: u32 },
+    Failed {
+        error: String,
+        receive_count: u32,
+    },
+    /// Moved to the dead-letter queue without its remaining retries.
+    DeadLettered {
+        error: String,
+    },
+    /// The message's visibility was lost while in hand (W1): its handler was cancelled and
+    /// the message left to the worker that holds it now.
+    Lost,
 }
 
 #[derive(Debug, Clone)]
@@ -77,24 +134,8 @@ async fn handle_received(
 ) -> Result<StepOutcome, QueueError> {
     tracing::debug!(queue = queue.name(), message_id = %msg.message_id,
         receive_count = msg.receive_count, "received");
-    let result = {
-        // Heartbeat: long work (a big merge) must not let the message reappear mid-way.
-        let beat = options.visibility / 3;
-        let work = handler.handle(&msg.body);
-        tokio::pin!(work);
-        let started = tokio::time::Instant::now();
-        loop {
-            tokio::select! {
-                r = &mut work => break r,
-                _ = tokio::time::sleep(beat) => {
-                    tracing::debug!(queue = queue.name(), message_id = %msg.message_id,
-                        in_hand_ms = started.elapsed().as_millis() as u64, "still working; visibility renewed");
-                    if let Err(e) = queue.set_visibility(&msg.receipt, options.visibility).await {
-                        tracing::warn!(queue = queue.name(), error = %e, "visibility heartbeat failed");
-                    }
-                }
-            }
-        }
+    let Some(result) = work_with_heartbeat(queue, handler, options, &msg).await else {
+        return Ok(StepOutcome::Lost);
     };
     match result {
         Ok(handled) => {
@@ -112,7 +153,37 @@ async fn handle_received(
             }
             Ok(StepOutcome::Handled(handled))
         }
-        Err(error) => {
+        Err(Failure {
+            disposition: Disposition::Drop,
+            message,
+        }) => {
+            tracing::warn!(queue = queue.name(), message_id = %msg.message_id, reason = %message, "dropped message");
+            if let Err(e) = queue.ack(&msg.receipt).await {
+                tracing::warn!(queue = queue.name(), error = %e, "ack of a dropped message failed");
+            }
+            Ok(StepOutcome::Handled(Handled::Dropped(message)))
+        }
+        Err(Failure {
+            disposition: Disposition::DeadLetter,
+            message,
+        }) => {
+            tracing::error!(
+                queue = queue.name(),
+                message_id = %msg.message_id,
+                receive_count = msg.receive_count,
+                error = %message,
+                "message cannot succeed as it is; dead-lettered now (replay it after the fix)"
+            );
+            if let Err(e) = queue.dead_letter(&msg, &message).await {
+                tracing::warn!(queue = queue.name(), error = %e,
+                    "could not dead-letter the message; it is retried and dead-lettered after its retries");
+                let _ = queue
+                    .retry_later(&msg.receipt, retry_delay(options, msg.receive_count))
+                    .await;
+            }
+            Ok(StepOutcome::DeadLettered { error: message })
+        }
+        Err(Failure { message: error, .. }) => {
             let delay = retry_delay(options, msg.receive_count);
             tracing::error!(
                 queue = queue.name(),
@@ -122,13 +193,58 @@ async fn handle_received(
                 error = %error,
                 "message failed; it will be retried and dead-lettered after its retries"
             );
-            if let Err(e) = queue.set_visibility(&msg.receipt, delay).await {
+            if let Err(e) = queue.retry_later(&msg.receipt, delay).await {
                 tracing::warn!(queue = queue.name(), error = %e, "could not schedule the retry");
             }
             Ok(StepOutcome::Failed {
                 error,
                 receive_count: msg.receive_count,
             })
+        }
+    }
+}
+
+/// Runs the handler while renewing the message's visibility every third of it; `None` when
+/// the visibility was lost and the handler cancelled (W1).
+async fn work_with_heartbeat(
+    queue: &dyn Queue,
+    handler: &dyn Handler,
+    options: &WorkerOptions,
+    msg: &Received,
+) -> Option<Result<Handled, Failure>> {
+    let beat = options.visibility / 3;
+    let work = handler.handle(&msg.body);
+    tokio::pin!(work);
+    let started = tokio::time::Instant::now();
+    // The last instant a renewal was asked for and granted: the message is ours until then
+    // plus the visibility.
+    let mut renewed_at = started;
+    loop {
+        tokio::select! {
+            r = &mut work => return Some(r),
+            _ = tokio::time::sleep(beat) => {
+                let asked = tokio::time::Instant::now();
+                if asked.duration_since(renewed_at) >= options.visibility {
+                    tracing::warn!(queue = queue.name(), message_id = %msg.message_id,
+                        unrenewed_ms = asked.duration_since(renewed_at).as_millis() as u64,
+                        "the message's visibility lapsed while in hand (the process stalled?); \
+                         another worker may hold it: its handler is cancelled");
+                    return None;
+                }
+                match queue.set_visibility(&msg.receipt, options.visibility).await {
+                    Ok(()) => {
+                        renewed_at = asked;
+                        tracing::debug!(queue = queue.name(), message_id = %msg.message_id,
+                            in_hand_ms = started.elapsed().as_millis() as u64, "still working; visibility renewed");
+                    }
+                    Err(QueueError::StaleReceipt { .. }) => {
+                        tracing::warn!(queue = queue.name(), message_id = %msg.message_id,
+                            "the queue refused to renew the message (it went to another worker): its handler is cancelled");
+                        return None;
+                    }
+                    Err(e) => tracing::warn!(queue = queue.name(), error = %e, "visibility heartbeat failed"),
+                }
+            }
         }
     }
 }

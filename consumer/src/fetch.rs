@@ -113,9 +113,22 @@ async fn search_page(
     };
     let resp = client.search_page(object_type, &req).await?;
     let full_page = resp.results.len() as u32 >= limit;
-    let next_cursor = match (full_page, resp.results.last()) {
-        (true, Some(last)) => Some(last.id.clone()),
-        _ => None,
+    // The keyset goes on after the greatest id read. Ids that are not positive numbers (their
+    // records are quarantined, Q1) cannot carry it, wherever the sort put them.
+    let greatest = resp
+        .results
+        .iter()
+        .filter_map(|r| r.id.trim().parse::<u64>().ok().filter(|id| *id > 0))
+        .max();
+    let next_cursor = match (full_page, greatest) {
+        (true, Some(id)) => Some(id.to_string()),
+        (true, None) => {
+            return Err(ConsumerError::BadRecord(format!(
+                "a full search page of {object_type} holds no record with a numeric id, so the \
+                 slice cannot go on after it"
+            )))
+        }
+        (false, _) => None,
     };
     Ok(Page {
         records: resp.results,

@@ -11,9 +11,7 @@
 //!   skip done, fetch, stage, record in the ledger, enqueue the next page, and after the last
 //!   page hand the run to the merger).
 //!
-//! Order of effects (each safe to repeat): staged files → done-marker with the next cursor and
-//! counters → next page job → merge tasks. The message is acked only after all of them; a
-//! redelivery finding the marker repeats the last two from it.
+//! Order of effects: see [`worker`].
 
 pub mod budget;
 pub mod fetch;
@@ -22,18 +20,60 @@ pub mod worker;
 
 pub use worker::{process_job, JobOutcome, PageJobHandler};
 
+use common::flow::FlowError;
+use common::hubspot::HubSpotError;
+use common::worker::{Disposition, Failure};
+
 #[derive(Debug, thiserror::Error)]
 pub enum ConsumerError {
+    /// The job was not sent by its run, or names what the catalog does not hold.
     #[error("bad page job: {0}")]
     BadJob(String),
-    #[error("bad record from HubSpot: {0}")]
+    /// HubSpot's page cannot be read on (the records themselves are quarantined, Q1).
+    #[error("bad page from HubSpot: {0}")]
     BadRecord(String),
     #[error(transparent)]
-    HubSpot(#[from] common::hubspot::HubSpotError),
+    HubSpot(#[from] HubSpotError),
     #[error(transparent)]
     Ledger(#[from] common::ports::LedgerError),
     #[error(transparent)]
     Queue(#[from] common::ports::QueueError),
     #[error("staging failed: {0}")]
     Stage(String),
+}
+
+impl From<FlowError> for ConsumerError {
+    fn from(e: FlowError) -> Self {
+        match e {
+            FlowError::Ledger(e) => ConsumerError::Ledger(e),
+            FlowError::Queue(e) => ConsumerError::Queue(e),
+            FlowError::Forged(m) => ConsumerError::BadJob(m),
+        }
+    }
+}
+
+impl ConsumerError {
+    /// What the queue does with the job: retry what time can fix; dead-letter at once what no
+    /// retry can (a forged job, a rejected token, a spent daily limit, a refused request).
+    pub fn disposition(&self) -> Disposition {
+        match self {
+            ConsumerError::BadJob(_) | ConsumerError::BadRecord(_) => Disposition::DeadLetter,
+            ConsumerError::HubSpot(
+                HubSpotError::Unauthorized(_)
+                | HubSpotError::DailyLimit { .. }
+                | HubSpotError::Rejected { .. }
+                | HubSpotError::Invalid(_),
+            ) => Disposition::DeadLetter,
+            ConsumerError::Ledger(e) if !e.is_retryable() => Disposition::DeadLetter,
+            _ => Disposition::Retry,
+        }
+    }
+
+    /// The failure reported to the worker loop, prefixed with `context`.
+    pub fn failure(&self, context: String) -> Failure {
+        Failure {
+            disposition: self.disposition(),
+            message: format!("{context}: {self}"),
+        }
+    }
 }

@@ -3,13 +3,20 @@
 //! Every row carries the key, `created_at` and `last_modified_at` (UTC ms), `archived`, the
 //! tag column if the table has one, every catalog property as a string column (HubSpot sends
 //! every value as a string; nothing is lost), `_synced_at` and `_run_id`. `dt` is the UTC date
-//! of the created timestamp, which never changes, so a record never leaves its partition.
+//! of the created timestamp ([`common::catalog::dt_of_created`]: a stated partition when it is
+//! missing or out of the four-digit years).
+//!
+//! Q1: a record that cannot be staged (no usable id, no readable modified time) is not a
+//! reason to fail its page forever: [`validate`] sets it aside with its reason, to be written
+//! raw under `_rejected/` and counted on the run. K1: a record whose key the table's index
+//! places in another partition moved there (its created date changed): a tombstone row in the
+//! old partition (archived, at the record's new version) removes the old row at merge.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use common::catalog::{SourceSpec, TableSpec};
-use common::clock::{dt_of, EpochMs};
+use common::catalog::{dt_of_created, SourceSpec, TableSpec};
+use common::clock::EpochMs;
 use common::hubspot::wire::{parse_ms, ObjectRecord};
 use datafusion::arrow::array::{
     ArrayRef, BooleanBuilder, Int64Builder, StringBuilder, TimestampMillisecondBuilder,
@@ -25,55 +32,107 @@ use crate::ConsumerError;
 #[derive(Debug, Clone)]
 pub struct Row<'a> {
     pub key: i64,
-    pub created_ms: EpochMs,
+    /// `None`: missing or unreadable (the record lands in the stated partition).
+    pub created_ms: Option<EpochMs>,
     pub modified_ms: EpochMs,
     pub record: &'a ObjectRecord,
 }
 
-/// Validates a record: a numeric id, a created and a modified time (the property, or
-/// `createdAt` / `updatedAt`, which HubSpot keeps equal to them).
-pub fn row<'a>(source: &SourceSpec, record: &'a ObjectRecord) -> Result<Row<'a>, ConsumerError> {
-    let key = record.id.trim().parse::<i64>().map_err(|_| {
-        ConsumerError::BadRecord(format!(
-            "{} id `{}` is not a number",
-            source.object_type, record.id
-        ))
-    })?;
-    let time = |prop: &str, fallback: &str, what: &str| {
+impl Row<'_> {
+    pub fn dt(&self) -> String {
+        dt_of_created(self.created_ms)
+    }
+}
+
+/// A record set aside (Q1), with why.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Rejected<'a> {
+    pub reason: String,
+    pub record: &'a ObjectRecord,
+}
+
+/// Splits a page's records into rows to stage and records to quarantine: a record needs a
+/// positive numeric id and a readable modified time (the property, or `updatedAt`, which
+/// HubSpot keeps equal to it). A created time falls back to `createdAt`, then to none.
+pub fn validate<'a>(source: &SourceSpec, records: &'a [ObjectRecord]) -> (Vec<Row<'a>>, Vec<Rejected<'a>>) {
+    let mut rows = Vec::with_capacity(records.len());
+    let mut rejected = Vec::new();
+    for record in records {
+        match row(source, record) {
+            Ok(r) => rows.push(r),
+            Err(reason) => rejected.push(Rejected { reason, record }),
+        }
+    }
+    (rows, rejected)
+}
+
+/// One record validated, or why it cannot be staged.
+pub fn row<'a>(source: &SourceSpec, record: &'a ObjectRecord) -> Result<Row<'a>, String> {
+    let key = match record.id.trim().parse::<i64>() {
+        Ok(k) if k > 0 => k,
+        _ => {
+            return Err(format!(
+                "{} id `{}` is not a positive number",
+                source.object_type, record.id
+            ))
+        }
+    };
+    let time = |prop: &str, fallback: &str| {
         record
             .properties
             .get(prop)
             .and_then(|v| v.as_deref())
             .and_then(parse_ms)
             .or_else(|| parse_ms(fallback))
-            .ok_or_else(|| {
-                ConsumerError::BadRecord(format!(
-                    "{} {key} has no readable {what} time (`{prop}` and its fallback are missing or malformed)",
-                    source.object_type
-                ))
-            })
     };
+    let modified_ms = time(source.modified_property(), &record.updated_at).ok_or_else(|| {
+        format!(
+            "{} {key} has no readable modified time (`{}` and `updatedAt` are missing or malformed), \
+             so its versions cannot be ordered",
+            source.object_type,
+            source.modified_property()
+        )
+    })?;
     Ok(Row {
         key,
-        created_ms: time(source.created_property(), &record.created_at, "created")?,
-        modified_ms: time(source.modified_property(), &record.updated_at, "modified")?,
+        created_ms: time(source.created_property(), &record.created_at),
+        modified_ms,
         record,
     })
+}
+
+/// A row to stage: a record's version, or a tombstone (K1).
+#[derive(Debug, Clone)]
+pub enum Staged<'a> {
+    Record(&'a Row<'a>),
+    /// Removes `key` from `dt` (its old partition) at merge: archived, at `modified_ms`.
+    Tombstone {
+        key: i64,
+        modified_ms: EpochMs,
+        dt: String,
+    },
+}
+
+impl Staged<'_> {
+    fn dt(&self) -> String {
+        match self {
+            Staged::Record(r) => r.dt(),
+            Staged::Tombstone { dt, .. } => dt.clone(),
+        }
+    }
 }
 
 /// Groups rows by `dt` and builds one batch per partition.
 pub fn batches_by_dt(
     table: &TableSpec,
     source: &SourceSpec,
-    rows: &[Row<'_>],
+    rows: &[Staged<'_>],
     run_id: &str,
     synced_at: EpochMs,
 ) -> Result<BTreeMap<String, RecordBatch>, ConsumerError> {
-    let mut by_dt: BTreeMap<String, Vec<&Row<'_>>> = BTreeMap::new();
+    let mut by_dt: BTreeMap<String, Vec<&Staged<'_>>> = BTreeMap::new();
     for r in rows {
-        let dt = dt_of(r.created_ms)
-            .ok_or_else(|| ConsumerError::BadRecord(format!("created time {} out of range", r.created_ms)))?;
-        by_dt.entry(dt).or_default().push(r);
+        by_dt.entry(r.dt()).or_default().push(r);
     }
     let schema = table.arrow_schema();
     let props = table.property_columns();
@@ -85,15 +144,32 @@ pub fn batches_by_dt(
         let (mut created, mut modified, mut synced) = (ts(), ts(), ts());
         let mut archived = BooleanBuilder::with_capacity(n);
         let mut run = StringBuilder::new();
+        let mut tag = StringBuilder::new();
         let mut prop_cols: Vec<StringBuilder> = props.iter().map(|_| StringBuilder::new()).collect();
         for r in &rows {
-            key.append_value(r.key);
-            created.append_value(r.created_ms);
-            modified.append_value(r.modified_ms);
-            archived.append_value(r.record.archived);
-            for (col, name) in prop_cols.iter_mut().zip(&props) {
-                col.append_option(r.record.properties.get(name).and_then(|v| v.as_deref()));
+            match r {
+                Staged::Record(r) => {
+                    key.append_value(r.key);
+                    created.append_option(r.created_ms);
+                    modified.append_value(r.modified_ms);
+                    archived.append_value(r.record.archived);
+                    for (col, name) in prop_cols.iter_mut().zip(&props) {
+                        col.append_option(r.record.properties.get(name).and_then(|v| v.as_deref()));
+                    }
+                }
+                Staged::Tombstone {
+                    key: k, modified_ms, ..
+                } => {
+                    key.append_value(*k);
+                    created.append_null();
+                    modified.append_value(*modified_ms);
+                    archived.append_value(true);
+                    for col in prop_cols.iter_mut() {
+                        col.append_null();
+                    }
+                }
             }
+            tag.append_option(source.tag.as_deref());
             synced.append_value(synced_at);
             run.append_value(run_id);
         }
@@ -104,10 +180,6 @@ pub fn batches_by_dt(
             Arc::new(archived.finish()),
         ];
         if table.tag_column.is_some() {
-            let mut tag = StringBuilder::new();
-            for _ in 0..n {
-                tag.append_option(source.tag.as_deref());
-            }
             columns.push(Arc::new(tag.finish()));
         }
         columns.extend(prop_cols.iter_mut().map(|c| Arc::new(c.finish()) as ArrayRef));
@@ -135,6 +207,18 @@ pub fn to_parquet(batch: &RecordBatch) -> Result<Vec<u8>, ConsumerError> {
     Ok(buf)
 }
 
+/// The quarantine file of a page's rejected records: one JSON object per line, the reason
+/// and the record as HubSpot sent it (Q1).
+pub fn rejected_jsonl(rejected: &[Rejected<'_>]) -> Vec<u8> {
+    let mut out = Vec::new();
+    for r in rejected {
+        // Serializing these plain structs cannot fail.
+        out.extend(serde_json::to_vec(r).unwrap_or_default());
+        out.push(b'\n');
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -158,22 +242,49 @@ mod tests {
     }
 
     #[test]
-    fn rows_accept_iso_and_epoch_ms_and_reject_missing_times() {
+    fn rows_accept_iso_and_epoch_ms_and_set_aside_what_cannot_be_ordered_q1() {
         let cat = Catalog::default();
         let t = cat.table("deals").unwrap();
         let s = &t.sources[0];
         let iso = record("1", "2024-01-02T03:04:05.006Z", Some("2024-02-01T00:00:00Z"));
-        assert_eq!(row(s, &iso).unwrap().created_ms, 1_704_164_645_006);
+        assert_eq!(row(s, &iso).unwrap().created_ms, Some(1_704_164_645_006));
         let epoch = record("2", "1704164645006", Some("1706745600000"));
         assert_eq!(row(s, &epoch).unwrap().modified_ms, 1_706_745_600_000);
-        let missing = record("3", "2024-01-02T03:04:05Z", None);
-        assert!(row(s, &missing).unwrap_err().to_string().contains("modified"));
-        let bad_id = record("x9", "2024-01-02T03:04:05Z", Some("2024-01-02T03:04:05Z"));
-        assert!(row(s, &bad_id).unwrap_err().to_string().contains("not a number"));
+        let records = [
+            record("3", "2024-01-02T03:04:05Z", None),
+            record("x9", "2024-01-02T03:04:05Z", Some("2024-01-02T03:04:05Z")),
+            record("-4", "2024-01-02T03:04:05Z", Some("2024-01-02T03:04:05Z")),
+            record("5", "garbage", Some("2024-01-02T03:04:05Z")),
+        ];
+        let (rows, rejected) = validate(s, &records);
+        let reasons: Vec<&str> = rejected.iter().map(|r| r.reason.as_str()).collect();
+        assert_eq!(rejected.len(), 3, "{reasons:?}");
+        assert!(reasons[0].contains("modified") && reasons[1].contains("not a positive number"));
+        assert!(reasons[2].contains("`-4`"));
+        assert_eq!(rows.len(), 1);
+        assert_eq!(
+            (rows[0].created_ms, rows[0].dt()),
+            (None, "1970-01-01".to_string())
+        );
+        let lines = String::from_utf8(rejected_jsonl(&rejected)).unwrap();
+        assert_eq!(lines.lines().count(), 3);
+        assert!(lines.contains("\"id\":\"x9\"") && lines.contains("\"reason\""));
     }
 
     #[test]
-    fn one_batch_per_dt_with_the_catalog_schema() {
+    fn created_dates_outside_four_digit_years_land_at_the_ends() {
+        let cat = Catalog::default();
+        let s = &cat.table("deals").unwrap().sources[0];
+        let old = record("1", "-2208988800000", Some("2024-01-01T00:00:00Z"));
+        assert_eq!(row(s, &old).unwrap().dt(), "1900-01-01");
+        let far = record("2", "253402300800000", Some("2024-01-01T00:00:00Z"));
+        assert_eq!(row(s, &far).unwrap().dt(), "9999-12-31", "year 10000");
+        let ancient = record("3", "-62200000000000", Some("2024-01-01T00:00:00Z"));
+        assert_eq!(row(s, &ancient).unwrap().dt(), "0001-01-01");
+    }
+
+    #[test]
+    fn one_batch_per_dt_with_the_catalog_schema_and_tombstones_k1() {
         let cat = Catalog::default();
         let t = cat.table("deals").unwrap();
         let s = &t.sources[0];
@@ -182,11 +293,21 @@ mod tests {
             record("2", "2024-01-03T00:00:00.000Z", Some("2024-03-01T00:00:00Z")),
             record("3", "2024-01-02T00:00:00.000Z", Some("2024-03-01T00:00:00Z")),
         ];
-        let rows: Vec<_> = recs.iter().map(|r| row(s, r).unwrap()).collect();
-        let b = batches_by_dt(t, s, &rows, "run-1", 5).unwrap();
-        assert_eq!(b.keys().collect::<Vec<_>>(), ["2024-01-02", "2024-01-03"]);
+        let rows: Vec<Row<'_>> = recs.iter().map(|r| row(s, r).unwrap()).collect();
+        let mut staged: Vec<Staged<'_>> = rows.iter().map(Staged::Record).collect();
+        staged.push(Staged::Tombstone {
+            key: 2,
+            modified_ms: 5,
+            dt: "2023-12-31".into(),
+        });
+        let b = batches_by_dt(t, s, &staged, "run-1", 5).unwrap();
+        assert_eq!(
+            b.keys().collect::<Vec<_>>(),
+            ["2023-12-31", "2024-01-02", "2024-01-03"]
+        );
         assert_eq!(b["2024-01-02"].num_rows(), 2);
         assert_eq!(b["2024-01-02"].schema(), t.arrow_schema());
+        assert_eq!(b["2023-12-31"].num_rows(), 1);
         assert!(!to_parquet(&b["2024-01-03"]).unwrap().is_empty());
     }
 }

@@ -5,8 +5,8 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use anyhow::Context;
-use common::catalog::{columns, TableSpec};
-use common::clock::{dt_of, iso};
+use common::catalog::{columns, dt_of_created, TableSpec};
+use common::clock::iso;
 use common::hubspot::wire::{parse_ms, ObjectRecord, Paging, LIST_PAGE_MAX};
 use common::hubspot::HubSpotClient;
 use common::lake::Lake;
@@ -19,7 +19,8 @@ use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 /// One record as the lake or the source holds it, reduced to what the lake stores.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Record {
-    pub created_ms: i64,
+    /// `None`: missing or unreadable at the source (the record lives in the stated partition).
+    pub created_ms: Option<i64>,
     pub modified_ms: i64,
     pub tag: Option<String>,
     pub properties: BTreeMap<String, Option<String>>,
@@ -93,7 +94,7 @@ pub async fn read_lake_table(lake: &Lake, table: &TableSpec) -> anyhow::Result<L
                         })
                     };
                     let record = Record {
-                        created_ms: created.value(i),
+                        created_ms: (!created.is_null(i)).then(|| created.value(i)),
                         modified_ms: modified.value(i),
                         tag: str_at(&tag),
                         properties: props
@@ -102,7 +103,7 @@ pub async fn read_lake_table(lake: &Lake, table: &TableSpec) -> anyhow::Result<L
                             .map(|(p, c)| (p.clone(), str_at(c)))
                             .collect(),
                     };
-                    if dt_of(record.created_ms).as_deref() != Some(dt.as_str()) {
+                    if dt_of_created(record.created_ms) != dt {
                         out.misplaced.push(k);
                     }
                     *out.rows_per_dt.entry(dt.clone()).or_default() += 1;
@@ -142,7 +143,7 @@ pub fn expected_rows(
             out.insert(
                 key,
                 Record {
-                    created_ms: time(source.created_property(), &r.created_at)?,
+                    created_ms: time(source.created_property(), &r.created_at).ok(),
                     modified_ms: time(source.modified_property(), &r.updated_at)?,
                     tag: table.tag_column.as_ref().and(source.tag.clone()),
                     properties: props
@@ -249,9 +250,7 @@ pub fn compare(lake: &LakeTable, expected: &BTreeMap<i64, Record>) -> Diff {
     };
     let mut source_per_dt: BTreeMap<String, u64> = BTreeMap::new();
     for (k, want) in expected {
-        if let Some(dt) = dt_of(want.created_ms) {
-            *source_per_dt.entry(dt).or_default() += 1;
-        }
+        *source_per_dt.entry(dt_of_created(want.created_ms)).or_default() += 1;
         match lake.rows.get(k) {
             None => d.missing.push(*k),
             Some(got) => {

@@ -48,7 +48,7 @@ pub fn print_reports(reports: &[RunReport]) {
                     run.status.as_str(),
                     window,
                     run.records,
-                    run.dts.len(),
+                    partitions_text(run),
                     if r.resumed { "  (resumed)" } else { "" }
                 );
             }
@@ -57,6 +57,14 @@ pub fn print_reports(reports: &[RunReport]) {
         if let Some(problem) = &r.problem {
             println!("  ! {problem}");
         }
+    }
+}
+
+/// The partitions a run touched (counted at commit), or its merges so far.
+fn partitions_text(run: &common::ports::Run) -> String {
+    match run.partitions {
+        Some(n) => n.to_string(),
+        None => format!("{} merges", run.merges_counted),
     }
 }
 
@@ -166,10 +174,12 @@ pub async fn sync(
     loop {
         if let Some(run) = p.ledger.get_run(&run_id).await? {
             let now = format!(
-                "{} ({} records, {} partitions)",
+                "{} ({} records, {} rejected, {} merges done of {})",
                 run.status.as_str(),
                 run.records,
-                run.dts.len()
+                run.rejected,
+                run.merges_counted - run.merges_outstanding,
+                run.merges_counted
             );
             if now != last {
                 println!("run {run_id}: {now}");
@@ -222,32 +232,70 @@ pub async fn status(lake: &LakeArgs) -> anyhow::Result<()> {
         );
     }
     println!(
-        "\n{:<14} {:<44} {:<9} {:>8} {:>7} {:>7}  watermark",
-        "table", "active run", "status", "records", "pages", "merges"
+        "\n{:<14} {:<44} {:<9} {:>8} {:>8} {:>7} {:>7}  watermark",
+        "table", "latest run", "status", "records", "rejected", "pages", "merges"
     );
     let states = p.state.list().await.unwrap_or_default();
+    let dead = crate::dead::dead_letters(&p).await?;
+    let mut advice = Vec::new();
     for t in p.catalog.tables() {
-        let active = p.ledger.active_run(&t.name).await?;
+        let latest = match p.ledger.active_run(&t.name).await? {
+            Some(active) => Some(active),
+            None => p.ledger.list_runs(Some(&t.name), 1).await?.pop(),
+        };
         let wm = states
             .iter()
             .find(|s| s.object_type == t.name)
             .and_then(|s| s.watermark())
             .map(iso)
             .unwrap_or_else(|| "- (next sync is full)".into());
-        match active {
-            Some(r) => println!(
-                "{:<14} {:<44} {:<9} {:>8} {:>7} {:>7}  {wm}",
-                t.name,
-                r.run_id,
-                r.status.as_str(),
-                r.records,
-                r.pages_outstanding,
-                r.merges_outstanding
-            ),
+        match latest {
+            Some(r) => {
+                println!(
+                    "{:<14} {:<44} {:<9} {:>8} {:>8} {:>7} {:>7}  {wm}",
+                    t.name,
+                    r.run_id,
+                    r.status.as_str(),
+                    r.records,
+                    r.rejected,
+                    r.pages_outstanding,
+                    r.merges_outstanding
+                );
+                if r.rejected > 0 {
+                    advice.push(format!(
+                        "{}: {} record(s) of run {} could not be staged; they are kept raw, with the reason, under {}",
+                        t.name,
+                        r.rejected,
+                        r.run_id,
+                        p.lake.rejected_dir(&t.name)
+                    ));
+                }
+                if let Some(counts) = dead.by_run.get(&r.run_id).filter(|_| r.status.is_active()) {
+                    advice.push(format!(
+                        "{}: run {} waits on {} in the dead-letter queues; fix the cause (see the services' logs), then {}",
+                        t.name,
+                        r.run_id,
+                        counts.describe(),
+                        counts.replay_commands(&lake.lake).join(" and ")
+                    ));
+                }
+            }
             None => println!(
-                "{:<14} {:<44} {:<9} {:>8} {:>7} {:>7}  {wm}",
-                t.name, "-", "", "", "", ""
+                "{:<14} {:<44} {:<9} {:>8} {:>8} {:>7} {:>7}  {wm}",
+                t.name, "-", "", "", "", "", ""
             ),
+        }
+    }
+    if dead.unreadable > 0 {
+        advice.push(format!(
+            "{} dead letter(s) are not hubsync messages (see `hubsync replay --dry-run`)",
+            dead.unreadable
+        ));
+    }
+    if !advice.is_empty() {
+        println!();
+        for a in advice {
+            println!("! {a}");
         }
     }
     Ok(())

@@ -6,7 +6,8 @@
 //!   in-process from tests and as `hubsync sim`.
 //! - `setup`: the operator's flags and environment turned into a pipeline.
 //! - `runner`: embedded mode's all-in-one run (producer, consumers, merger in one process).
-//! - `commands`: `run`, `flag`, `state`.
+//! - `commands`: `run`, `flag`, `state`, `status`, `sync`, `replay`, `audit`.
+//! - `dead`: dead letters by the run they belong to.
 //! - `demo`: `hubsync demo`, the whole story against an in-process simulator.
 //! - `audit`: the lake compared with the source, value by value.
 //! - `logging`: human logs for the CLI, JSON for services.
@@ -14,6 +15,7 @@
 
 pub mod audit;
 pub mod commands;
+pub mod dead;
 pub mod demo;
 pub mod logging;
 pub mod provision;

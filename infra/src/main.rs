@@ -272,8 +272,8 @@ async fn dispatch(command: Command) -> Result<bool> {
                 lake,
                 max_receive_count,
             } => {
-                let bucket = s3_bucket(&lake)?;
-                hubsync_infra::provision::up(&lake.names(), &bucket, max_receive_count)
+                let (bucket, prefix) = s3_location(&lake)?;
+                hubsync_infra::provision::up(&lake.names(), &bucket, &prefix, max_receive_count)
                     .await
                     .map(|_| true)
             }
@@ -296,8 +296,12 @@ async fn dispatch(command: Command) -> Result<bool> {
 }
 
 fn s3_bucket(lake: &LakeArgs) -> Result<String> {
+    s3_location(lake).map(|(bucket, _)| bucket)
+}
+
+fn s3_location(lake: &LakeArgs) -> Result<(String, String)> {
     match common::lake::LakeLocation::parse(&lake.lake)? {
-        common::lake::LakeLocation::S3 { bucket, .. } => Ok(bucket),
+        common::lake::LakeLocation::S3 { bucket, prefix } => Ok((bucket, prefix)),
         common::lake::LakeLocation::Local(_) => {
             anyhow::bail!("`hubsync infra` provisions AWS mode; pass --lake s3://bucket/prefix")
         }

@@ -74,6 +74,7 @@ pub async fn run_embedded(p: &Pipeline, options: &RunOptions) -> anyhow::Result<
         .into_iter()
         .map(|t| t.name.clone())
         .collect();
+    sweep_staging(p, &tables).await?;
     // Resume what a previous process left active; request the rest.
     let mut waiting: BTreeMap<String, (String, bool)> = BTreeMap::new();
     let mut requests = Vec::new();
@@ -92,6 +93,23 @@ pub async fn run_embedded(p: &Pipeline, options: &RunOptions) -> anyhow::Result<
         waiting.insert(table.clone(), (producer::worker::run_id_for(&request), false));
         requests.push(Outgoing::standard(messages::encode(&Body::SyncRequest(request))));
     }
+    // E2: a resumed run that waits on a dead letter would wait for its lease (30 minutes)
+    // and then be abandoned: say so now, with what to do.
+    let dead = crate::dead::dead_letters(p).await?;
+    let stuck: Vec<String> = waiting
+        .iter()
+        .filter(|(_, (_, resumed))| *resumed)
+        .filter_map(|(table, (run_id, _))| {
+            let counts = dead.by_run.get(run_id).filter(|c| c.total() > 0)?;
+            Some(format!(
+                "run {run_id} of {table} waits on {} in the dead-letter queues (the errors that put them \
+                 there are in the log of the process that ran them); fix the cause, then {}, and `hubsync run` again",
+                counts.describe(),
+                counts.replay_commands(p.lake.uri()).join(" and ")
+            ))
+        })
+        .collect();
+    anyhow::ensure!(stuck.is_empty(), "{}", stuck.join("\n"));
     p.requests.send(requests).await?;
     let dead_before = dead_letters(p).await?;
 
@@ -183,6 +201,39 @@ pub async fn run_embedded(p: &Pipeline, options: &RunOptions) -> anyhow::Result<
     }
     outcome?;
     Ok(tables.iter().filter_map(|t| reports.remove(t)).collect())
+}
+
+/// Deletes the staged files of runs that are over: a copy of a page that lost (S1) and died
+/// before deleting its files, after its run's commit swept staging, leaves them there.
+async fn sweep_staging(p: &Pipeline, tables: &[String]) -> anyhow::Result<()> {
+    for table in tables {
+        let dir = p.lake.staging_table_dir(table);
+        let listing = match p.lake.store().list_with_delimiter(Some(&dir)).await {
+            Ok(l) => l,
+            Err(object_store::Error::NotFound { .. }) => continue,
+            Err(e) => return Err(e.into()),
+        };
+        for prefix in listing.common_prefixes {
+            let Some(run_id) = prefix.filename().and_then(|f| f.strip_prefix("run=")) else {
+                continue;
+            };
+            let over = p
+                .ledger
+                .get_run(run_id)
+                .await?
+                .is_none_or(|r| !r.status.is_active());
+            if over {
+                let n = p.lake.delete_dir(&p.lake.staging_run_dir(table, run_id)).await?;
+                tracing::info!(
+                    table,
+                    run_id,
+                    files = n,
+                    "deleted staged files of a run that is over"
+                );
+            }
+        }
+    }
+    Ok(())
 }
 
 async fn requests_drained(p: &Pipeline) -> anyhow::Result<bool> {

@@ -114,7 +114,7 @@ pub async fn take_over_lake(dir: &Path) -> anyhow::Result<LakeLock> {
     if released > 0 {
         tracing::info!(
             messages = released,
-            "released messages held by an interrupted process"
+            "released messages held by an interrupted process, without counting their receive (E1)"
         );
     }
     Ok(lock)

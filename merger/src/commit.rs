@@ -1,10 +1,14 @@
-//! Committing a run, after its last merge. Every step is idempotent: a redelivered last merge
-//! task commits again and finds the work done.
+//! Committing a run, after its last merge. Every step is idempotent, and fenced against a
+//! commit that stalled and resumes after a later run began (G2): it re-reads its run first,
+//! drops a partition only by a conditional write on the generation it read and never one a
+//! later run published, moves the key index and the watermark only forwards.
 
 use common::failpoint;
+use common::flow;
 use common::pipeline::Pipeline;
-use common::ports::{Run, RunMode, RunStatus, SyncState};
+use common::ports::{Partition, Run, RunMode, RunStatus, SyncState};
 
+use crate::worker::dead_files;
 use crate::MergerError;
 
 /// The state a committed run leaves: W1 caps each timestamp at T0 (a record changed behind a
@@ -26,16 +30,25 @@ pub fn next_state(run: &Run, previous: Option<&SyncState>) -> SyncState {
 }
 
 pub async fn commit(p: &Pipeline, run: &Run) -> Result<(), MergerError> {
+    // G2: act on the run as the ledger has it now, not as this process last read it.
+    let Some(run) = p.ledger.get_run(&run.run_id).await? else {
+        return Ok(());
+    };
+    if run.status != RunStatus::Merging || run.merges_outstanding > 0 {
+        tracing::info!(run_id = %run.run_id, status = run.status.as_str(), "not committing: the run moved on");
+        return Ok(());
+    }
+    let touched = flow::run_partitions(p.ledger.as_ref(), &run.run_id).await?;
     if run.mode == RunMode::Full {
         // A full run replaces the table: partitions it did not touch hold only records that
         // are gone from HubSpot.
         for dt in p.lake.partitions(&run.table).await? {
-            if !run.dts.contains(&dt) {
-                let n = p.lake.delete_dir(&p.lake.partition_dir(&run.table, &dt)).await?;
-                tracing::info!(run_id = %run.run_id, table = %run.table, %dt, files = n, "dropped partition absent from the full sync");
+            if !touched.contains(&dt) {
+                drop_partition(p, &run, &dt).await?;
             }
         }
     }
+    crate::index::update(p, &run, &touched).await?;
     p.lake
         .delete_dir(&p.lake.staging_run_dir(&run.table, &run.run_id))
         .await?;
@@ -46,7 +59,7 @@ pub async fn commit(p: &Pipeline, run: &Run) -> Result<(), MergerError> {
             None
         }
     };
-    let state = next_state(run, previous.as_ref());
+    let state = next_state(&run, previous.as_ref());
     match p.state.put_forward(&state).await {
         Ok(true) => {}
         Ok(false) => tracing::warn!(table = %run.table, "sync state already later; kept it (W2)"),
@@ -57,11 +70,17 @@ pub async fn commit(p: &Pipeline, run: &Run) -> Result<(), MergerError> {
     failpoint::hit(failpoint::MERGER_AFTER_STATE);
     let committed = p
         .ledger
-        .finish(&run.run_id, RunStatus::Committed, None, p.now_ms())
+        .finish(
+            &run.run_id,
+            RunStatus::Committed,
+            None,
+            Some(touched.len() as u64),
+            p.now_ms(),
+        )
         .await?;
-    // Again, now that the run has ended: a late duplicate copy of a page (SQS delivers at least
-    // once) may have staged files since the first sweep; one that uploads after this one sees
-    // the run ended and deletes its own (see the consumer's `discard_late_files`).
+    // Again, now that the run has ended: a late copy of a page (SQS delivers at least once)
+    // may have staged files since the first sweep; one that uploads after this one finds its
+    // marker taken (or the run ended) and deletes its own (S1).
     p.lake
         .delete_dir(&p.lake.staging_run_dir(&run.table, &run.run_id))
         .await?;
@@ -71,11 +90,44 @@ pub async fn commit(p: &Pipeline, run: &Run) -> Result<(), MergerError> {
             table = %run.table,
             mode = run.mode.as_str(),
             records = run.records,
-            partitions = run.dts.len(),
+            rejected = run.rejected,
+            partitions = touched.len(),
             watermark = ?state.watermark().map(common::clock::iso),
             "run committed"
         );
     }
+    Ok(())
+}
+
+/// Drops a partition a full run did not touch (G2): publishes it empty on the generation read,
+/// unless a run that started after this one published it, then deletes its files.
+async fn drop_partition(p: &Pipeline, run: &Run, dt: &str) -> Result<(), MergerError> {
+    let head = p.ledger.partition(&run.table, dt).await?;
+    if let Some(h) = &head {
+        if h.writer_started_ms > run.started_at_ms {
+            tracing::warn!(run_id = %run.run_id, table = %run.table, %dt, writer = %h.writer_run,
+                "kept a partition a later run published (this commit resumed late)");
+            return Ok(());
+        }
+    }
+    let gen = head.as_ref().map_or(0, |h| h.gen);
+    let empty = Partition {
+        gen: gen + 1,
+        file: None,
+        writer_run: run.run_id.clone(),
+        writer_started_ms: run.started_at_ms,
+    };
+    if !p.ledger.publish(&run.table, dt, gen, &empty).await? {
+        tracing::warn!(run_id = %run.run_id, table = %run.table, %dt,
+            "kept a partition another merge published meanwhile");
+        return Ok(());
+    }
+    let dead = dead_files(p, &run.table, dt, gen + 1, None).await?;
+    for f in &dead {
+        p.lake.delete(f).await?;
+    }
+    tracing::info!(run_id = %run.run_id, table = %run.table, %dt, files = dead.len(),
+        "dropped partition absent from the full sync");
     Ok(())
 }
 

@@ -1,20 +1,38 @@
 //! The step for one merge task, and its handler for the service loop.
+//!
+//! A partition merge, every step safe to repeat and to race with a stalled copy of itself:
+//! 1. read the partition's generation `g` and its published file (G1);
+//! 2. list the run's staged files of the partition and keep those whose page's marker names
+//!    their attempt (S1); losers' files are deleted, pages not recorded yet are left alone;
+//! 3. merge the published file (an incremental run; a full run only when it wrote it) and the
+//!    staged inputs into a new file named for generation `g + 1` (M2: written first);
+//! 4. publish it if the partition is still at `g`, else delete it and start again;
+//! 5. delete what generation `g + 1` made dead: every file of the partition named for a
+//!    generation up to `g + 1` but the published one (a file named for `g + 1` that lost can
+//!    never be published now), then the staged inputs and losers (M1);
+//! 6. the task's done-marker; the run's last commits it.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use common::catalog::columns;
+use common::catalog::{columns, TableSpec};
 use common::failpoint;
-use common::lake::writer_run_id;
+use common::flow::{self, Step};
+use common::lake::{parse_live_name, parse_staged_name};
 use common::messages::{self, MergeTask};
 use common::pipeline::Pipeline;
-use common::ports::{MergeCompletion, Run, RunMode, RunStatus};
-use common::worker::{Handled, Handler};
+use common::ports::{MergeCompletion, Partition, Run, RunMode, RunStatus};
+use common::worker::{Failure, Handled, Handler};
 use object_store::path::Path;
 
 use crate::commit::commit;
 use crate::merge::{merge_files, MergeKeys};
 use crate::MergerError;
+
+/// Publishes a merge tries before its task is retried through the queue (each lost race
+/// means another merge of the partition published meanwhile).
+const PUBLISH_ATTEMPTS: u32 = 5;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum TaskOutcome {
@@ -24,7 +42,7 @@ pub enum TaskOutcome {
         deleted: usize,
         committed: bool,
     },
-    /// Nothing staged and the partition already is this run's single file.
+    /// Nothing recorded was staged and nothing is replaced: the partition is merged already.
     NothingToDo {
         committed: bool,
     },
@@ -36,41 +54,14 @@ pub enum TaskOutcome {
 }
 
 pub async fn process_task(p: &Pipeline, task: &MergeTask) -> Result<TaskOutcome, MergerError> {
-    let Some(run) = p.ledger.get_run(&task.run_id).await? else {
-        return Err(MergerError::BadTask(format!(
-            "run `{}` is not in the ledger",
-            task.run_id
-        )));
+    let step = match task.dt {
+        Some(_) => Step::PartitionMerge,
+        None => Step::Close,
     };
-    let now = p.now_ms();
-    if run.lease_expired(now) {
-        p.ledger
-            .finish(&run.run_id, RunStatus::Abandoned, Some("lease expired"), now)
-            .await?;
-        return Ok(TaskOutcome::Stale(format!(
-            "run {} abandoned: lease expired",
-            run.run_id
-        )));
-    }
-    // P1: a partition's merge may come while the run still fetches other slices; the closing
-    // task (no dt) only once fetching is over.
-    let may_merge = matches!(
-        (&task.dt, run.status),
-        (_, RunStatus::Merging) | (Some(_), RunStatus::Fetching)
-    );
-    if !may_merge {
-        return Ok(TaskOutcome::Stale(format!(
-            "run {} is {}",
-            run.run_id,
-            run.status.as_str()
-        )));
-    }
-    if run.table != task.table {
-        return Err(MergerError::BadTask(format!(
-            "task names table `{}` but run {} is of `{}`",
-            task.table, run.run_id, run.table
-        )));
-    }
+    let run = match flow::live_run(p.ledger.as_ref(), &task.run_id, &task.table, step, p.now_ms()).await? {
+        Ok(run) => run,
+        Err(why) => return Ok(TaskOutcome::Stale(why)),
+    };
     let table = p
         .catalog
         .table(&task.table)
@@ -83,7 +74,7 @@ pub async fn process_task(p: &Pipeline, task: &MergeTask) -> Result<TaskOutcome,
     }
     let outcome = match &task.dt {
         None => None,
-        Some(dt) => Some(merge_partition(p, &run, table, dt).await?),
+        Some(dt) => merge_partition(p, &run, table, dt).await?,
     };
     let completion = p.ledger.complete_merge(&run.run_id, &task_id, p.now_ms()).await?;
     failpoint::hit(failpoint::MERGER_AFTER_MERGE_DONE);
@@ -95,80 +86,215 @@ pub async fn process_task(p: &Pipeline, task: &MergeTask) -> Result<TaskOutcome,
         MergeCompletion::Recorded { .. } => false,
     };
     Ok(match outcome {
-        Some(Some((rows, inputs, deleted))) => TaskOutcome::Merged {
-            rows,
-            inputs,
-            deleted,
+        Some(m) => TaskOutcome::Merged {
+            rows: m.rows,
+            inputs: m.inputs,
+            deleted: m.deleted,
             committed,
         },
-        _ => TaskOutcome::NothingToDo { committed },
+        None => TaskOutcome::NothingToDo { committed },
     })
 }
 
-/// Merges one partition: returns (rows, inputs, deleted) or `None` when there was nothing to do.
+/// What one partition merge did.
+#[derive(Debug, Clone, Copy)]
+struct Merged {
+    rows: u64,
+    inputs: usize,
+    deleted: usize,
+}
+
+/// Merges one partition (see the module doc); `None` when there was nothing to merge.
 async fn merge_partition(
     p: &Pipeline,
     run: &Run,
-    table: &common::catalog::TableSpec,
+    table: &TableSpec,
     dt: &str,
-) -> Result<Option<(u64, usize, usize)>, MergerError> {
-    let lake = &p.lake;
-    let staged: Vec<Path> = lake
-        .list_parquet(&lake.staging_dir(&table.name, &run.run_id, dt))
-        .await?
-        .into_iter()
-        .map(|m| m.location)
-        .collect();
-    let live: Vec<Path> = lake
-        .list_parquet(&lake.partition_dir(&table.name, dt))
-        .await?
-        .into_iter()
-        .map(|m| m.location)
-        .collect();
-    let (ours, older): (Vec<Path>, Vec<Path>) = live
-        .into_iter()
-        .partition(|f| writer_run_id(f) == Some(run.run_id.as_str()));
-    // A full run replaces: it reads only its own live files and drops older ones (the M1
-    // exception). An incremental run merges into everything live.
-    let (live_inputs, replaced) = match run.mode {
-        RunMode::Full => (ours, older),
-        RunMode::Incremental => ([ours, older].concat(), Vec::new()),
-    };
-    if staged.is_empty() && replaced.is_empty() && live_inputs.len() <= 1 {
-        // A redelivery after the staged files were deleted: the partition is already merged.
-        return Ok(None);
+) -> Result<Option<Merged>, MergerError> {
+    for attempt in 1..=PUBLISH_ATTEMPTS {
+        match try_merge(p, run, table, dt).await? {
+            Some(done) => return Ok(done),
+            None => tracing::info!(run_id = %run.run_id, table = %table.name, %dt, attempt,
+                "another merge of the partition published first (G1); merging again on its result"),
+        }
     }
-    let inputs: Vec<Path> = staged.iter().chain(live_inputs.iter()).cloned().collect();
-    let output = lake.new_live_file(&table.name, dt, &run.run_id);
-    let keys = MergeKeys {
-        key: table.key_column.clone(),
-        modified: columns::LAST_MODIFIED_AT.into(),
-        column_order: table
-            .arrow_schema()
-            .fields()
-            .iter()
-            .map(|f| f.name().clone())
-            .collect(),
-        drop_archived: true,
-        memory_limit: Some(p.settings.merge_memory_bytes),
+    Err(MergerError::Conflict(format!(
+        "partition {}/{dt}: {PUBLISH_ATTEMPTS} publishes in a row lost to other merges",
+        table.name
+    )))
+}
+
+/// The staged files of a partition, by what their page's marker says (S1).
+struct StagedFiles {
+    /// Recorded attempts: the merge's inputs.
+    inputs: Vec<Path>,
+    /// Attempts that lost to another copy of their page.
+    losers: Vec<Path>,
+}
+
+async fn staged_files(p: &Pipeline, run: &Run, table: &str, dt: &str) -> Result<StagedFiles, MergerError> {
+    let listed = p
+        .lake
+        .list_parquet(&p.lake.staging_dir(table, &run.run_id, dt))
+        .await?;
+    let mut by_job: HashMap<String, Vec<(String, Path)>> = HashMap::new();
+    for meta in listed {
+        let Some((job, attempt)) = meta.location.filename().and_then(parse_staged_name) else {
+            tracing::warn!(file = %meta.location, "a staged file not named <job>.<attempt>.parquet is ignored");
+            continue;
+        };
+        by_job
+            .entry(job.to_string())
+            .or_default()
+            .push((attempt.to_string(), meta.location.clone()));
+    }
+    let jobs: Vec<String> = by_job.keys().cloned().collect();
+    let recorded = p.ledger.page_attempts(&run.run_id, &jobs).await?;
+    let mut out = StagedFiles {
+        inputs: Vec::new(),
+        losers: Vec::new(),
     };
-    // M2: the new file is complete in the store before anything is deleted.
-    let stats = merge_files(lake.store().clone(), &inputs, &output, &keys).await?;
-    if stats.rows_out == 0 {
-        lake.delete(&output).await?;
+    for (job, files) in by_job {
+        // No marker yet: the page is still in progress (or died before it); its own marker,
+        // or the commit, decides.
+        let Some(winner) = recorded.get(&job) else {
+            continue;
+        };
+        for (attempt, path) in files {
+            if attempt == *winner {
+                out.inputs.push(path);
+            } else {
+                out.losers.push(path);
+            }
+        }
+    }
+    out.inputs.sort();
+    Ok(out)
+}
+
+/// One attempt at a partition merge: `Some` when done, `None` when another merge published
+/// first (G1).
+async fn try_merge(
+    p: &Pipeline,
+    run: &Run,
+    table: &TableSpec,
+    dt: &str,
+) -> Result<Option<Option<Merged>>, MergerError> {
+    let lake = &p.lake;
+    let head = p.ledger.partition(&table.name, dt).await?;
+    let gen = head.as_ref().map_or(0, |h| h.gen);
+    // The live data the partition holds now: its published file or, before its first publish,
+    // the files of builds before generations.
+    let live: Vec<Path> = match &head {
+        Some(h) => h
+            .file
+            .iter()
+            .map(|f| lake.live_file(&table.name, dt, f))
+            .collect(),
+        None => lake
+            .list_parquet(&lake.partition_dir(&table.name, dt))
+            .await?
+            .into_iter()
+            .map(|m| m.location)
+            .filter(|f| f.filename().and_then(parse_live_name).is_some_and(|n| n.gen == 0))
+            .collect(),
+    };
+    // A full run replaces: it reads only what it published itself and drops the rest (the M1
+    // exception). An incremental run merges into everything live.
+    let ours = head.as_ref().is_some_and(|h| h.writer_run == run.run_id);
+    let live_inputs: Vec<Path> = match run.mode {
+        RunMode::Incremental => live.clone(),
+        RunMode::Full if ours => live.clone(),
+        RunMode::Full => Vec::new(),
+    };
+    let replaces = run.mode == RunMode::Full && !ours && !live.is_empty();
+    let staged = staged_files(p, run, &table.name, dt).await?;
+    if staged.inputs.is_empty() && !replaces {
+        delete_all(p, &staged.losers).await?;
+        return Ok(Some(None));
+    }
+    let inputs: Vec<Path> = staged.inputs.iter().chain(live_inputs.iter()).cloned().collect();
+    let output = lake.new_live_file(&table.name, dt, &run.run_id, gen + 1);
+    let mut rows = 0;
+    let mut published_file = None;
+    if !inputs.is_empty() {
+        let keys = MergeKeys {
+            key: table.key_column.clone(),
+            modified: columns::LAST_MODIFIED_AT.into(),
+            column_order: table
+                .arrow_schema()
+                .fields()
+                .iter()
+                .map(|f| f.name().clone())
+                .collect(),
+            drop_archived: true,
+            memory_limit: Some(p.settings.merge_memory_bytes),
+        };
+        // M2: the new file is complete in the store before anything is deleted.
+        let stats = merge_files(lake.store().clone(), &inputs, &output, &keys).await?;
+        rows = stats.rows_out;
+        if rows == 0 {
+            lake.delete(&output).await?;
+        } else {
+            published_file = output.filename().map(str::to_string);
+        }
     }
     failpoint::hit(failpoint::MERGER_AFTER_WRITE);
-    // M1: delete exactly what was read (plus, for a full run, what it replaces).
-    // Staged files go last: while any is left, a redelivered task merges again (see above).
-    let old: Vec<&Path> = live_inputs.iter().chain(replaced.iter()).collect();
-    futures::future::try_join_all(old.iter().map(|f| lake.delete(f))).await?;
+    let next = Partition {
+        gen: gen + 1,
+        file: published_file.clone(),
+        writer_run: run.run_id.clone(),
+        writer_started_ms: run.started_at_ms,
+    };
+    if !p.ledger.publish(&table.name, dt, gen, &next).await? {
+        // G1: someone published generation `gen + 1` first (a stalled copy of this task, or a
+        // later task): this output can never be published; it goes, and the merge starts over.
+        lake.delete(&output).await?;
+        return Ok(None);
+    }
+    // M1: what generation `gen + 1` made dead, then the staged inputs (while any is left, a
+    // redelivered task merges again, on the published file), then the losing attempts.
+    let dead = dead_files(p, &table.name, dt, gen + 1, published_file.as_deref()).await?;
+    delete_all(p, &dead).await?;
     failpoint::hit(failpoint::MERGER_AFTER_DELETE_OLD);
-    futures::future::try_join_all(staged.iter().map(|f| lake.delete(f))).await?;
+    delete_all(p, &staged.inputs).await?;
     failpoint::hit(failpoint::MERGER_AFTER_DELETE_STAGED);
-    let deleted = old.len() + staged.len();
-    tracing::debug!(run_id = %run.run_id, table = %table.name, %dt, rows = stats.rows_out,
+    delete_all(p, &staged.losers).await?;
+    let deleted = dead.len() + staged.inputs.len() + staged.losers.len();
+    tracing::debug!(run_id = %run.run_id, table = %table.name, %dt, rows, gen = gen + 1,
         inputs = inputs.len(), "partition merged");
-    Ok(Some((stats.rows_out, inputs.len(), deleted)))
+    Ok(Some(Some(Merged {
+        rows,
+        inputs: inputs.len(),
+        deleted,
+    })))
+}
+
+/// The live files of a partition that generation `gen` made dead (G1): named for a generation
+/// up to `gen` (or before generations), and not `published`. Files named for a later
+/// generation belong to merges still under way and are kept.
+pub(crate) async fn dead_files(
+    p: &Pipeline,
+    table: &str,
+    dt: &str,
+    gen: u64,
+    published: Option<&str>,
+) -> Result<Vec<Path>, MergerError> {
+    Ok(p.lake
+        .list_parquet(&p.lake.partition_dir(table, dt))
+        .await?
+        .into_iter()
+        .map(|m| m.location)
+        .filter(|f| {
+            let name = f.filename().unwrap_or_default();
+            Some(name) != published && parse_live_name(name).is_some_and(|n| n.gen <= gen)
+        })
+        .collect())
+}
+
+async fn delete_all(p: &Pipeline, files: &[Path]) -> Result<(), MergerError> {
+    futures::future::try_join_all(files.iter().map(|f| p.lake.delete(f))).await?;
+    Ok(())
 }
 
 /// Commits the run when no merge is outstanding; true when this call found it committable.
@@ -198,12 +324,12 @@ impl MergeTaskHandler {
 
 #[async_trait]
 impl Handler for MergeTaskHandler {
-    async fn handle(&self, body: &str) -> Result<Handled, String> {
-        let task = messages::decode_merge_task(body).map_err(|e| e.to_string())?;
+    async fn handle(&self, body: &str) -> Result<Handled, Failure> {
+        let task = messages::decode_merge_task(body).map_err(|e| Failure::dead_letter(e.to_string()))?;
         match process_task(&self.pipeline, &task).await {
             Ok(TaskOutcome::Stale(why)) => Ok(Handled::Dropped(why)),
             Ok(o) => Ok(Handled::Done(format!("{}: {o:?}", task.task_id()))),
-            Err(e) => Err(format!("{}: {e}", task.task_id())),
+            Err(e) => Err(e.failure(task.task_id())),
         }
     }
 }

@@ -29,3 +29,20 @@ pub enum ProducerError {
     #[error("planning failed: {0}")]
     HubSpot(#[from] common::hubspot::HubSpotError),
 }
+
+impl ProducerError {
+    /// What the queue does with the request: an unknown table, a rejected token or a spent
+    /// daily limit are dead-lettered at once (no retry can help before someone acts).
+    pub fn failure(&self) -> common::worker::Failure {
+        use common::hubspot::HubSpotError as H;
+        let message = self.to_string();
+        match self {
+            ProducerError::BadRequest(_)
+            | ProducerError::HubSpot(H::Unauthorized(_) | H::DailyLimit { .. } | H::Invalid(_)) => {
+                common::worker::Failure::dead_letter(message)
+            }
+            ProducerError::Ledger(e) if !e.is_retryable() => common::worker::Failure::dead_letter(message),
+            _ => common::worker::Failure::retry(message),
+        }
+    }
+}

@@ -25,7 +25,7 @@ use common::clock::{EpochMs, DAY_MS};
 use common::hubspot::query::{slice_filters, TimeField, ID_PROPERTY};
 use common::hubspot::wire::{Direction, SearchRequest, Sort, SEARCH_RESULT_CAP};
 use common::hubspot::{HubSpotClient, HubSpotError};
-use common::messages::Slice;
+use common::messages::{Slice, OPEN_END_MS, OPEN_START_MS};
 use common::pipeline::Settings;
 
 use crate::decide::Decision;
@@ -71,7 +71,8 @@ pub async fn plan(
                     slices.push(Slice::List { object_type });
                     continue;
                 }
-                let all = Part::new(0, t0);
+                // C1: every created date, before 1970 and after T0 included.
+                let all = Part::new(OPEN_START_MS, OPEN_END_MS);
                 // One request answers both the count and the first creation time.
                 let first = match edge(client, source, TimeField::Created, &all, Direction::Ascending).await {
                     Ok(first) => first,
@@ -91,8 +92,11 @@ pub async fn plan(
                     slices.push(Slice::List { object_type });
                     continue;
                 }
-                let from = first.record.map(|(created, _)| created.min(t0)).unwrap_or(0);
-                let parts = split(
+                let from = match first.record {
+                    Some((created, _)) if created != OPEN_START_MS => created.min(t0),
+                    _ => t0,
+                };
+                let mut parts = split(
                     client,
                     source,
                     TimeField::Created,
@@ -107,6 +111,7 @@ pub async fn plan(
                     slices.push(Slice::List { object_type });
                     continue;
                 }
+                open_ends(&mut parts);
                 tracing::info!(%object_type, records = total, slices = parts.len(),
                     "backfill planned as created-date slices");
                 slices.extend(parts.into_iter().map(|p| Slice::Created {
@@ -143,6 +148,30 @@ pub async fn plan(
         }
     }
     Ok(slices)
+}
+
+/// C1: a full sync's created slices cover the whole timeline. The first part's window opens
+/// at the beginning of time and the last part's never closes, so records created before the
+/// earliest the plan counted (imports dated 1900, say) or after T0 (imports dated in the
+/// future, records created during the run) belong to a slice, and a full run's commit never
+/// drops their partitions as untouched. A part cut by id within one millisecond keeps its
+/// bounds, and an open slice of its own takes that side instead.
+fn open_ends(parts: &mut Vec<Part>) {
+    let (Some(first), Some(last)) = (parts.first().copied(), parts.last().copied()) else {
+        return;
+    };
+    let whole_ids = |p: &Part| p.id_min == 0 && p.id_max == u64::MAX;
+    if whole_ids(&first) {
+        parts[0].from = OPEN_START_MS;
+    } else {
+        parts.insert(0, Part::new(OPEN_START_MS, first.from - 1));
+    }
+    let n = parts.len();
+    if whole_ids(&last) {
+        parts[n - 1].to = OPEN_END_MS;
+    } else {
+        parts.push(Part::new(last.to + 1, OPEN_END_MS));
+    }
 }
 
 /// A window being split: time in `[from, to]`, id in `[id_min, id_max]`, and its count.
@@ -354,6 +383,27 @@ mod tests {
             "two milliseconds across midnight"
         );
         assert_eq!(cut(7, 8), 8);
+    }
+
+    #[test]
+    fn a_full_plan_opens_its_first_and_last_slices_c1() {
+        let mut parts = vec![Part::new(100, 199), Part::new(200, 299)];
+        open_ends(&mut parts);
+        assert_eq!(
+            parts.iter().map(|p| (p.from, p.to)).collect::<Vec<_>>(),
+            [(OPEN_START_MS, 199), (200, OPEN_END_MS)]
+        );
+        // One millisecond cut by id keeps its bounds; open slices of their own take the sides.
+        let by_id = Part {
+            id_min: 5,
+            ..Part::new(300, 300)
+        };
+        let mut parts = vec![by_id];
+        open_ends(&mut parts);
+        assert_eq!(
+            parts.iter().map(|p| (p.from, p.to, p.id_min)).collect::<Vec<_>>(),
+            [(OPEN_START_MS, 299, 0), (300, 300, 5), (301, OPEN_END_MS, 0)]
+        );
     }
 
     #[test]

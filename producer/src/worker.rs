@@ -8,7 +8,7 @@ use common::messages::{self, Body, PageJob, SyncRequest};
 use common::pipeline::Pipeline;
 use common::ports::ledger::BeginRun;
 use common::ports::{Outgoing, Run, RunStatus};
-use common::worker::{Handled, Handler};
+use common::worker::{Failure, Handled, Handler};
 
 use crate::decide::decide;
 use crate::plan::{plan, PlanOptions};
@@ -52,6 +52,7 @@ pub async fn handle_request(p: &Pipeline, request: &SyncRequest) -> Result<Reque
                 lease_until_ms: now + p.settings.lease_ms,
                 started_at_ms: now,
                 updated_at_ms: now,
+                format: common::ports::run::RUN_FORMAT,
                 ..Default::default()
             };
             match p.ledger.begin_run(&run, now).await? {
@@ -108,23 +109,24 @@ pub async fn handle_request(p: &Pipeline, request: &SyncRequest) -> Result<Reque
         .await?
         .ok_or_else(|| common::ports::LedgerError::UnknownRun(run_id.clone()))?;
     // Page 0 of the slices started so far (L5); each finished slice starts the next.
-    let first_pages: Vec<Outgoing> = run
-        .plan
-        .iter()
-        .take(run.started() as usize)
+    let first_pages: Vec<Outgoing> = p
+        .ledger
+        .slices(&run_id, run.slices_started)
+        .await?
+        .into_iter()
         .enumerate()
         .map(|(i, slice)| {
-            let job = PageJob::first(&run, i as u32, slice.clone());
+            let job = PageJob::first(&run, i as u32, slice);
             Outgoing::standard(messages::encode(&Body::PageJob(job)))
         })
         .collect();
     p.pages.send(first_pages).await?;
     failpoint::hit(failpoint::PRODUCER_AFTER_FIRST_PAGES);
-    tracing::info!(run_id = %run_id, table = %table.name, mode = run.mode.as_str(), slices = run.plan.len(),
-        started = run.started(), "run planned");
+    tracing::info!(run_id = %run_id, table = %table.name, mode = run.mode.as_str(), slices = run.slices,
+        started = run.slices_started, "run planned");
     Ok(RequestOutcome::Started {
         run_id,
-        slices: run.plan.len(),
+        slices: run.slices as usize,
     })
 }
 
@@ -141,8 +143,8 @@ impl RequestHandler {
 
 #[async_trait]
 impl Handler for RequestHandler {
-    async fn handle(&self, body: &str) -> Result<Handled, String> {
-        let request = messages::decode_sync_request(body).map_err(|e| e.to_string())?;
+    async fn handle(&self, body: &str) -> Result<Handled, Failure> {
+        let request = messages::decode_sync_request(body).map_err(|e| Failure::dead_letter(e.to_string()))?;
         match handle_request(&self.pipeline, &request).await {
             Ok(RequestOutcome::Started { run_id, slices }) => Ok(Handled::Done(format!(
                 "run {run_id} started with {slices} slices"
@@ -154,7 +156,7 @@ impl Handler for RequestHandler {
             Ok(RequestOutcome::AlreadyFinished { run_id }) => {
                 Ok(Handled::Dropped(format!("run {run_id} already finished")))
             }
-            Err(e) => Err(e.to_string()),
+            Err(e) => Err(e.failure()),
         }
     }
 }

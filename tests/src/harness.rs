@@ -155,6 +155,16 @@ pub async fn diff_lake(sim: &SimServer, p: &Pipeline, table: &str) -> anyhow::Re
     Ok((lake, diff))
 }
 
+/// The partitions a run's recorded pages staged into (L6: read back from their markers).
+pub async fn touched(p: &Pipeline, run_id: &str) -> anyhow::Result<std::collections::BTreeSet<String>> {
+    Ok(common::flow::run_partitions(p.ledger.as_ref(), run_id).await?)
+}
+
+/// A run's plan.
+pub async fn plan(p: &Pipeline, run: &Run) -> anyhow::Result<Vec<common::messages::Slice>> {
+    Ok(p.ledger.slices(&run.run_id, run.slices).await?)
+}
+
 /// The table's latest run in the ledger.
 pub async fn latest_run(p: &Pipeline, table: &str) -> anyhow::Result<Run> {
     p.ledger
@@ -238,6 +248,8 @@ pub struct Drained {
     pub errors: Vec<String>,
     /// Reasons of messages dropped as stale.
     pub dropped: Vec<String>,
+    /// Errors of messages dead-lettered at once (no retry could help).
+    pub dead_lettered: Vec<String>,
 }
 
 /// Steps every role in-process until all queues are empty (failed messages are retried until
@@ -270,6 +282,12 @@ pub async fn drain_with(
                     out.errors.push(error);
                     busy = true;
                 }
+                StepOutcome::DeadLettered { error } => {
+                    out.errors.push(error.clone());
+                    out.dead_lettered.push(error);
+                    busy = true;
+                }
+                StepOutcome::Lost => busy = true,
                 StepOutcome::Handled(Handled::Dropped(why)) => {
                     out.dropped.push(why);
                     busy = true;

@@ -8,7 +8,7 @@ mod s3;
 mod sqs;
 mod ssm;
 
-pub use dynamo::{DynamoLedger, DynamoState};
+pub use dynamo::{item_size, write_units, DynamoLedger, DynamoState, Meter, WriteStats};
 pub use names::AwsNames;
 pub use s3::s3_lake;
 pub use sqs::SqsQueue;
@@ -26,9 +26,27 @@ use crate::ports::Queue;
 #[error("AWS: {0}")]
 pub struct AwsError(pub String);
 
-/// The SDK configuration from the standard chain.
+/// Connecting to an AWS endpoint takes at most this.
+pub const CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+/// One attempt at an SDK call takes at most this: above SQS's longest long poll (20 s).
+pub const ATTEMPT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+/// An SDK call, retries included, takes at most this.
+pub const OPERATION_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(90);
+/// One S3 request (a staged file, a merged partition's part) takes at most this.
+pub const S3_REQUEST_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(300);
+
+/// The SDK configuration from the standard chain, with a deadline on every call: a request
+/// that hangs fails and is retried rather than stalling its worker past its visibility.
 pub async fn sdk_config() -> aws_config::SdkConfig {
-    aws_config::load_from_env().await
+    let timeouts = aws_config::timeout::TimeoutConfig::builder()
+        .connect_timeout(CONNECT_TIMEOUT)
+        .operation_attempt_timeout(ATTEMPT_TIMEOUT)
+        .operation_timeout(OPERATION_TIMEOUT)
+        .build();
+    aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .timeout_config(timeouts)
+        .load()
+        .await
 }
 
 /// A pipeline on AWS: queues resolved by name, tables, parameter and bucket from `names`.
@@ -72,5 +90,7 @@ pub async fn pipeline(
         hubspot,
         clock,
         settings,
+        indexes: Default::default(),
+        hooks: None,
     })
 }

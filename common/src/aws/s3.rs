@@ -19,6 +19,13 @@ pub fn s3_lake(bucket: &str, prefix: &str) -> Result<Lake, AwsError> {
     if std::env::var("AWS_REGION").is_err() && std::env::var("AWS_DEFAULT_REGION").is_err() {
         builder = builder.with_region("us-east-1");
     }
+    // Every call has a deadline: a request that hangs (a network partition) fails and is
+    // retried instead of holding its message until its visibility lapses.
+    builder = builder.with_client_options(
+        object_store::ClientOptions::new()
+            .with_connect_timeout(super::CONNECT_TIMEOUT)
+            .with_timeout(super::S3_REQUEST_TIMEOUT),
+    );
     let store = builder
         .build()
         .map_err(|e| AwsError(format!("S3 lake s3://{bucket}/{prefix}: {e}")))?;

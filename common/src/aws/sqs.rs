@@ -132,6 +132,7 @@ impl SqsQueue {
             .wait_time_seconds(wait.as_secs().min(20) as i32)
             .set_visibility_timeout(self.visibility.map(|v| v.as_secs().clamp(1, 43_200) as i32))
             .message_system_attribute_names(MessageSystemAttributeName::ApproximateReceiveCount)
+            .message_system_attribute_names(MessageSystemAttributeName::MessageGroupId)
             .send()
             .await
             .map_err(|e| self.err("ReceiveMessage", DisplayErrorContext(&e)))?;
@@ -148,6 +149,10 @@ impl SqsQueue {
                         .and_then(|c| c.parse().ok())
                         .unwrap_or(1),
                     message_id: m.message_id().unwrap_or_default().to_string(),
+                    group_id: m
+                        .attributes()
+                        .and_then(|a| a.get(&MessageSystemAttributeName::MessageGroupId))
+                        .cloned(),
                 })
             })
             .collect())
@@ -211,7 +216,32 @@ impl Queue for SqsQueue {
             .visibility_timeout(visibility.as_secs().min(43_200) as i32)
             .send()
             .await
-            .map_err(|e| self.err("ChangeMessageVisibility", DisplayErrorContext(&e)))?;
+            .map_err(|e| match e.into_service_error() {
+                e if e.is_receipt_handle_is_invalid() || e.is_message_not_inflight() => {
+                    QueueError::StaleReceipt {
+                        queue: self.name.clone(),
+                    }
+                }
+                e => self.err("ChangeMessageVisibility", DisplayErrorContext(&e)),
+            })?;
+        Ok(())
+    }
+
+    async fn dead_letter(&self, message: &Received, reason: &str) -> Result<(), QueueError> {
+        // SQS moves a message only through its redrive policy: send a copy to the dead-letter
+        // queue, then delete the original (a crash between leaves both; a replay of the copy
+        // is then a redelivery the protocol absorbs).
+        let copy = Outgoing {
+            body: message.body.clone(),
+            group_id: self
+                .fifo
+                .then(|| message.group_id.clone().unwrap_or_else(|| "dead-letters".into())),
+            dedup_id: self.fifo.then(|| format!("dl-{}", uuid::Uuid::new_v4().simple())),
+        };
+        self.send_to(&self.dlq_url, vec![copy]).await?;
+        self.ack(&message.receipt).await?;
+        tracing::warn!(queue = %self.name, message_id = %message.message_id, %reason,
+            "message moved to the dead-letter queue without retries");
         Ok(())
     }
 
@@ -243,15 +273,14 @@ impl Queue for SqsQueue {
             }
             for m in got {
                 if !dry_run {
-                    // FIFO: a fresh deduplication id, or the five-minute window would drop it.
-                    let group = self.fifo.then(|| "replay".to_string());
+                    // FIFO: the message's own group (a partition's merges stay serialized), and
+                    // a fresh deduplication id, or the five-minute window would drop it.
+                    let group = self
+                        .fifo
+                        .then(|| m.group_id.clone().unwrap_or_else(|| "replay".to_string()));
                     let dedup = self
                         .fifo
                         .then(|| format!("replay-{}", uuid::Uuid::new_v4().simple()));
-                    let group = match (&group, crate::messages::decode(&m.body)) {
-                        (Some(_), Ok(crate::messages::Body::MergeTask(t))) => Some(t.group_id()),
-                        _ => group,
-                    };
                     self.send_to(
                         &self.url,
                         vec![Outgoing {

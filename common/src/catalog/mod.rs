@@ -15,6 +15,25 @@ use crate::hubspot::wire;
 /// The five tables of DESIGN.md; see the file for the column rules.
 pub const DEFAULT_CATALOG_TOML: &str = include_str!("default_catalog.toml");
 
+/// The partition of records whose created date is missing or unreadable: their `created_at`
+/// is null. A created date before year 1 or after 9999 keeps its `created_at` and lands in the
+/// first or last day those years hold (`dt` is a four-digit-year date for every reader).
+pub const UNKNOWN_CREATED_DT: &str = "1970-01-01";
+pub const FIRST_DT: &str = "0001-01-01";
+pub const LAST_DT: &str = "9999-12-31";
+
+/// The `dt` partition of a record created at `created_ms` (see [`UNKNOWN_CREATED_DT`]).
+pub fn dt_of_created(created_ms: Option<i64>) -> String {
+    match created_ms {
+        None => UNKNOWN_CREATED_DT.to_string(),
+        Some(ms) => match crate::clock::dt_of_day(crate::clock::day_of(ms)) {
+            Some(dt) => dt,
+            None if ms < 0 => FIRST_DT.to_string(),
+            None => LAST_DT.to_string(),
+        },
+    }
+}
+
 /// Columns every table carries besides its properties.
 pub mod columns {
     pub const CREATED_AT: &str = "created_at";
@@ -114,7 +133,9 @@ impl TableSpec {
         let ts = || DataType::Timestamp(TimeUnit::Millisecond, Some("UTC".into()));
         let mut fields = vec![
             Field::new(&self.key_column, DataType::Int64, false),
-            Field::new(columns::CREATED_AT, ts(), false),
+            // Nullable: a record whose created date is missing or unreadable lands in
+            // [`UNKNOWN_CREATED_DT`](crate::catalog::UNKNOWN_CREATED_DT) with no `created_at`.
+            Field::new(columns::CREATED_AT, ts(), true),
             Field::new(columns::LAST_MODIFIED_AT, ts(), false),
             Field::new(columns::ARCHIVED, DataType::Boolean, false),
         ];

@@ -17,6 +17,7 @@ CREATE TABLE IF NOT EXISTS messages (
     group_id      TEXT,
     visible_at    INTEGER NOT NULL,
     receive_count INTEGER NOT NULL DEFAULT 0,
+    crashes       INTEGER NOT NULL DEFAULT 0,
     receipt       TEXT,
     dead          INTEGER NOT NULL DEFAULT 0,
     sent_at       INTEGER NOT NULL
@@ -48,12 +49,42 @@ CREATE TABLE IF NOT EXISTS active_runs (
     tbl    TEXT PRIMARY KEY,
     run_id TEXT NOT NULL
 );
-CREATE TABLE IF NOT EXISTS markers (
-    run_id TEXT NOT NULL,
-    marker TEXT NOT NULL,
+CREATE TABLE IF NOT EXISTS slices (
+    run_id   TEXT    NOT NULL,
+    slice_no INTEGER NOT NULL,
+    body     TEXT    NOT NULL,
+    PRIMARY KEY (run_id, slice_no)
+);
+CREATE TABLE IF NOT EXISTS page_marks (
+    run_id      TEXT    NOT NULL,
+    job         TEXT    NOT NULL,
+    slice_no    INTEGER NOT NULL,
+    attempt     TEXT    NOT NULL,
+    dts         TEXT    NOT NULL,
     next_cursor TEXT,
-    effects TEXT,
-    PRIMARY KEY (run_id, marker)
+    fingerprint TEXT    NOT NULL,
+    effects     TEXT,
+    PRIMARY KEY (run_id, job)
+);
+CREATE INDEX IF NOT EXISTS page_marks_slice ON page_marks (run_id, slice_no);
+CREATE TABLE IF NOT EXISTS merge_marks (
+    run_id TEXT NOT NULL,
+    task   TEXT NOT NULL,
+    PRIMARY KEY (run_id, task)
+);
+CREATE TABLE IF NOT EXISTS partitions (
+    tbl            TEXT    NOT NULL,
+    dt             TEXT    NOT NULL,
+    gen            INTEGER NOT NULL,
+    file           TEXT,
+    writer_run     TEXT    NOT NULL,
+    writer_started INTEGER NOT NULL,
+    PRIMARY KEY (tbl, dt)
+);
+CREATE TABLE IF NOT EXISTS index_versions (
+    tbl        TEXT PRIMARY KEY,
+    run_id     TEXT    NOT NULL,
+    started_at INTEGER NOT NULL
 );
 CREATE TABLE IF NOT EXISTS workers (
     id    TEXT PRIMARY KEY,
@@ -112,21 +143,18 @@ impl Db {
         conn.busy_timeout(std::time::Duration::from_secs(30))
             .map_err(open_err)?;
         conn.execute_batch(SCHEMA).map_err(open_err)?;
-        // Databases written before markers kept the next cursor, then a page's effects, gain
-        // the columns.
-        for column in ["next_cursor", "effects"] {
-            let has: bool = conn
-                .query_row(
-                    "SELECT COUNT(*) FROM pragma_table_info('markers') WHERE name = ?1",
-                    [column],
-                    |r| r.get::<_, i64>(0),
-                )
-                .map_err(open_err)?
-                > 0;
-            if !has {
-                conn.execute_batch(&format!("ALTER TABLE markers ADD COLUMN {column} TEXT"))
-                    .map_err(open_err)?;
-            }
+        // Databases of builds before crash releases were counted apart gain the column.
+        let has: bool = conn
+            .query_row(
+                "SELECT COUNT(*) FROM pragma_table_info('messages') WHERE name = 'crashes'",
+                [],
+                |r| r.get::<_, i64>(0),
+            )
+            .map_err(open_err)?
+            > 0;
+        if !has {
+            conn.execute_batch("ALTER TABLE messages ADD COLUMN crashes INTEGER NOT NULL DEFAULT 0")
+                .map_err(open_err)?;
         }
         Ok(Db {
             conn: Arc::new(Mutex::new(conn)),
@@ -175,17 +203,25 @@ impl Db {
     }
 }
 
+/// Crash releases a message is forgiven before they count as failed receives again: a message
+/// that kills every process that takes it (one that exhausts memory, say) must still reach
+/// the dead-letter queue rather than crash-loop forever.
+pub const FORGIVEN_CRASHES: i64 = 20;
+
 impl Db {
-    /// Makes every in-flight message visible again. Only for a process that holds the
-    /// [`LakeLock`]: whoever received those messages is gone (killed), and waiting out their
-    /// visibility timeout would only delay the resumed run.
+    /// Makes every in-flight message visible again, without counting the receive the dead
+    /// process made (E1: a crash is not the message's fault), up to [`FORGIVEN_CRASHES`] per
+    /// message. Only for a process that holds the [`LakeLock`]: whoever received those
+    /// messages is gone (killed), and waiting out their visibility would only delay the run.
     pub async fn release_in_flight(&self, now_ms: i64) -> Result<usize, DbError> {
         let n = self
             .tx(move |tx| {
                 Ok(tx.execute(
-                    "UPDATE messages SET visible_at = ?1, receipt = NULL
-                     WHERE dead = 0 AND visible_at > ?1",
-                    [now_ms],
+                    "UPDATE messages SET visible_at = ?1, receipt = NULL, crashes = crashes + 1,
+                       receive_count = CASE WHEN crashes < ?2 AND receive_count > 0
+                                            THEN receive_count - 1 ELSE receive_count END
+                     WHERE dead = 0 AND visible_at > ?1 AND receipt IS NOT NULL",
+                    [now_ms, FORGIVEN_CRASHES],
                 )?)
             })
             .await?;
@@ -228,27 +264,51 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_database_from_before_marker_cursors_gains_the_column() {
+    fn a_database_from_before_crash_counts_gains_the_column() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("old.db");
         let old = Connection::open(&path).unwrap();
         old.execute_batch(
-            "CREATE TABLE markers (run_id TEXT NOT NULL, marker TEXT NOT NULL, PRIMARY KEY (run_id, marker));
-             INSERT INTO markers VALUES ('r', 'page:a');",
+            "CREATE TABLE messages (id INTEGER PRIMARY KEY AUTOINCREMENT, queue TEXT NOT NULL,
+               body TEXT NOT NULL, group_id TEXT, visible_at INTEGER NOT NULL,
+               receive_count INTEGER NOT NULL DEFAULT 0, receipt TEXT,
+               dead INTEGER NOT NULL DEFAULT 0, sent_at INTEGER NOT NULL);
+             INSERT INTO messages (queue, body, visible_at, sent_at) VALUES ('q', 'b', 0, 0);",
         )
         .unwrap();
         drop(old);
         let db = Db::open(&path).unwrap();
         let conn = db.conn.lock().unwrap();
-        let cursor: Option<String> = conn
-            .query_row(
-                "SELECT next_cursor FROM markers WHERE marker = 'page:a'",
-                [],
-                |r| r.get(0),
-            )
+        let crashes: i64 = conn
+            .query_row("SELECT crashes FROM messages", [], |r| r.get(0))
             .unwrap();
-        assert_eq!(cursor, None, "old markers read as pages without a successor");
+        assert_eq!(crashes, 0);
         drop(conn);
         Db::open(&path).expect("opening twice does not migrate twice");
+    }
+
+    #[tokio::test]
+    async fn a_crash_release_does_not_count_the_dead_process_receive_e1() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Db::open(&dir.path().join("q.db")).unwrap();
+        db.tx(|tx| {
+            tx.execute_batch(
+                "INSERT INTO messages (queue, body, visible_at, receive_count, receipt, sent_at)
+                 VALUES ('q', 'held', 9000, 2, 'r', 0), ('q', 'idle', 0, 1, NULL, 0);",
+            )?;
+            Ok(())
+        })
+        .await
+        .unwrap();
+        assert_eq!(db.release_in_flight(100).await.unwrap(), 1);
+        let counts: Vec<(i64, i64)> = db
+            .tx(|tx| {
+                let mut s = tx.prepare("SELECT receive_count, crashes FROM messages ORDER BY id")?;
+                let rows = s.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
+                Ok(rows.collect::<Result<Vec<_>, _>>()?)
+            })
+            .await
+            .unwrap();
+        assert_eq!(counts, [(1, 1), (1, 0)], "the held message's receive is forgiven");
     }
 }

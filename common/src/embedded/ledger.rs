@@ -1,8 +1,12 @@
 //! The run ledger in the embedded database. Each method is one IMMEDIATE transaction, so a
-//! done-marker and the counter it guards change together or not at all (L2, L3).
+//! done-marker and the counter it guards change together or not at all (L2, L3), and a
+//! partition's publish compares its generation and writes in one step (G1).
+//!
+//! Tables: `runs` (heads), `slices` (the plan, one row per slice), `page_marks` and
+//! `merge_marks` (done-markers), `partitions` (generations), `index_versions`, `active_runs`,
+//! `workers`, `schedules`. See `db.rs` for the schema.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use rusqlite::{params, OptionalExtension, Transaction};
@@ -11,115 +15,47 @@ use super::db::{Db, DbError};
 use crate::clock::EpochMs;
 use crate::messages::Slice;
 use crate::ports::ledger::{
-    BeginRun, Ledger, LedgerError, MergeCompletion, PageCompletion, PageDone, PageEffects, PageOutcome, Run,
-    RunStatus,
+    BeginRun, IndexVersion, Ledger, LedgerError, MergeCompletion, PageCompletion, PageDone, PageEffects,
+    PageOutcome, Partition, Run, RunStatus,
 };
+use crate::ports::run::{decode_dts, encode_dts};
 
 #[derive(Debug, Clone)]
 pub struct EmbeddedLedger {
     db: Db,
     lease_ms: i64,
-    runs: RunCache,
 }
 
 impl EmbeddedLedger {
     pub fn new(db: Db, lease_ms: i64) -> Self {
-        EmbeddedLedger {
-            db,
-            lease_ms,
-            runs: RunCache::default(),
-        }
+        EmbeddedLedger { db, lease_ms }
     }
 }
 
-/// Runs last parsed or stored, with the body text they came from. A run is read far more
-/// often than it changes (each merge reads its run twice) and a backfill's body lists thousands
-/// of partitions, so parsing it dominated merging small partitions. An entry serves a read only
-/// when the body just read from the database is the very text it holds: the database stays
-/// the only truth, and a transaction rolled back after [`store`] merely leaves a dead entry.
-#[derive(Debug, Clone, Default)]
-struct RunCache(Arc<Mutex<HashMap<String, (String, Run)>>>);
-
-/// Runs the cache holds (one process drives a few runs at a time).
-const CACHED_RUNS: usize = 16;
-
-impl RunCache {
-    fn parse(&self, run_id: &str, body: String) -> Result<Run, DbError> {
-        if let Some((text, run)) = self.entries().get(run_id) {
-            if *text == body {
-                return Ok(run.clone());
-            }
-        }
-        let run: Run =
-            serde_json::from_str(&body).map_err(|e| DbError::Other(format!("run {run_id}: {e}")))?;
-        self.put(body, run.clone());
-        Ok(run)
-    }
-
-    fn put(&self, body: String, run: Run) {
-        let mut entries = self.entries();
-        if entries.len() >= CACHED_RUNS && !entries.contains_key(&run.run_id) {
-            entries.clear();
-        }
-        entries.insert(run.run_id.clone(), (body, run));
-    }
-
-    fn entries(&self) -> std::sync::MutexGuard<'_, HashMap<String, (String, Run)>> {
-        // A panic while holding the lock leaves entries that are each still whole.
-        self.0.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
-    }
+fn parse_run(run_id: &str, body: &str) -> Result<Run, DbError> {
+    serde_json::from_str(body).map_err(|e| DbError::Other(format!("run {run_id}: {e}")))
 }
 
-fn load(tx: &Transaction<'_>, cache: &RunCache, run_id: &str) -> Result<Option<Run>, DbError> {
+fn load(tx: &Transaction<'_>, run_id: &str) -> Result<Option<Run>, DbError> {
     let body: Option<String> = tx
-        .query_row("SELECT body FROM runs WHERE run_id = ?1", [run_id], |r| r.get(0))
+        .prepare_cached("SELECT body FROM runs WHERE run_id = ?1")?
+        .query_row([run_id], |r| r.get(0))
         .optional()?;
-    body.map(|b| cache.parse(run_id, b)).transpose()
+    body.map(|b| parse_run(run_id, &b)).transpose()
 }
 
-fn must_load(tx: &Transaction<'_>, cache: &RunCache, run_id: &str) -> Result<Run, DbError> {
-    load(tx, cache, run_id)?.ok_or_else(|| DbError::Other(format!("run `{run_id}` not found")))
+fn must_load(tx: &Transaction<'_>, run_id: &str) -> Result<Run, DbError> {
+    load(tx, run_id)?.ok_or_else(|| DbError::Other(format!("run `{run_id}` not found")))
 }
 
-fn store(tx: &Transaction<'_>, cache: &RunCache, run: &Run) -> Result<(), DbError> {
+fn store(tx: &Transaction<'_>, run: &Run) -> Result<(), DbError> {
     let body = serde_json::to_string(run).map_err(|e| DbError::Other(e.to_string()))?;
-    tx.execute(
+    tx.prepare_cached(
         "INSERT INTO runs (run_id, tbl, started_at, body) VALUES (?1, ?2, ?3, ?4)
          ON CONFLICT (run_id) DO UPDATE SET body = excluded.body",
-        params![run.run_id, run.table, run.started_at_ms, body],
-    )?;
-    cache.put(body, run.clone());
+    )?
+    .execute(params![run.run_id, run.table, run.started_at_ms, body])?;
     Ok(())
-}
-
-/// Inserts a done-marker (with a page's next cursor and effects); false when it already existed.
-fn mark(
-    tx: &Transaction<'_>,
-    run_id: &str,
-    marker: &str,
-    next_cursor: Option<&str>,
-    effects: Option<&PageEffects>,
-) -> Result<bool, DbError> {
-    let effects = effects
-        .filter(|e| !e.is_empty())
-        .map(serde_json::to_string)
-        .transpose()
-        .map_err(|e| DbError::Other(e.to_string()))?;
-    Ok(tx.execute(
-        "INSERT OR IGNORE INTO markers (run_id, marker, next_cursor, effects) VALUES (?1, ?2, ?3, ?4)",
-        params![run_id, marker, next_cursor, effects],
-    )? > 0)
-}
-
-fn has_mark(tx: &Transaction<'_>, run_id: &str, marker: &str) -> Result<bool, DbError> {
-    Ok(tx
-        .query_row(
-            "SELECT 1 FROM markers WHERE run_id = ?1 AND marker = ?2",
-            [run_id, marker],
-            |_| Ok(()),
-        )
-        .optional()?
-        .is_some())
 }
 
 fn release_table(tx: &Transaction<'_>, run: &Run) -> Result<(), DbError> {
@@ -130,6 +66,40 @@ fn release_table(tx: &Transaction<'_>, run: &Run) -> Result<(), DbError> {
     Ok(())
 }
 
+fn parse_slice(body: &str) -> Result<Slice, DbError> {
+    serde_json::from_str(body).map_err(|e| DbError::Other(format!("slice: {e}")))
+}
+
+fn page_done_row(
+    job: &str,
+    (attempt, dts, next_cursor, fingerprint, effects): (
+        String,
+        String,
+        Option<String>,
+        String,
+        Option<String>,
+    ),
+) -> Result<PageDone, DbError> {
+    let bad = |what: &str, e: String| DbError::Other(format!("marker of page {job}: {what}: {e}"));
+    Ok(PageDone {
+        attempt,
+        dts: decode_dts(&dts).map_err(|e| bad("partitions", e))?,
+        next_cursor,
+        fingerprint,
+        effects: effects
+            .map(|e| serde_json::from_str(&e))
+            .transpose()
+            .map_err(|e| bad("effects", e.to_string()))?
+            .unwrap_or_default(),
+    })
+}
+
+type PageRow = (String, String, Option<String>, String, Option<String>);
+
+fn page_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<PageRow> {
+    Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+}
+
 fn ledger_err(e: DbError) -> LedgerError {
     match e {
         DbError::Other(m) if m.ends_with("not found") => LedgerError::UnknownRun(m),
@@ -137,30 +107,37 @@ fn ledger_err(e: DbError) -> LedgerError {
     }
 }
 
+fn partition_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Partition> {
+    Ok(Partition {
+        gen: r.get::<_, i64>(0)? as u64,
+        file: r.get(1)?,
+        writer_run: r.get(2)?,
+        writer_started_ms: r.get(3)?,
+    })
+}
+
 #[async_trait]
 impl Ledger for EmbeddedLedger {
     async fn begin_run(&self, run: &Run, now: EpochMs) -> Result<BeginRun, LedgerError> {
         let run = run.clone();
-        let runs = self.runs.clone();
         self.db
             .tx(move |tx| {
-                if let Some(existing) = load(tx, &runs, &run.run_id)? {
+                if let Some(existing) = load(tx, &run.run_id)? {
                     return Ok(BeginRun::Existing(existing));
                 }
                 let active: Option<String> = tx
                     .query_row("SELECT run_id FROM active_runs WHERE tbl = ?1", [&run.table], |r| r.get(0))
                     .optional()?;
                 if let Some(active_id) = active {
-                    let mut other = must_load(tx, &runs, &active_id)?;
+                    let mut other = must_load(tx, &active_id)?;
                     if !other.lease_expired(now) && other.status.is_active() {
                         return Ok(BeginRun::Refused(other));
                     }
                     // L4: an expired run is abandoned before the table is given to a new one.
                     if other.status.is_active() {
-                        other.status = RunStatus::Abandoned;
-                        other.note = Some(format!("lease expired at {}", crate::clock::iso(other.lease_until_ms)));
-                        other.updated_at_ms = now;
-                        store(tx, &runs, &other)?;
+                        let note = format!("lease expired at {}", crate::clock::iso(other.lease_until_ms));
+                        other.finish(RunStatus::Abandoned, Some(&note), now);
+                        store(tx, &other)?;
                         tracing::warn!(run_id = %other.run_id, table = %other.table, "abandoned run whose lease expired");
                     }
                     release_table(tx, &other)?;
@@ -169,7 +146,7 @@ impl Ledger for EmbeddedLedger {
                     "INSERT INTO active_runs (tbl, run_id) VALUES (?1, ?2)",
                     [&run.table, &run.run_id],
                 )?;
-                store(tx, &runs, &run)?;
+                store(tx, &run)?;
                 Ok(BeginRun::Started(run))
             })
             .await
@@ -178,16 +155,11 @@ impl Ledger for EmbeddedLedger {
 
     async fn get_run(&self, run_id: &str) -> Result<Option<Run>, LedgerError> {
         let run_id = run_id.to_string();
-        let runs = self.runs.clone();
-        self.db
-            .tx(move |tx| load(tx, &runs, &run_id))
-            .await
-            .map_err(ledger_err)
+        self.db.tx(move |tx| load(tx, &run_id)).await.map_err(ledger_err)
     }
 
     async fn active_run(&self, table: &str) -> Result<Option<Run>, LedgerError> {
         let table = table.to_string();
-        let runs = self.runs.clone();
         self.db
             .tx(move |tx| {
                 let id: Option<String> = tx
@@ -196,7 +168,7 @@ impl Ledger for EmbeddedLedger {
                     })
                     .optional()?;
                 match id {
-                    Some(id) => load(tx, &runs, &id),
+                    Some(id) => Ok(load(tx, &id)?.filter(|r| r.status.is_active())),
                     None => Ok(None),
                 }
             })
@@ -206,7 +178,6 @@ impl Ledger for EmbeddedLedger {
 
     async fn list_runs(&self, table: Option<&str>, limit: usize) -> Result<Vec<Run>, LedgerError> {
         let table = table.map(str::to_string);
-        let runs = self.runs.clone();
         self.db
             .tx(move |tx| {
                 let mut stmt = tx.prepare(
@@ -218,9 +189,7 @@ impl Ledger for EmbeddedLedger {
                         Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
                     })?
                     .collect::<Result<Vec<_>, _>>()?;
-                rows.into_iter()
-                    .map(|(run_id, body)| runs.parse(&run_id, body))
-                    .collect()
+                rows.iter().map(|(id, body)| parse_run(id, body)).collect()
             })
             .await
             .map_err(ledger_err)
@@ -233,41 +202,126 @@ impl Ledger for EmbeddedLedger {
         in_flight: usize,
         now: EpochMs,
     ) -> Result<bool, LedgerError> {
-        let (run_id, plan, lease) = (run_id.to_string(), plan.to_vec(), self.lease_ms);
-        let runs = self.runs.clone();
+        let (run_id, lease) = (run_id.to_string(), self.lease_ms);
+        let bodies = plan
+            .iter()
+            .map(serde_json::to_string)
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| LedgerError::Backend(e.to_string()))?;
         self.db
             .tx(move |tx| {
-                let mut run = must_load(tx, &runs, &run_id)?;
-                if !run.start_fetching(&plan, in_flight, now, lease) {
+                let mut run = must_load(tx, &run_id)?;
+                if !run.start_fetching(bodies.len() as u32, in_flight, now, lease) {
                     return Ok(false);
                 }
-                store(tx, &runs, &run)?;
+                tx.execute("DELETE FROM slices WHERE run_id = ?1", [&run_id])?;
+                let mut insert =
+                    tx.prepare_cached("INSERT INTO slices (run_id, slice_no, body) VALUES (?1, ?2, ?3)")?;
+                for (i, body) in bodies.iter().enumerate() {
+                    insert.execute(params![run_id, i as i64, body])?;
+                }
+                store(tx, &run)?;
                 Ok(true)
             })
             .await
             .map_err(ledger_err)
     }
 
+    async fn slice(&self, run_id: &str, slice_no: u32) -> Result<Option<Slice>, LedgerError> {
+        let run_id = run_id.to_string();
+        self.db
+            .tx(move |tx| {
+                let body: Option<String> = tx
+                    .prepare_cached("SELECT body FROM slices WHERE run_id = ?1 AND slice_no = ?2")?
+                    .query_row(params![run_id, slice_no], |r| r.get(0))
+                    .optional()?;
+                body.map(|b| parse_slice(&b)).transpose()
+            })
+            .await
+            .map_err(ledger_err)
+    }
+
+    async fn slices(&self, run_id: &str, count: u32) -> Result<Vec<Slice>, LedgerError> {
+        let run_id = run_id.to_string();
+        self.db
+            .tx(move |tx| {
+                let mut stmt = tx.prepare_cached(
+                    "SELECT body FROM slices WHERE run_id = ?1 AND slice_no < ?2 ORDER BY slice_no",
+                )?;
+                let bodies = stmt
+                    .query_map(params![run_id, count], |r| r.get::<_, String>(0))?
+                    .collect::<Result<Vec<_>, _>>()?;
+                bodies.iter().map(|b| parse_slice(b)).collect()
+            })
+            .await
+            .map_err(ledger_err)
+    }
+
     async fn page_done(&self, run_id: &str, job_id: &str) -> Result<Option<PageDone>, LedgerError> {
-        let (run_id, marker) = (run_id.to_string(), format!("page:{job_id}"));
+        let (run_id, job) = (run_id.to_string(), job_id.to_string());
         self.db
             .tx(move |tx| {
                 let row = tx
-                    .query_row(
-                        "SELECT next_cursor, effects FROM markers WHERE run_id = ?1 AND marker = ?2",
-                        [&run_id, &marker],
-                        |r| Ok((r.get::<_, Option<String>>(0)?, r.get::<_, Option<String>>(1)?)),
-                    )
+                    .prepare_cached(
+                        "SELECT attempt, dts, next_cursor, fingerprint, effects FROM page_marks
+                         WHERE run_id = ?1 AND job = ?2",
+                    )?
+                    .query_row([&run_id, &job], page_row)
                     .optional()?;
-                row.map(|(next_cursor, effects)| {
-                    let effects = effects
-                        .map(|e| serde_json::from_str(&e))
-                        .transpose()
-                        .map_err(|e| DbError::Other(format!("marker {marker} of run {run_id}: {e}")))?
-                        .unwrap_or_default();
-                    Ok(PageDone { next_cursor, effects })
-                })
-                .transpose()
+                row.map(|r| page_done_row(&job, r)).transpose()
+            })
+            .await
+            .map_err(ledger_err)
+    }
+
+    async fn page_attempts(
+        &self,
+        run_id: &str,
+        job_ids: &[String],
+    ) -> Result<HashMap<String, String>, LedgerError> {
+        let (run_id, jobs) = (run_id.to_string(), job_ids.to_vec());
+        self.db
+            .tx(move |tx| {
+                let mut stmt =
+                    tx.prepare_cached("SELECT attempt FROM page_marks WHERE run_id = ?1 AND job = ?2")?;
+                let mut out = HashMap::new();
+                for job in jobs {
+                    if let Some(attempt) = stmt
+                        .query_row([&run_id, &job], |r| r.get::<_, String>(0))
+                        .optional()?
+                    {
+                        out.insert(job, attempt);
+                    }
+                }
+                Ok(out)
+            })
+            .await
+            .map_err(ledger_err)
+    }
+
+    async fn page_markers(
+        &self,
+        run_id: &str,
+        slice_no: Option<u32>,
+    ) -> Result<Vec<(String, PageDone)>, LedgerError> {
+        let run_id = run_id.to_string();
+        self.db
+            .tx(move |tx| {
+                let mut stmt = tx.prepare_cached(
+                    "SELECT job, attempt, dts, next_cursor, fingerprint, effects FROM page_marks
+                     WHERE run_id = ?1 AND (?2 IS NULL OR slice_no = ?2) ORDER BY job",
+                )?;
+                let rows = stmt
+                    .query_map(params![run_id, slice_no], |r| {
+                        Ok((
+                            r.get::<_, String>(0)?,
+                            (r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?),
+                        ))
+                    })?
+                    .collect::<Result<Vec<(String, PageRow)>, _>>()?;
+                rows.into_iter()
+                    .map(|(job, row)| Ok((job.clone(), page_done_row(&job, row)?)))
+                    .collect()
             })
             .await
             .map_err(ledger_err)
@@ -280,25 +334,226 @@ impl Ledger for EmbeddedLedger {
         outcome: &PageOutcome,
         now: EpochMs,
     ) -> Result<PageCompletion, LedgerError> {
-        let (run_id, marker, o, lease) = (
+        let (run_id, job, o, lease) = (
             run_id.to_string(),
-            format!("page:{job_id}"),
+            job_id.to_string(),
             outcome.clone(),
             self.lease_ms,
         );
-        let runs = self.runs.clone();
         self.db
             .tx(move |tx| {
-                let mut run = must_load(tx, &runs, &run_id)?;
+                let mut run = must_load(tx, &run_id)?;
                 let (pages_outstanding, effects) = run.apply_page(&o, now, lease);
-                if !mark(tx, &run_id, &marker, o.next_cursor.as_deref(), Some(&effects))? {
+                let effects_json = (effects != PageEffects::default())
+                    .then(|| serde_json::to_string(&effects))
+                    .transpose()
+                    .map_err(|e| DbError::Other(e.to_string()))?;
+                let fresh =
+                    tx.prepare_cached(
+                        "INSERT OR IGNORE INTO page_marks
+                         (run_id, job, slice_no, attempt, dts, next_cursor, fingerprint, effects)
+                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                    )?
+                    .execute(params![
+                        run_id,
+                        job,
+                        o.slice_no,
+                        o.attempt,
+                        encode_dts(&o.dts),
+                        o.next_cursor,
+                        o.fingerprint,
+                        effects_json
+                    ])? > 0;
+                if !fresh {
                     return Ok(PageCompletion::AlreadyDone);
                 }
-                store(tx, &runs, &run)?;
+                store(tx, &run)?;
                 Ok(PageCompletion::Recorded {
                     pages_outstanding,
                     effects,
                 })
+            })
+            .await
+            .map_err(ledger_err)
+    }
+
+    async fn begin_merging(
+        &self,
+        run_id: &str,
+        closing_job: &str,
+        close_merges: i64,
+        now: EpochMs,
+    ) -> Result<bool, LedgerError> {
+        let (run_id, closing_job) = (run_id.to_string(), closing_job.to_string());
+        self.db
+            .tx(move |tx| {
+                let mut run = must_load(tx, &run_id)?;
+                if !run.begin_merging(&closing_job, close_merges, now) {
+                    return Ok(false);
+                }
+                store(tx, &run)?;
+                Ok(true)
+            })
+            .await
+            .map_err(ledger_err)
+    }
+
+    async fn is_merge_done(&self, run_id: &str, task_id: &str) -> Result<bool, LedgerError> {
+        let (run_id, task) = (run_id.to_string(), task_id.to_string());
+        self.db
+            .tx(move |tx| {
+                Ok(tx
+                    .prepare_cached("SELECT 1 FROM merge_marks WHERE run_id = ?1 AND task = ?2")?
+                    .query_row([&run_id, &task], |_| Ok(()))
+                    .optional()?
+                    .is_some())
+            })
+            .await
+            .map_err(ledger_err)
+    }
+
+    async fn done_merges(&self, run_id: &str) -> Result<HashSet<String>, LedgerError> {
+        let run_id = run_id.to_string();
+        self.db
+            .tx(move |tx| {
+                let mut stmt = tx.prepare_cached("SELECT task FROM merge_marks WHERE run_id = ?1")?;
+                let ids = stmt
+                    .query_map([&run_id], |row| row.get::<_, String>(0))?
+                    .collect::<Result<HashSet<String>, _>>()?;
+                Ok(ids)
+            })
+            .await
+            .map_err(ledger_err)
+    }
+
+    async fn complete_merge(
+        &self,
+        run_id: &str,
+        task_id: &str,
+        now: EpochMs,
+    ) -> Result<MergeCompletion, LedgerError> {
+        let (run_id, task, lease) = (run_id.to_string(), task_id.to_string(), self.lease_ms);
+        self.db
+            .tx(move |tx| {
+                let mut run = must_load(tx, &run_id)?;
+                let fresh = tx
+                    .prepare_cached("INSERT OR IGNORE INTO merge_marks (run_id, task) VALUES (?1, ?2)")?
+                    .execute([&run_id, &task])?
+                    > 0;
+                if !fresh {
+                    return Ok(MergeCompletion::AlreadyDone);
+                }
+                let merges_outstanding = run.apply_merge(now, lease);
+                store(tx, &run)?;
+                Ok(MergeCompletion::Recorded { merges_outstanding })
+            })
+            .await
+            .map_err(ledger_err)
+    }
+
+    async fn partition(&self, table: &str, dt: &str) -> Result<Option<Partition>, LedgerError> {
+        let (table, dt) = (table.to_string(), dt.to_string());
+        self.db
+            .tx(move |tx| {
+                Ok(tx
+                    .prepare_cached(
+                        "SELECT gen, file, writer_run, writer_started FROM partitions WHERE tbl = ?1 AND dt = ?2",
+                    )?
+                    .query_row([&table, &dt], partition_row)
+                    .optional()?)
+            })
+            .await
+            .map_err(ledger_err)
+    }
+
+    async fn partitions(
+        &self,
+        table: &str,
+        dts: &[String],
+    ) -> Result<HashMap<String, Partition>, LedgerError> {
+        let (table, dts) = (table.to_string(), dts.to_vec());
+        self.db
+            .tx(move |tx| {
+                let mut stmt = tx.prepare_cached(
+                    "SELECT gen, file, writer_run, writer_started FROM partitions WHERE tbl = ?1 AND dt = ?2",
+                )?;
+                let mut out = HashMap::new();
+                for dt in dts {
+                    if let Some(p) = stmt.query_row([&table, &dt], partition_row).optional()? {
+                        out.insert(dt, p);
+                    }
+                }
+                Ok(out)
+            })
+            .await
+            .map_err(ledger_err)
+    }
+
+    async fn publish(
+        &self,
+        table: &str,
+        dt: &str,
+        expected: u64,
+        next: &Partition,
+    ) -> Result<bool, LedgerError> {
+        let (table, dt, next) = (table.to_string(), dt.to_string(), next.clone());
+        self.db
+            .tx(move |tx| {
+                let current: Option<i64> = tx
+                    .prepare_cached("SELECT gen FROM partitions WHERE tbl = ?1 AND dt = ?2")?
+                    .query_row([&table, &dt], |r| r.get(0))
+                    .optional()?;
+                if current.unwrap_or(0) as u64 != expected {
+                    return Ok(false);
+                }
+                tx.prepare_cached(
+                    "INSERT INTO partitions (tbl, dt, gen, file, writer_run, writer_started)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+                     ON CONFLICT (tbl, dt) DO UPDATE SET gen = excluded.gen, file = excluded.file,
+                       writer_run = excluded.writer_run, writer_started = excluded.writer_started",
+                )?
+                .execute(params![
+                    table,
+                    dt,
+                    (expected + 1) as i64,
+                    next.file,
+                    next.writer_run,
+                    next.writer_started_ms
+                ])?;
+                Ok(true)
+            })
+            .await
+            .map_err(ledger_err)
+    }
+
+    async fn index_version(&self, table: &str) -> Result<Option<IndexVersion>, LedgerError> {
+        let table = table.to_string();
+        self.db
+            .tx(move |tx| {
+                Ok(tx
+                    .prepare_cached("SELECT run_id, started_at FROM index_versions WHERE tbl = ?1")?
+                    .query_row([&table], |r| {
+                        Ok(IndexVersion {
+                            run_id: r.get(0)?,
+                            started_at_ms: r.get(1)?,
+                        })
+                    })
+                    .optional()?)
+            })
+            .await
+            .map_err(ledger_err)
+    }
+
+    async fn set_index_version(&self, table: &str, version: &IndexVersion) -> Result<bool, LedgerError> {
+        let (table, v) = (table.to_string(), version.clone());
+        self.db
+            .tx(move |tx| {
+                Ok(tx.execute(
+                    "INSERT INTO index_versions (tbl, run_id, started_at) VALUES (?1, ?2, ?3)
+                     ON CONFLICT (tbl) DO UPDATE SET run_id = excluded.run_id, started_at = excluded.started_at
+                     WHERE excluded.started_at > index_versions.started_at",
+                    params![table, v.run_id, v.started_at_ms],
+                )? > 0)
             })
             .await
             .map_err(ledger_err)
@@ -362,89 +617,24 @@ impl Ledger for EmbeddedLedger {
             .map_err(ledger_err)
     }
 
-    async fn begin_merging(
-        &self,
-        run_id: &str,
-        closing_job: &str,
-        now: EpochMs,
-    ) -> Result<bool, LedgerError> {
-        let (run_id, closing_job) = (run_id.to_string(), closing_job.to_string());
-        let runs = self.runs.clone();
-        self.db
-            .tx(move |tx| {
-                let mut run = must_load(tx, &runs, &run_id)?;
-                if !run.begin_merging(&closing_job, now) {
-                    return Ok(false);
-                }
-                store(tx, &runs, &run)?;
-                Ok(true)
-            })
-            .await
-            .map_err(ledger_err)
-    }
-
-    async fn is_merge_done(&self, run_id: &str, task_id: &str) -> Result<bool, LedgerError> {
-        let (run_id, marker) = (run_id.to_string(), format!("merge:{task_id}"));
-        self.db
-            .tx(move |tx| has_mark(tx, &run_id, &marker))
-            .await
-            .map_err(ledger_err)
-    }
-
-    async fn done_merges(&self, run_id: &str) -> Result<HashSet<String>, LedgerError> {
-        let run_id = run_id.to_string();
-        self.db
-            .tx(move |tx| {
-                let mut stmt = tx.prepare_cached(
-                    "SELECT substr(marker, 7) FROM markers WHERE run_id = ?1 AND marker LIKE 'merge:%'",
-                )?;
-                let ids = stmt
-                    .query_map([&run_id], |row| row.get::<_, String>(0))?
-                    .collect::<Result<HashSet<String>, _>>()?;
-                Ok(ids)
-            })
-            .await
-            .map_err(ledger_err)
-    }
-
-    async fn complete_merge(
-        &self,
-        run_id: &str,
-        task_id: &str,
-        now: EpochMs,
-    ) -> Result<MergeCompletion, LedgerError> {
-        let (run_id, marker, lease) = (run_id.to_string(), format!("merge:{task_id}"), self.lease_ms);
-        let runs = self.runs.clone();
-        self.db
-            .tx(move |tx| {
-                let mut run = must_load(tx, &runs, &run_id)?;
-                if !mark(tx, &run_id, &marker, None, None)? {
-                    return Ok(MergeCompletion::AlreadyDone);
-                }
-                let merges_outstanding = run.apply_merge(now, lease);
-                store(tx, &runs, &run)?;
-                Ok(MergeCompletion::Recorded { merges_outstanding })
-            })
-            .await
-            .map_err(ledger_err)
-    }
-
     async fn finish(
         &self,
         run_id: &str,
         status: RunStatus,
         note: Option<&str>,
+        partitions: Option<u64>,
         now: EpochMs,
     ) -> Result<bool, LedgerError> {
         let (run_id, note) = (run_id.to_string(), note.map(str::to_string));
-        let runs = self.runs.clone();
         self.db
             .tx(move |tx| {
-                let mut run = must_load(tx, &runs, &run_id)?;
+                let mut run = must_load(tx, &run_id)?;
                 if !run.finish(status, note.as_deref(), now) {
+                    release_table(tx, &run)?;
                     return Ok(false);
                 }
-                store(tx, &runs, &run)?;
+                run.partitions = partitions.or(run.partitions);
+                store(tx, &run)?;
                 release_table(tx, &run)?;
                 Ok(true)
             })
@@ -456,129 +646,7 @@ impl Ledger for EmbeddedLedger {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    pub(crate) use crate::ports::run::tests::run_for_test;
-
-    #[test]
-    fn the_run_cache_serves_only_the_text_it_parsed() {
-        let cache = RunCache::default();
-        let mut run = run_for_test("r1", "deals", 0);
-        let old = serde_json::to_string(&run).unwrap();
-        assert_eq!(cache.parse("r1", old.clone()).unwrap(), run);
-        run.records = 7;
-        let new = serde_json::to_string(&run).unwrap();
-        assert_eq!(
-            cache.parse("r1", new).unwrap().records,
-            7,
-            "a changed body is parsed again"
-        );
-        assert_eq!(cache.parse("r1", old).unwrap().records, 0);
-    }
-
-    #[tokio::test]
-    async fn counters_are_guarded_by_markers_and_one_run_per_table() {
-        let dir = tempfile::tempdir().unwrap();
-        let l = EmbeddedLedger::new(Db::open(&dir.path().join("l.db")).unwrap(), 1000);
-        let r1 = run_for_test("r1", "deals", 0);
-        assert!(matches!(l.begin_run(&r1, 0).await.unwrap(), BeginRun::Started(_)));
-        assert!(matches!(
-            l.begin_run(&r1, 0).await.unwrap(),
-            BeginRun::Existing(_)
-        ));
-        let r2 = run_for_test("r2", "deals", 0);
-        assert!(
-            matches!(l.begin_run(&r2, 10).await.unwrap(), BeginRun::Refused(_)),
-            "L1"
-        );
-        let slice = Slice::List {
-            object_type: "deals".into(),
-        };
-        assert!(l
-            .start_fetching("r1", &[slice.clone(), slice], 1, 5)
-            .await
-            .unwrap());
-        assert!(!l.start_fetching("r1", &[], 1, 5).await.unwrap());
-        let out = |slice_no: u32, next: bool, dt: &str| PageOutcome {
-            slice_no,
-            dts: [dt.to_string()].into(),
-            max_created_ms: Some(1),
-            max_modified_ms: Some(2),
-            records: 10,
-            next_cursor: next.then(|| "c".to_string()),
-        };
-        assert_eq!(
-            l.complete_page("r1", "a", &out(0, true, "2024-01-01"), 6)
-                .await
-                .unwrap(),
-            PageCompletion::Recorded {
-                pages_outstanding: 2,
-                effects: PageEffects::default()
-            }
-        );
-        assert_eq!(
-            l.complete_page("r1", "a", &out(0, true, "2024-01-01"), 6)
-                .await
-                .unwrap(),
-            PageCompletion::AlreadyDone
-        );
-        // Slice 0 ends: slice 1 starts (L5); the list walk of slice 1 holds every merge (P1).
-        let launched = PageEffects {
-            launch: vec![1],
-            merges: vec![],
-        };
-        assert_eq!(
-            l.complete_page("r1", "b", &out(0, false, "2024-01-02"), 7)
-                .await
-                .unwrap(),
-            PageCompletion::Recorded {
-                pages_outstanding: 1,
-                effects: launched.clone()
-            }
-        );
-        let done = l.page_done("r1", "b").await.unwrap().unwrap();
-        assert_eq!(
-            (done.next_cursor, done.effects),
-            (None, launched),
-            "kept for a redelivery"
-        );
-        assert!(
-            !l.begin_merging("r1", "b", 7).await.unwrap(),
-            "one slice still open"
-        );
-        let PageCompletion::Recorded { effects, .. } = l
-            .complete_page("r1", "c", &out(1, false, "2024-01-02"), 8)
-            .await
-            .unwrap()
-        else {
-            panic!("c is new")
-        };
-        assert_eq!(effects.merges.len(), 2, "both partitions are due");
-        assert!(l.begin_merging("r1", "c", 8).await.unwrap());
-        let run = l.get_run("r1").await.unwrap().unwrap();
-        assert_eq!((run.merges_outstanding, run.records), (3, 30));
-        assert_eq!(
-            l.complete_merge("r1", "d1", 9).await.unwrap(),
-            MergeCompletion::Recorded {
-                merges_outstanding: 2
-            }
-        );
-        assert_eq!(
-            l.complete_merge("r1", "d1", 9).await.unwrap(),
-            MergeCompletion::AlreadyDone
-        );
-        assert_eq!(
-            l.done_merges("r1").await.unwrap(),
-            HashSet::from(["d1".to_string()]),
-            "merge markers only, not the pages'"
-        );
-        assert!(l.done_merges("r2").await.unwrap().is_empty());
-        assert!(l.finish("r1", RunStatus::Committed, None, 10).await.unwrap());
-        assert!(!l.finish("r1", RunStatus::Abandoned, None, 10).await.unwrap());
-        assert!(matches!(
-            l.begin_run(&r2, 11).await.unwrap(),
-            BeginRun::Started(_)
-        ));
-    }
+    use crate::ports::run::tests::run_for_test;
 
     #[tokio::test]
     async fn slots_are_spaced_on_one_schedule_r5() {

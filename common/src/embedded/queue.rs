@@ -88,19 +88,19 @@ impl EmbeddedQueue {
                 // visibility test is kept off the index (`+`), so SQLite's STAT4 does not
                 // prepare the statement again for every new `now`.
                 let mut stmt = tx.prepare_cached(
-                    "SELECT id, body, receive_count FROM messages m INDEXED BY messages_order
+                    "SELECT id, body, receive_count, group_id FROM messages m INDEXED BY messages_order
                      WHERE queue = ?1 AND dead = 0 AND +visible_at <= ?2
                        AND (group_id IS NULL OR NOT EXISTS (
                             SELECT 1 FROM messages o WHERE o.queue = m.queue
                               AND o.group_id = m.group_id AND o.dead = 0 AND o.id < m.id))
                      ORDER BY id LIMIT ?3",
                 )?;
-                let rows: Vec<(i64, String, i64)> = stmt
+                let rows: Vec<(i64, String, i64, Option<String>)> = stmt
                     .query_map(params![name, now, max as i64 * 2 + 10], |r| {
-                        Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+                        Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
                     })?
                     .collect::<Result<_, _>>()?;
-                for (id, body, count) in rows {
+                for (id, body, count, group_id) in rows {
                     if out.len() >= max {
                         break;
                     }
@@ -123,6 +123,7 @@ impl EmbeddedQueue {
                         receipt,
                         receive_count: (count + 1) as u32,
                         message_id: id.to_string(),
+                        group_id,
                     });
                 }
                 Ok(out)
@@ -252,6 +253,53 @@ impl Queue for EmbeddedQueue {
             });
         }
         if visibility.is_zero() {
+            self.wake(1);
+        }
+        Ok(())
+    }
+
+    async fn retry_later(&self, receipt: &str, delay: Duration) -> Result<(), QueueError> {
+        let name = self.name.clone();
+        let (id, receipt) = (receipt_id(receipt), receipt.to_string());
+        let until: EpochMs = self.clock.now_ms() + delay.as_millis() as i64;
+        // No longer in hand: a crash release (E1) does not forgive this receive.
+        self.db
+            .tx(move |tx| {
+                Ok(tx
+                    .prepare_cached(
+                        "UPDATE messages SET visible_at = ?3, receipt = NULL
+                         WHERE id = ?4 AND queue = ?1 AND receipt = ?2 AND dead = 0",
+                    )?
+                    .execute(params![name, receipt, until, id])?)
+            })
+            .await
+            .map_err(|e| self.err(e))?;
+        Ok(())
+    }
+
+    async fn dead_letter(&self, message: &Received, reason: &str) -> Result<(), QueueError> {
+        let name = self.name.clone();
+        let (id, receipt) = (receipt_id(&message.receipt), message.receipt.clone());
+        let moved = self
+            .db
+            .tx(move |tx| {
+                Ok(tx
+                    .prepare_cached(
+                        "UPDATE messages SET dead = 1, receipt = NULL
+                         WHERE id = ?3 AND queue = ?1 AND receipt = ?2 AND dead = 0",
+                    )?
+                    .execute(params![name, receipt, id])?)
+            })
+            .await
+            .map_err(|e| self.err(e))?;
+        if moved == 0 {
+            return Err(QueueError::StaleReceipt {
+                queue: self.name.clone(),
+            });
+        }
+        tracing::warn!(queue = %self.name, message_id = %message.message_id, %reason,
+            "message moved to the dead-letter queue without retries");
+        if self.options.fifo {
             self.wake(1);
         }
         Ok(())

@@ -158,12 +158,17 @@ pub struct SearchResponse {
 }
 
 /// HubSpot's error body. `category`, `correlationId` and `message` are required by the
-/// published schema; 429s carry `errorType` and `policyName` instead of a category.
+/// published schema; 429s carry `errorType` and `policyName` instead of a category. Decoded
+/// leniently: HubSpot's own example has no `status`, and a body missing any field still gives
+/// what it has (the correlation id above all, which HubSpot's support asks for).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ErrorBody {
+    #[serde(default)]
     pub status: String,
+    #[serde(default)]
     pub message: String,
+    #[serde(default)]
     pub correlation_id: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub category: Option<String>,
@@ -322,6 +327,22 @@ mod tests {
                 "hs_lastmodifieddate","direction":"ASCENDING"}],"properties":["dealname"],
                 "limit":200,"after":"200"})
         );
+    }
+
+    #[test]
+    fn error_bodies_without_status_keep_their_category_and_correlation_id() {
+        // HubSpot's published Error example: no `status`.
+        let b: ErrorBody = serde_json::from_str(
+            r#"{"category":"VALIDATION_ERROR","correlationId":"aeb5f871-7f07-4993-9211-075dc63e7cbf",
+            "links":{"knowledge-base":"https://www.hubspot.com/products/service/knowledge-base"},
+            "message":"Invalid input JSON on line 1, column 15: Cannot build ObjectSchemaEgg"}"#,
+        )
+        .unwrap();
+        assert_eq!(b.category.as_deref(), Some("VALIDATION_ERROR"));
+        assert_eq!(b.correlation_id, "aeb5f871-7f07-4993-9211-075dc63e7cbf");
+        assert!(b.status.is_empty());
+        let only: ErrorBody = serde_json::from_str(r#"{"correlationId":"c1"}"#).unwrap();
+        assert_eq!((only.correlation_id.as_str(), only.message.as_str()), ("c1", ""));
     }
 
     #[test]

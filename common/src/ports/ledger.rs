@@ -1,32 +1,45 @@
-//! The run ledger: one entry per run (one sync of one table), with atomic counters,
-//! done-markers and conditional status transitions. Every method is safe to call twice,
-//! because SQS delivers at least once and any process can die between any two lines.
+//! The run ledger: one head per run (one sync of one table) with atomic counters, a
+//! done-marker per page and per merge task, the run's slices, the published generation of
+//! every partition and the version of every table's key index. Every method is safe to call
+//! twice, because SQS delivers at least once and any process can die (or stall) between any
+//! two lines.
 //!
 //! Protocol invariants (cited by id in the roles):
 //! - L1: at most one run per table is active (planning, fetching or merging) at a time.
-//! - L2: `pages_outstanding` counts slices whose last page is not yet recorded; each page job
-//!   is counted once, guarded by its done-marker written in the same atomic step. The marker
-//!   keeps the page's next cursor, and the next page job is sent only after it: so a page is
-//!   never recorded before its predecessor (the count cannot reach 0 while an earlier page of
-//!   a slice is unrecorded), and a redelivered page re-sends its successor from the marker.
-//! - L3: `merges_outstanding` counts merge tasks queued and not yet done. A task is counted in
-//!   the same atomic step that makes it due (a page's marker, or the run leaving fetching for
-//!   its closing task), and each task decrements it once, guarded by its done-marker. The run
-//!   commits when it is merging and the count is 0.
+//! - L2: `pages_outstanding` counts slices whose last page is not yet recorded; each page is
+//!   counted once, guarded by its done-marker written in the same atomic step. The marker
+//!   keeps the page's next cursor and its slice's fingerprint, and the next page job is sent
+//!   only after it: a page is never recorded before its predecessor, and a redelivered page
+//!   re-sends its successor from the marker.
+//! - L3: `merges_outstanding` counts merge tasks made due and not yet done. A slice that owns
+//!   its days (a created window) makes one merge due per partition its pages staged into when
+//!   its last page is recorded, counted in that page's atomic step; the run leaving fetching
+//!   counts one per partition staged into by the other slices, plus the closing task. Each
+//!   task decrements it once, guarded by its done-marker. The run commits when it is merging
+//!   and the count is 0.
 //! - L4: a run whose lease expired is abandoned; its late messages are dropped, never applied.
 //! - L5: slices start in plan order, at most `slices_in_flight` at first, then one more each
 //!   time one finishes; the start is recorded with the finishing page's marker, so a page 0
 //!   is legitimate only for a slice the run started.
-//! - P1: a partition's merge is queued once every slice that can stage into it is done
-//!   ([`Slice::days`](crate::messages::Slice::days)), so a backfill's partitions become
-//!   visible while it goes on; a page that still stages into it afterwards queues one more
-//!   pass of the same partition (passes of one partition never overlap, FIFO group; in
-//!   whatever order they run, each merges what is staged when it lists).
+//! - L6: no item grows with the run: the head holds counters only, the plan is one item per
+//!   slice, and the partitions a run touched are read back from its page markers (each names
+//!   the partitions of its own page). A page's update writes its marker and the head, a
+//!   merge's its marker and the head: a bounded number of bytes whatever the run's size.
+//! - S1: each attempt at a page stages under names of its own (`<job>.<attempt>.parquet`) and
+//!   its marker records the attempt: a merge reads exactly the files that recorded markers
+//!   name and deletes those of losing attempts, so two live copies of one page job never
+//!   overwrite each other's files.
+//! - G1: a partition's live file is the one its generation record names. A merge publishes
+//!   its new file with a conditional write on the generation it read, and deletes only what
+//!   that generation made dead, so a merger that stalled past its visibility and resumes can
+//!   change nothing a newer merge owns.
+//! - G2: a full run's commit drops a partition it did not touch only by a conditional write on
+//!   the generation it read, and never one published by a run that started after it.
 //!
-//! Upgrading: runs recorded before P1 and L5 finish under the new rules, but processes of both
-//! builds must not serve one ledger at once: stop every service, then start the new build.
+//! Upgrading: heads recorded by builds before L6 and S1 are abandoned when touched; stop every
+//! service of the old build before starting the new one.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
 use async_trait::async_trait;
 
@@ -34,7 +47,7 @@ use crate::clock::EpochMs;
 use crate::messages::Slice;
 
 pub use super::run::{
-    PageCompletion, PageDone, PageEffects, PageOutcome, QueuedMerge, Run, RunMode, RunStatus,
+    IndexVersion, PageCompletion, PageDone, PageEffects, PageOutcome, Partition, Run, RunMode, RunStatus,
 };
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -52,12 +65,30 @@ pub enum BeginRun {
     Refused(Run),
 }
 
+/// What went wrong, by what the caller does about it.
 #[derive(Debug, thiserror::Error)]
 pub enum LedgerError {
+    /// The store answered too slowly or asked to slow down: retrying later helps.
+    #[error("run ledger is throttled or unavailable: {0}")]
+    Unavailable(String),
+    /// Optimistic writes kept conflicting with concurrent ones after backing off.
+    #[error("run ledger: {0}")]
+    Contention(String),
+    /// A write the store refuses whatever the timing (an item over its size limit, a value
+    /// it does not accept): retrying the same message cannot help.
+    #[error("run ledger refused a write: {0}")]
+    Rejected(String),
     #[error("run ledger: {0}")]
     Backend(String),
     #[error("run ledger: run `{0}` not found")]
     UnknownRun(String),
+}
+
+impl LedgerError {
+    /// Whether the same call may succeed later.
+    pub fn is_retryable(&self) -> bool {
+        !matches!(self, LedgerError::Rejected(_))
+    }
 }
 
 #[async_trait]
@@ -74,9 +105,10 @@ pub trait Ledger: Send + Sync {
     /// Most recent runs first, at most `limit`.
     async fn list_runs(&self, table: Option<&str>, limit: usize) -> Result<Vec<Run>, LedgerError>;
 
-    /// planning → fetching with the plan, `pages_outstanding = plan.len()` and the first
-    /// `in_flight` slices started (L5). Returns false when the run was not planning (already
-    /// started: a redelivered request).
+    /// Records `plan` (one item per slice) and moves the run planning → fetching with
+    /// `pages_outstanding = plan.len()` and the first `in_flight` slices started (L5). Returns
+    /// false when the run was not planning (already started: a redelivered request); the plan
+    /// recorded first then stands.
     async fn start_fetching(
         &self,
         run_id: &str,
@@ -85,11 +117,33 @@ pub trait Ledger: Send + Sync {
         now: EpochMs,
     ) -> Result<bool, LedgerError>;
 
+    /// One slice of the run's plan (`None` past its end or before it was recorded).
+    async fn slice(&self, run_id: &str, slice_no: u32) -> Result<Option<Slice>, LedgerError>;
+
+    /// The first `count` slices of the run's plan, in plan order.
+    async fn slices(&self, run_id: &str, count: u32) -> Result<Vec<Slice>, LedgerError>;
+
     /// The page's done-marker, if written.
     async fn page_done(&self, run_id: &str, job_id: &str) -> Result<Option<PageDone>, LedgerError>;
 
-    /// Writes the page's done-marker (with the next cursor and the effects) and applies its
-    /// outcome in one atomic step (L2, L3, L5, P1).
+    /// The recorded attempt of each of `job_ids` that has a done-marker (S1), in one read per
+    /// batch however many there are.
+    async fn page_attempts(
+        &self,
+        run_id: &str,
+        job_ids: &[String],
+    ) -> Result<HashMap<String, String>, LedgerError>;
+
+    /// The done-markers of every recorded page of the run (of one slice when `slice_no` is
+    /// given), by job id: the partitions a run or a slice touched are their union (L6).
+    async fn page_markers(
+        &self,
+        run_id: &str,
+        slice_no: Option<u32>,
+    ) -> Result<Vec<(String, PageDone)>, LedgerError>;
+
+    /// Writes the page's done-marker (attempt, partitions, next cursor, effects) and applies
+    /// its outcome to the head in one atomic step (L2, L3, L5).
     async fn complete_page(
         &self,
         run_id: &str,
@@ -98,16 +152,20 @@ pub trait Ledger: Send + Sync {
         now: EpochMs,
     ) -> Result<PageCompletion, LedgerError>;
 
-    /// fetching → merging when `pages_outstanding == 0`, counting the closing task in
-    /// `merges_outstanding` (L3). Returns false when the run was not in that state.
-    async fn begin_merging(&self, run_id: &str, closing_job: &str, now: EpochMs)
-        -> Result<bool, LedgerError>;
+    /// fetching → merging when `pages_outstanding == 0`, counting `close_merges` partition
+    /// merges and the closing task (L3). Returns false when the run was not in that state.
+    async fn begin_merging(
+        &self,
+        run_id: &str,
+        closing_job: &str,
+        close_merges: i64,
+        now: EpochMs,
+    ) -> Result<bool, LedgerError>;
 
     async fn is_merge_done(&self, run_id: &str, task_id: &str) -> Result<bool, LedgerError>;
 
     /// The task ids of every merge task of the run whose done-marker is written, in one read
-    /// however many there are (the adapter pages): a closing page re-sending thousands of
-    /// partition merges must not pay one round trip per partition while its message is in hand.
+    /// however many there are (the adapter pages).
     async fn done_merges(&self, run_id: &str) -> Result<HashSet<String>, LedgerError>;
 
     async fn complete_merge(
@@ -116,6 +174,33 @@ pub trait Ledger: Send + Sync {
         task_id: &str,
         now: EpochMs,
     ) -> Result<MergeCompletion, LedgerError>;
+
+    /// A partition's published generation (G1); `None` before its first publish.
+    async fn partition(&self, table: &str, dt: &str) -> Result<Option<Partition>, LedgerError>;
+
+    /// Several partitions' generations, in batched reads.
+    async fn partitions(
+        &self,
+        table: &str,
+        dts: &[String],
+    ) -> Result<HashMap<String, Partition>, LedgerError>;
+
+    /// Publishes `next` (generation `expected + 1`) if the partition is still at generation
+    /// `expected` (0: never published). False when another publish came first (G1).
+    async fn publish(
+        &self,
+        table: &str,
+        dt: &str,
+        expected: u64,
+        next: &Partition,
+    ) -> Result<bool, LedgerError>;
+
+    /// The table's key index version (K1), if one was written.
+    async fn index_version(&self, table: &str) -> Result<Option<IndexVersion>, LedgerError>;
+
+    /// Sets the table's key index version if it moves forward (a run started later than the
+    /// current one's); false otherwise (a stalled commit of an older run, G2).
+    async fn set_index_version(&self, table: &str, version: &IndexVersion) -> Result<bool, LedgerError>;
 
     /// Announces that `worker` fetches from HubSpot until `until_ms`, forgets workers whose
     /// announcement lapsed, and returns how many are alive at `now_ms` (this one included):
@@ -134,12 +219,14 @@ pub trait Ledger: Send + Sync {
         -> Result<EpochMs, LedgerError>;
 
     /// Moves an active run to `committed` or `abandoned` (with a note) and frees its table.
-    /// Returns false when the run was not active.
+    /// With `partitions`, records how many partitions it touched. Returns false when the run
+    /// was not active.
     async fn finish(
         &self,
         run_id: &str,
         status: RunStatus,
         note: Option<&str>,
+        partitions: Option<u64>,
         now: EpochMs,
     ) -> Result<bool, LedgerError>;
 }

@@ -9,6 +9,6 @@ pub mod state;
 pub use ledger::{Ledger, LedgerError, MergeCompletion};
 pub use queue::{Outgoing, Queue, QueueDepth, QueueError, Received};
 pub use run::{
-    PageCompletion, PageDone, PageEffects, PageOutcome, QueuedMerge, Run, RunMode, RunStatus, Shared,
+    IndexVersion, PageCompletion, PageDone, PageEffects, PageOutcome, Partition, Run, RunMode, RunStatus,
 };
 pub use state::{StateError, StateStore, SyncState};

@@ -53,6 +53,8 @@ pub struct Received {
     /// How many times it has been received, this time included (1 on first delivery).
     pub receive_count: u32,
     pub message_id: String,
+    /// Its FIFO message group (FIFO queues only).
+    pub group_id: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -79,8 +81,20 @@ pub trait Queue: Send + Sync {
     async fn ack(&self, receipt: &str) -> Result<(), QueueError>;
 
     /// Sets the remaining visibility of a message in hand: a heartbeat for long work
-    /// (`Duration::ZERO` releases it for immediate redelivery).
+    /// (`Duration::ZERO` releases it for immediate redelivery). A receipt whose message was
+    /// redelivered to someone else is [`QueueError::StaleReceipt`] where the service tells.
     async fn set_visibility(&self, receipt: &str, visibility: Duration) -> Result<(), QueueError>;
+
+    /// Gives a message that failed back to the queue after `delay` (its receive counted): the
+    /// message is no longer in hand.
+    async fn retry_later(&self, receipt: &str, delay: Duration) -> Result<(), QueueError> {
+        self.set_visibility(receipt, delay).await
+    }
+
+    /// Moves a message in hand to the dead-letter queue now, without its remaining retries
+    /// (a message no retry can fix: forged, or refused until an operator acts). `reason` is
+    /// logged.
+    async fn dead_letter(&self, message: &Received, reason: &str) -> Result<(), QueueError>;
 
     async fn depth(&self) -> Result<QueueDepth, QueueError>;
 

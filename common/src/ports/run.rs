@@ -1,15 +1,22 @@
-//! A run's ledger entry and its state transitions, shared by every ledger adapter: an adapter
-//! only makes each transition atomic (with its done-marker, where it has one). The invariants
-//! cited here (L2, L3, L5, P1) are defined in [`super::ledger`].
+//! A run's head (its ledger entry) and its state transitions, shared by every ledger adapter:
+//! an adapter only makes each transition atomic with its done-marker. The invariants cited
+//! here (L2, L3, L5, L6) are defined in [`super::ledger`].
+//!
+//! The head holds only counters and fixed-size fields, so a page's or a merge's update writes
+//! the same few hundred bytes whatever the run's size (L6). What grows with the run lives in
+//! items of its own: one per slice of the plan, one done-marker per page (with the partitions
+//! it staged into) and per merge task, one generation record per partition.
 
-use std::collections::{BTreeMap, BTreeSet};
-use std::ops::{Deref, DerefMut};
-use std::sync::Arc;
+use std::collections::BTreeSet;
 
-use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use serde::{Deserialize, Serialize};
 
-use crate::clock::{day_of_dt, EpochMs};
-use crate::messages::Slice;
+use crate::clock::EpochMs;
+
+/// The head format this build writes. Runs recorded by builds before the plan and the
+/// partitions moved out of the head have none; such a run is abandoned when touched (its
+/// messages carry no attempt names), and the table syncs again.
+pub const RUN_FORMAT: u32 = 2;
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -70,56 +77,8 @@ impl RunStatus {
     }
 }
 
-/// A run's collections that grow with its size (a backfill has thousands of partitions):
-/// shared between clones and copied only when one is changed, so reading a run (a merge
-/// checks its run's status) does not copy them. Serialized as the value itself.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Shared<T: Clone>(Arc<T>);
-
-impl<T: Clone> Deref for Shared<T> {
-    type Target = T;
-    fn deref(&self) -> &T {
-        &self.0
-    }
-}
-
-impl<T: Clone> DerefMut for Shared<T> {
-    fn deref_mut(&mut self) -> &mut T {
-        Arc::make_mut(&mut self.0)
-    }
-}
-
-impl<'a, T: Clone> IntoIterator for &'a Shared<T>
-where
-    &'a T: IntoIterator,
-{
-    type Item = <&'a T as IntoIterator>::Item;
-    type IntoIter = <&'a T as IntoIterator>::IntoIter;
-    fn into_iter(self) -> Self::IntoIter {
-        self.0.as_ref().into_iter()
-    }
-}
-
-impl<T: Clone> From<T> for Shared<T> {
-    fn from(value: T) -> Self {
-        Shared(Arc::new(value))
-    }
-}
-
-impl<T: Clone + Serialize> Serialize for Shared<T> {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        self.0.serialize(s)
-    }
-}
-
-impl<'de, T: Clone + Deserialize<'de>> Deserialize<'de> for Shared<T> {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        T::deserialize(d).map(Shared::from)
-    }
-}
-
-/// One run's ledger entry. The default is a run in planning with nothing recorded: set the
-/// identity, window and times.
+/// One run's head. The default is a run in planning with nothing recorded: set the identity,
+/// window and times.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Run {
     pub run_id: String,
@@ -131,56 +90,50 @@ pub struct Run {
     /// The run's start time T0: the window's end and the watermark's cap (W1).
     pub window_to_ms: EpochMs,
     pub status: RunStatus,
+    /// Slices whose last page is not recorded yet (L2).
     pub pages_outstanding: i64,
+    /// Merge tasks counted and not yet done (L3).
     pub merges_outstanding: i64,
-    pub dts: Shared<BTreeSet<String>>,
+    /// Merge tasks counted so far, done or not.
+    #[serde(default)]
+    pub merges_counted: i64,
     pub max_created_ms: Option<EpochMs>,
     pub max_modified_ms: Option<EpochMs>,
     pub records: i64,
+    /// Records that could not be staged and were quarantined under `_rejected/` (Q1).
+    #[serde(default)]
+    pub rejected: i64,
     pub lease_until_ms: EpochMs,
     pub started_at_ms: EpochMs,
     pub updated_at_ms: EpochMs,
-    /// The slices planned (set when fetching starts, so a re-planned request reuses them).
-    pub plan: Shared<Vec<Slice>>,
-    /// The page job whose completion closed fetching (its redelivery re-sends merge tasks).
+    /// Slices in the plan (set when fetching starts; the slices are items of their own).
+    #[serde(default)]
+    pub slices: u32,
+    /// How many slices, in plan order, have been started (L5).
+    #[serde(default)]
+    pub slices_started: u32,
+    /// Which planning attempt's slices are the plan (adapters that cannot write the plan and
+    /// the head in one step keep each attempt's slices apart).
+    #[serde(default)]
+    pub plan_id: String,
+    /// The page job whose completion closed fetching (its redelivery re-sends the close).
     pub closing_job: Option<String>,
+    /// Partitions the run touched, counted at commit.
+    #[serde(default)]
+    pub partitions: Option<u64>,
     pub note: Option<String>,
-    /// Slices (plan indexes) whose last page is recorded (L2).
+    /// [`RUN_FORMAT`]; 0 for heads recorded by earlier builds.
     #[serde(default)]
-    pub slices_done: Shared<BTreeSet<u32>>,
-    /// How many slices, in plan order, have been started (L5). `None` in runs recorded before
-    /// slices started in waves: all of them were.
-    #[serde(default)]
-    pub slices_started: Option<u32>,
-    /// Merge tasks queued per partition (P1): 1 once its merge is due, more if pages staged
-    /// into it after that.
-    #[serde(default)]
-    pub merges_queued: Shared<BTreeMap<String, u32>>,
+    pub format: u32,
 }
 
-/// A merge task queued by a run: its partition and pass (0 first, then extra passes, P1).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct QueuedMerge {
-    pub dt: String,
-    pub pass: u32,
-}
-
-/// What recording a page made due besides its next page. The roles send it after the marker;
-/// a redelivery that finds the marker sends it again from there (L2, L5, P1).
+/// What recording a page made due besides its next page; the roles send it after the marker
+/// and a redelivery that finds the marker sends it again (L2, L5).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PageEffects {
-    /// Slices to start (send page 0): the next in plan order, one per finished slice (L5).
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub launch: Vec<u32>,
-    /// Partition merges that became due (P1).
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub merges: Vec<QueuedMerge>,
-}
-
-impl PageEffects {
-    pub fn is_empty(&self) -> bool {
-        self.launch.is_empty() && self.merges.is_empty()
-    }
+    /// The slice this page started, the next in plan order (L5), if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub launch: Option<u32>,
 }
 
 /// What a page contributed to its run.
@@ -188,26 +141,40 @@ impl PageEffects {
 pub struct PageOutcome {
     /// The slice the page belongs to (its plan index).
     pub slice_no: u32,
+    /// The page's attempt: the suffix of every file it staged (S1).
+    pub attempt: String,
+    /// The partitions it staged into (its files are `<job>.<attempt>.parquet` under each).
     pub dts: BTreeSet<String>,
     pub max_created_ms: Option<EpochMs>,
     pub max_modified_ms: Option<EpochMs>,
     pub records: i64,
+    /// Records quarantined instead of staged (Q1).
+    pub rejected: i64,
     /// The cursor of the slice's next page; `None` when this page finished the slice (L2).
     pub next_cursor: Option<String>,
+    /// [`crate::messages::Slice::fingerprint`] of the page's slice: its successor must carry
+    /// the same slice (a forged or corrupted job is refused).
+    pub fingerprint: String,
+    /// When the page finished a slice that owns its partitions: the merge tasks that finishing
+    /// made due (one per partition the slice staged into, L3).
+    pub slice_merges: i64,
 }
 
-/// A page's done-marker, as a redelivery reads it back.
+/// A page's done-marker, as a redelivery or a merge reads it back.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct PageDone {
+    pub attempt: String,
+    pub dts: BTreeSet<String>,
     /// The next page's cursor recorded with the marker (re-sent on redelivery).
     pub next_cursor: Option<String>,
+    pub fingerprint: String,
     /// What else the page made due (re-sent on redelivery).
     pub effects: PageEffects,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum PageCompletion {
-    /// The done-marker existed: a redelivery; nothing was counted.
+    /// The done-marker existed: another copy recorded the page first; nothing was counted.
     AlreadyDone,
     Recorded {
         pages_outstanding: i64,
@@ -220,119 +187,63 @@ impl Run {
         self.status.is_active() && now > self.lease_until_ms
     }
 
+    /// Whether this build can drive the run (see [`RUN_FORMAT`]).
+    pub fn is_current_format(&self) -> bool {
+        self.format >= RUN_FORMAT
+    }
+
     fn touch(&mut self, now: EpochMs, lease_ms: i64) {
         self.updated_at_ms = now;
         self.lease_until_ms = self.lease_until_ms.max(now + lease_ms);
     }
 
-    /// planning → fetching with `pages_outstanding = plan.len()`, the first `in_flight` slices
-    /// started (L5); false when not planning.
-    pub fn start_fetching(&mut self, plan: &[Slice], in_flight: usize, now: EpochMs, lease_ms: i64) -> bool {
+    /// planning → fetching with a plan of `slices`, the first `in_flight` started (L5); false
+    /// when not planning.
+    pub fn start_fetching(&mut self, slices: u32, in_flight: usize, now: EpochMs, lease_ms: i64) -> bool {
         if self.status != RunStatus::Planning {
             return false;
         }
         self.status = RunStatus::Fetching;
-        self.pages_outstanding = plan.len() as i64;
-        self.plan = plan.to_vec().into();
-        self.slices_started = Some(plan.len().min(in_flight.max(1)) as u32);
+        self.slices = slices;
+        self.pages_outstanding = i64::from(slices);
+        self.slices_started = slices.min(in_flight.max(1) as u32);
         self.touch(now, lease_ms);
         true
     }
 
-    /// The slices started so far (L5).
-    pub fn started(&self) -> u32 {
-        self.slices_started.unwrap_or(self.plan.len() as u32)
-    }
-
-    /// Applies one page (L2: the caller guarantees once per page); returns the pages
-    /// outstanding and what the page made due.
+    /// Applies one page (L2: the caller guarantees once per page, with its marker); returns
+    /// the pages outstanding and what the page made due.
     pub fn apply_page(&mut self, o: &PageOutcome, now: EpochMs, lease_ms: i64) -> (i64, PageEffects) {
         let mut effects = PageEffects::default();
-        for dt in &o.dts {
-            if let Some(passes) = self.merges_queued.get_mut(dt) {
-                // P1: staged after the partition's merge was queued (a record outside its
-                // slice's days): one more pass, after the first in the partition's FIFO group.
-                effects.merges.push(QueuedMerge {
-                    dt: dt.clone(),
-                    pass: *passes,
-                });
-                *passes += 1;
-                self.merges_outstanding += 1;
-            }
-        }
-        self.dts.extend(o.dts.iter().cloned());
         self.max_created_ms = self.max_created_ms.max(o.max_created_ms);
         self.max_modified_ms = self.max_modified_ms.max(o.max_modified_ms);
         self.records += o.records;
-        if o.next_cursor.is_none() && self.slices_done.insert(o.slice_no) {
+        self.rejected += o.rejected;
+        if o.next_cursor.is_none() {
             self.pages_outstanding -= 1;
-            if let Some(started) = self.slices_started.as_mut() {
-                if (*started as usize) < self.plan.len() {
-                    effects.launch.push(*started);
-                    *started += 1;
-                }
+            if self.slices_started < self.slices {
+                effects.launch = Some(self.slices_started);
+                self.slices_started += 1;
             }
-            effects.merges.extend(self.queue_due_merges());
+            self.count_merges(o.slice_merges);
         }
         self.touch(now, lease_ms);
         (self.pages_outstanding, effects)
     }
 
-    /// Queues (and counts, L3) the merge of every touched partition that no unfinished slice
-    /// can stage into any more (P1).
-    fn queue_due_merges(&mut self) -> Vec<QueuedMerge> {
-        let mut undone = Vec::new();
-        for (i, slice) in self.plan.iter().enumerate() {
-            if !self.slices_done.contains(&(i as u32)) {
-                match slice.days() {
-                    Some(days) => undone.push(days),
-                    // An unfinished slice that can touch any partition: nothing is due yet.
-                    None => return Vec::new(),
-                }
-            }
-        }
-        let due: Vec<String> = self
-            .dts
-            .iter()
-            .filter(|dt| !self.merges_queued.contains_key(*dt))
-            .filter(|dt| {
-                day_of_dt(dt).is_some_and(|day| !undone.iter().any(|(lo, hi)| (*lo..=*hi).contains(&day)))
-            })
-            .cloned()
-            .collect();
-        self.merges_outstanding += due.len() as i64;
-        due.into_iter()
-            .map(|dt| {
-                self.merges_queued.insert(dt.clone(), 1);
-                QueuedMerge { dt, pass: 0 }
-            })
-            .collect()
+    fn count_merges(&mut self, n: i64) {
+        self.merges_outstanding += n;
+        self.merges_counted += n;
     }
 
-    /// Every merge task the run has queued (the closing job re-sends those not done).
-    pub fn queued_merges(&self) -> impl Iterator<Item = QueuedMerge> + '_ {
-        self.merges_queued
-            .iter()
-            .flat_map(|(dt, passes)| (0..*passes).map(move |pass| QueuedMerge { dt: dt.clone(), pass }))
-    }
-
-    /// fetching → merging once no page is outstanding (L3): counts the closing task (and the
-    /// merge of any touched partition not queued yet); false otherwise.
-    pub fn begin_merging(&mut self, closing_job: &str, now: EpochMs) -> bool {
+    /// fetching → merging once no page is outstanding (L3): counts the close's partition
+    /// merges and the closing task; false otherwise.
+    pub fn begin_merging(&mut self, closing_job: &str, close_merges: i64, now: EpochMs) -> bool {
         if self.status != RunStatus::Fetching || self.pages_outstanding != 0 {
             return false;
         }
         self.status = RunStatus::Merging;
-        let unqueued: Vec<String> = self
-            .dts
-            .iter()
-            .filter(|dt| !self.merges_queued.contains_key(*dt))
-            .cloned()
-            .collect();
-        self.merges_outstanding += unqueued.len() as i64 + 1;
-        for dt in unqueued {
-            self.merges_queued.insert(dt, 1);
-        }
+        self.count_merges(close_merges + 1);
         self.closing_job = Some(closing_job.to_string());
         self.updated_at_ms = now;
         true
@@ -359,10 +270,87 @@ impl Run {
     }
 }
 
+/// A partition's published state (G1): the live file readers and merges see, and the
+/// generation that fences every change to it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Partition {
+    /// Bumped by every publish; a publish names the generation it read (G1).
+    pub gen: u64,
+    /// The published live file's name in the partition directory; `None`: the partition is
+    /// empty (every record merged away, or dropped by a full run).
+    pub file: Option<String>,
+    /// The run that published it, and when that run started (a full run's commit never drops
+    /// a partition a later run wrote, G2).
+    pub writer_run: String,
+    pub writer_started_ms: EpochMs,
+}
+
+/// Which run's key index a table's readers use (K1).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IndexVersion {
+    pub run_id: String,
+    pub started_at_ms: EpochMs,
+}
+
+/// The partitions of a page in a done-marker, compactly (L6): the sorted days since the epoch,
+/// the first in decimal and each next as its distance from the previous in base 36, separated
+/// by commas (`19723,1,1,3`). A page of 200 records on 200 different days takes ~600 bytes.
+pub fn encode_dts(dts: &BTreeSet<String>) -> String {
+    let mut days: Vec<i64> = dts.iter().filter_map(|d| crate::clock::day_of_dt(d)).collect();
+    days.sort_unstable();
+    days.dedup();
+    let mut out = String::with_capacity(days.len() * 3);
+    let mut previous = None;
+    for day in days {
+        if !out.is_empty() {
+            out.push(',');
+        }
+        match previous {
+            None => out.push_str(&day.to_string()),
+            Some(p) => out.push_str(&base36((day - p) as u64)),
+        }
+        previous = Some(day);
+    }
+    out
+}
+
+/// The inverse of [`encode_dts`].
+pub fn decode_dts(raw: &str) -> Result<BTreeSet<String>, String> {
+    let mut out = BTreeSet::new();
+    let mut day: Option<i64> = None;
+    for part in raw.split(',').filter(|p| !p.is_empty()) {
+        let next = match day {
+            None => part.parse::<i64>().map_err(|e| format!("`{part}`: {e}"))?,
+            Some(d) => {
+                let delta = i64::from_str_radix(part, 36).map_err(|e| format!("`{part}`: {e}"))?;
+                d.checked_add(delta)
+                    .ok_or_else(|| format!("day overflow at `{part}`"))?
+            }
+        };
+        let dt = crate::clock::dt_of_day(next).ok_or_else(|| format!("day {next} is out of range"))?;
+        out.insert(dt);
+        day = Some(next);
+    }
+    Ok(out)
+}
+
+fn base36(mut n: u64) -> String {
+    const DIGITS: &[u8; 36] = b"0123456789abcdefghijklmnopqrstuvwxyz";
+    let mut buf = Vec::new();
+    loop {
+        buf.push(DIGITS[(n % 36) as usize]);
+        n /= 36;
+        if n == 0 {
+            break;
+        }
+    }
+    buf.reverse();
+    String::from_utf8(buf).unwrap_or_default()
+}
+
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
-    use crate::clock::DAY_MS;
 
     /// A run in planning, for tests.
     pub(crate) fn run_for_test(run_id: &str, table: &str, now: EpochMs) -> Run {
@@ -376,94 +364,81 @@ pub(crate) mod tests {
             lease_until_ms: now + 1_000,
             started_at_ms: now,
             updated_at_ms: now,
+            format: RUN_FORMAT,
             ..Default::default()
         }
     }
 
-    /// A created-window slice over whole days `[from_day, to_day]`.
-    fn days(from_day: i64, to_day: i64) -> Slice {
-        Slice::Created {
-            object_type: "deals".into(),
-            from_ms: from_day * DAY_MS,
-            to_ms: (to_day + 1) * DAY_MS - 1,
-            id_min: 0,
-            id_max: u64::MAX,
-        }
-    }
-
-    fn page(slice_no: u32, dts: &[&str], last: bool) -> PageOutcome {
+    fn page(slice_no: u32, last: bool, slice_merges: i64) -> PageOutcome {
         PageOutcome {
             slice_no,
-            dts: dts.iter().map(|d| d.to_string()).collect(),
-            records: 1,
+            records: 2,
             next_cursor: (!last).then(|| "c".to_string()),
+            slice_merges,
             ..Default::default()
         }
     }
 
-    fn merges(e: &PageEffects) -> Vec<(&str, u32)> {
-        e.merges.iter().map(|m| (m.dt.as_str(), m.pass)).collect()
-    }
-
     #[test]
-    fn slices_start_in_waves_and_partitions_merge_when_their_slices_are_done_l5_p1() {
-        // 1970-01-01..03 are days 0..2; slice 1 shares day 1 with slice 0.
-        let plan = vec![days(0, 1), days(1, 1), days(2, 2)];
+    fn slices_start_in_waves_and_count_their_merges_when_done_l3_l5() {
         let mut run = run_for_test("r", "deals", 0);
-        assert!(run.start_fetching(&plan, 2, 0, 10));
-        assert_eq!(run.started(), 2);
-        let (left, e) = run.apply_page(&page(0, &["1970-01-01", "1970-01-02"], false), 1, 10);
-        assert_eq!((left, e.is_empty()), (3, true));
-        // Slice 0 ends: day 0 is due, day 1 waits for slice 1; slice 2 starts.
-        let (left, e) = run.apply_page(&page(0, &[], true), 2, 10);
-        assert_eq!(
-            (left, e.launch.clone(), merges(&e)),
-            (2, vec![2], vec![("1970-01-01", 0)])
-        );
-        let (_, e) = run.apply_page(&page(1, &["1970-01-02"], true), 3, 10);
-        assert_eq!((e.launch.is_empty(), merges(&e)), (true, vec![("1970-01-02", 0)]));
-        // A stray record of slice 2 in day 0, whose merge is queued: a second pass.
-        let (left, e) = run.apply_page(&page(2, &["1970-01-03", "1970-01-01"], true), 4, 10);
+        assert!(run.start_fetching(3, 2, 0, 10));
+        assert!(!run.start_fetching(3, 2, 0, 10), "only from planning");
+        assert_eq!((run.slices_started, run.pages_outstanding), (2, 3));
+        let (left, e) = run.apply_page(&page(0, false, 0), 1, 10);
+        assert_eq!((left, e), (3, PageEffects::default()));
+        // Slice 0 ends having staged into 4 partitions: they are due, slice 2 starts.
+        let (left, e) = run.apply_page(&page(0, true, 4), 2, 10);
+        assert_eq!((left, e.launch, run.merges_outstanding), (2, Some(2), 4));
+        let (_, e) = run.apply_page(&page(1, true, 1), 3, 10);
+        assert_eq!(e.launch, None, "every slice is started");
+        assert!(!run.begin_merging("x", 0, 4), "slice 2 is outstanding");
+        let (left, _) = run.apply_page(&page(2, true, 0), 4, 10);
         assert_eq!(left, 0);
-        assert_eq!(merges(&e), vec![("1970-01-01", 1), ("1970-01-03", 0)]);
-        assert_eq!(run.merges_outstanding, 4);
-        // Leaving fetching counts only the closing task.
-        assert!(run.begin_merging("s00002-p000000", 5));
-        assert_eq!(run.merges_outstanding, 5);
-        assert_eq!(run.queued_merges().count(), 4);
+        // The close counts its own partition merges and the closing task.
+        assert!(run.begin_merging("s00002-p000000", 2, 5));
+        assert_eq!((run.merges_outstanding, run.merges_counted), (8, 8));
+        assert_eq!(run.records, 8);
+        for i in 0..8 {
+            assert_eq!(run.apply_merge(6, 10), 7 - i);
+        }
+        assert!(run.finish(RunStatus::Committed, None, 7));
+        assert!(!run.finish(RunStatus::Abandoned, None, 8));
     }
 
     #[test]
-    fn a_slice_that_can_touch_any_partition_holds_every_merge_until_it_is_done() {
-        let list = Slice::List {
-            object_type: "calls".into(),
-        };
-        let mut run = run_for_test("r", "activities", 0);
-        assert!(run.start_fetching(&[days(0, 0), list], 8, 0, 10));
-        let (_, e) = run.apply_page(&page(0, &["1970-01-01"], true), 1, 10);
-        assert!(e.is_empty(), "the list walk may still stage into day 0");
-        let (left, e) = run.apply_page(&page(1, &["1970-01-01", "1999-12-31"], true), 2, 10);
-        assert_eq!(left, 0);
-        assert_eq!(merges(&e), vec![("1970-01-01", 0), ("1999-12-31", 0)]);
+    fn partition_sets_encode_compactly_and_round_trip() {
+        let dts: BTreeSet<String> = [
+            "1900-01-01",
+            "1969-12-31",
+            "2024-01-02",
+            "2024-01-03",
+            "9999-12-31",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        let raw = encode_dts(&dts);
+        assert_eq!(decode_dts(&raw).unwrap(), dts, "{raw}");
+        assert_eq!(encode_dts(&BTreeSet::new()), "");
+        assert!(decode_dts("").unwrap().is_empty());
+        assert!(decode_dts("x").is_err());
+        // 200 partitions spread over six years stay far below a kilobyte.
+        let spread: BTreeSet<String> = (0..200)
+            .map(|i| crate::clock::dt_of_day(18_000 + i * 11).unwrap())
+            .collect();
+        assert!(encode_dts(&spread).len() < 700, "{}", encode_dts(&spread).len());
     }
 
     #[test]
-    fn runs_recorded_before_waves_started_every_slice_and_merge_at_the_end() {
-        let mut run = run_for_test("r", "deals", 0);
-        run.status = RunStatus::Fetching;
-        run.plan = vec![days(0, 0)].into();
-        run.pages_outstanding = 1;
-        let old: Run = serde_json::from_str(&serde_json::to_string(&run).unwrap().replace(
-            ",\"slices_done\":[],\"slices_started\":null,\"merges_queued\":{}",
-            "",
-        ))
-        .unwrap();
-        assert_eq!(old, run, "the new fields default");
-        assert_eq!(old.started(), 1);
-        run.dts.insert("1970-01-01".into());
-        assert!(!run.begin_merging("x", 1), "a page is outstanding");
-        run.pages_outstanding = 0;
-        assert!(run.begin_merging("x", 1));
-        assert_eq!(run.merges_outstanding, 2, "the partition and the closing task");
+    fn heads_of_earlier_builds_read_but_are_not_current() {
+        let old = r#"{"run_id":"r","table":"t","request_id":"q","mode":"full","window_from_ms":null,
+            "window_to_ms":5,"status":"fetching","pages_outstanding":1,"merges_outstanding":0,
+            "dts":["2024-01-01"],"max_created_ms":null,"max_modified_ms":null,"records":0,
+            "lease_until_ms":9,"started_at_ms":1,"updated_at_ms":1,"plan":[],"closing_job":null,
+            "note":null}"#;
+        let run: Run = serde_json::from_str(old).unwrap();
+        assert!(!run.is_current_format());
+        assert_eq!(run.status, RunStatus::Fetching);
     }
 }

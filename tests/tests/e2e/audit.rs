@@ -60,7 +60,7 @@ async fn audit_exits_zero_on_an_equal_lake_and_one_naming_each_difference() -> a
         creates: 2,
         archives: 3,
         same_timestamp: false,
-        among_newest: None,
+        ..Default::default()
     })
     .await?;
     // A live file copied under another name: its keys are duplicated.
@@ -72,7 +72,7 @@ async fn audit_exits_zero_on_an_equal_lake_and_one_naming_each_difference() -> a
         .await?
         .remove(0)
         .location;
-    let copy = p.lake.new_live_file("deals", &dt, "copied");
+    let copy = p.lake.new_live_file("deals", &dt, "copied", 0);
     p.lake.store().copy(&file, &copy).await?;
     let (code, out) = audit(h.lake_dir(), &base)?;
     assert_eq!(code, 1, "{out}");

@@ -3,7 +3,6 @@
 //! while the backfill still fetches (P1). The lake still ends equal to the source, and an
 //! incremental sync after changes finds it.
 
-use std::collections::BTreeSet;
 use std::time::Duration;
 
 use common::messages::{RequestedMode, Slice};
@@ -57,7 +56,7 @@ async fn a_backfill_is_sliced_by_created_date_and_its_partitions_land_while_it_f
                 // Re-read: the files must have landed while the run still fetched.
                 let still = p.ledger.get_run(&run.run_id).await?;
                 if landed > 0 && still.is_some_and(|r| r.status == RunStatus::Fetching) {
-                    seen_early = Some((landed, run.slices_done.len()));
+                    seen_early = Some((landed, (run.slices as i64 - run.pages_outstanding) as usize));
                     break;
                 }
             }
@@ -71,20 +70,20 @@ async fn a_backfill_is_sliced_by_created_date_and_its_partitions_land_while_it_f
     println!("backfill: {partitions} partitions live after {slices_done} slices, before fetching ended");
 
     let run = latest_run(&h.pipeline, "deals").await?;
-    let created: Vec<&Slice> = run
-        .plan
+    let plan = hubsync_tests::harness::plan(&h.pipeline, &run).await?;
+    let created: Vec<&Slice> = plan
         .iter()
         .filter(|s| matches!(s, Slice::Created { .. }))
         .collect();
-    assert_eq!(created.len(), run.plan.len(), "every slice is a created window");
+    assert_eq!(created.len(), plan.len(), "every slice is a created window");
     assert!(
         created.len() >= RECORDS as usize / 250,
         "{} slices",
         created.len()
     );
-    assert_eq!(run.slices_done.len(), run.plan.len());
-    assert_eq!(run.started(), run.plan.len() as u32, "every slice was started");
-    // Created windows cover time without overlap, in plan order.
+    assert_eq!(run.pages_outstanding, 0);
+    assert_eq!(run.slices_started, run.slices, "every slice was started");
+    // Created windows cover the whole timeline without overlap, in plan order (C1).
     let windows: Vec<(i64, i64)> = created
         .iter()
         .filter_map(|s| match s {
@@ -93,10 +92,23 @@ async fn a_backfill_is_sliced_by_created_date_and_its_partitions_land_while_it_f
         })
         .collect();
     assert!(windows.windows(2).all(|w| w[0].1 < w[1].0), "{windows:?}");
-    // Each partition was merged once: no stray record forced a second pass.
-    let passes: BTreeSet<u32> = run.merges_queued.values().copied().collect();
-    assert_eq!(passes, BTreeSet::from([1]));
-    assert_eq!(run.merges_queued.len(), run.dts.len());
+    assert_eq!(
+        windows.first().map(|w| w.0),
+        Some(common::messages::OPEN_START_MS)
+    );
+    assert_eq!(windows.last().map(|w| w.1), Some(common::messages::OPEN_END_MS));
+    // Each slice merged the partitions it staged into when it ended: every partition once,
+    // a day two slices share once per slice (L3), and the closing task.
+    let touched = hubsync_tests::harness::touched(&h.pipeline, &run.run_id).await?;
+    assert_eq!(run.partitions, Some(touched.len() as u64));
+    assert!(
+        run.merges_counted as usize > touched.len()
+            && run.merges_counted as usize <= touched.len() + plan.len(),
+        "{} merges for {} partitions and {} slices",
+        run.merges_counted,
+        touched.len(),
+        plan.len()
+    );
     assert_eq!(h.assert_equals_truth(&["deals"]).await?, RECORDS);
 
     // The incremental sync after a backfill: updates, creates (some backdated by the simulator)
@@ -108,7 +120,7 @@ async fn a_backfill_is_sliced_by_created_date_and_its_partitions_land_while_it_f
         creates: 30,
         archives: 7,
         same_timestamp: false,
-        among_newest: None,
+        ..Default::default()
     })
     .await?;
     h.sync(&["deals"], RequestedMode::Auto).await?;
@@ -122,7 +134,7 @@ async fn a_small_object_type_keeps_its_list_walk() -> anyhow::Result<()> {
     h.sync(&["deals"], RequestedMode::Full).await?;
     let run = latest_run(&h.pipeline, "deals").await?;
     assert_eq!(
-        *run.plan,
+        hubsync_tests::harness::plan(&h.pipeline, &run).await?,
         vec![Slice::List {
             object_type: "deals".into()
         }]

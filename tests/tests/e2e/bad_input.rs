@@ -1,5 +1,7 @@
-//! Bad input never crashes a worker and never loses data: it is logged, retried, and
-//! dead-lettered after its retries, while everything else goes on.
+//! Bad input never crashes a worker and never loses data: a bad message is logged and
+//! dead-lettered (at once when no retry can help, after its retries otherwise), a record that
+//! cannot be staged is quarantined under `_rejected/` and counted on its run (Q1), and
+//! everything else goes on.
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -57,6 +59,9 @@ struct Stored {
     diff: Option<Diff>,
     /// Column names of the live files.
     columns: BTreeSet<String>,
+    /// The quarantine's lines (`{"reason":..,"record":..}`) and the run's count of them.
+    rejected: Vec<serde_json::Value>,
+    run_rejected: i64,
 }
 
 enum Expect {
@@ -116,6 +121,32 @@ const WEIRD: [&str; 6] = [
     "NUL\u{0}inside and \u{10FFFF} last plane",
     "漢字かなカナ한국어 𝔘𝔫𝔦𝔠𝔬𝔡𝔢",
 ];
+
+/// A record the quarantine cases stage beside the bad one.
+fn good() -> (&'static str, &'static str, &'static str, serde_json::Value) {
+    (
+        "42",
+        "2024-01-02T03:04:05.678Z",
+        "2024-02-02T03:04:05.678Z",
+        serde_json::json!({"dealname": "good"}),
+    )
+}
+
+/// Q1: the record `id` was set aside with a reason containing `why`, raw; the run counted it
+/// and went on (the good record is in the lake).
+fn quarantined(s: &Stored, id: &str, why: &str) -> anyhow::Result<()> {
+    anyhow::ensure!(s.run_rejected == 1, "the run counts {} rejected", s.run_rejected);
+    anyhow::ensure!(s.rejected.len() == 1, "{:?}", s.rejected);
+    let line = &s.rejected[0];
+    anyhow::ensure!(line["record"]["id"] == id, "{line}");
+    anyhow::ensure!(line["reason"].as_str().is_some_and(|r| r.contains(why)), "{line}");
+    anyhow::ensure!(
+        s.lake.rows.contains_key(&42) && s.lake.rows.len() == 1,
+        "{:?}",
+        s.lake.rows.keys()
+    );
+    Ok(())
+}
 
 fn cases() -> Vec<Case> {
     use Expect::*;
@@ -216,7 +247,7 @@ fn cases() -> Vec<Case> {
                     "null",
                 ),
             ),
-            expect: DeadLetter(Q::Pages, "job names table `contacts`"),
+            expect: DeadLetter(Q::Pages, "names table `contacts`"),
         },
         Case {
             name: "page: a page its run never sent",
@@ -235,7 +266,7 @@ fn cases() -> Vec<Case> {
                     "null",
                 ),
             ),
-            expect: DeadLetter(Q::Pages, "not in the run's plan"),
+            expect: DeadLetter(Q::Pages, "of the plan is another query"),
         },
         Case {
             name: "page: unknown slice kind",
@@ -290,23 +321,93 @@ fn cases() -> Vec<Case> {
         },
         Case {
             name: "hubspot: a record id that is not a number",
-            input: hubspot(vec![deal(
-                "12a",
-                "2024-01-02T03:04:05.678Z",
-                "2024-02-02T03:04:05.678Z",
-                serde_json::json!({}),
-            )]),
-            expect: DeadLetter(Q::Pages, "id `12a` is not a number"),
+            input: hubspot(vec![
+                deal(
+                    "12a",
+                    "2024-01-02T03:04:05.678Z",
+                    "2024-02-02T03:04:05.678Z",
+                    serde_json::json!({}),
+                ),
+                good(),
+            ]),
+            expect: Commits(|s| quarantined(s, "12a", "is not a positive number")),
+        },
+        Case {
+            name: "hubspot: a negative record id",
+            input: hubspot(vec![
+                good(),
+                deal(
+                    "-5",
+                    "2024-01-02T03:04:05.678Z",
+                    "2024-02-02T03:04:05.678Z",
+                    serde_json::json!({}),
+                ),
+            ]),
+            expect: Commits(|s| quarantined(s, "-5", "is not a positive number")),
         },
         Case {
             name: "hubspot: a record without its modified property or updatedAt",
+            input: hubspot(vec![
+                deal(
+                    "7",
+                    "2024-01-02T03:04:05.678Z",
+                    "",
+                    serde_json::json!({"dealname": "x"}),
+                ),
+                good(),
+            ]),
+            expect: Commits(|s| quarantined(s, "7", "has no readable modified time")),
+        },
+        Case {
+            name: "hubspot: a record without a readable created date",
             input: hubspot(vec![deal(
-                "7",
-                "2024-01-02T03:04:05.678Z",
-                "",
-                serde_json::json!({"dealname": "x"}),
+                "13",
+                "not a date",
+                "2024-02-02T03:04:05.678Z",
+                serde_json::json!({"createdate": "sometime"}),
             )]),
-            expect: DeadLetter(Q::Pages, "has no readable modified time"),
+            expect: Commits(|s| {
+                let r = &s.lake.rows[&13];
+                anyhow::ensure!(r.created_ms.is_none(), "created_at is null: {r:?}");
+                anyhow::ensure!(
+                    s.lake.rows_per_dt.get(common::catalog::UNKNOWN_CREATED_DT) == Some(&1),
+                    "in the stated partition: {:?}",
+                    s.lake.rows_per_dt
+                );
+                Ok(())
+            }),
+        },
+        Case {
+            name: "hubspot: created in 1900, in 1969 and after year 9999",
+            input: hubspot(vec![
+                deal(
+                    "14",
+                    "1900-01-01T00:00:00Z",
+                    "2024-02-02T03:04:05.678Z",
+                    serde_json::json!({}),
+                ),
+                deal(
+                    "15",
+                    "1969-12-31T23:59:59.999Z",
+                    "2024-02-02T03:04:05.678Z",
+                    serde_json::json!({}),
+                ),
+                deal(
+                    "16",
+                    "253402300800000",
+                    "2024-02-02T03:04:05.678Z",
+                    serde_json::json!({}),
+                ),
+            ]),
+            expect: Commits(|s| {
+                let dts: Vec<&String> = s.lake.rows_per_dt.keys().collect();
+                anyhow::ensure!(dts == ["1900-01-01", "1969-12-31", "9999-12-31"], "{dts:?}");
+                anyhow::ensure!(
+                    s.lake.rows[&16].created_ms == Some(253_402_300_800_000),
+                    "year 10000 is kept as it is, in the last four-digit day"
+                );
+                Ok(())
+            }),
         },
         Case {
             name: "hubspot: properties with unusual Unicode",
@@ -353,9 +454,9 @@ fn cases() -> Vec<Case> {
             expect: Commits(|s| {
                 let r = &s.lake.rows[&8];
                 anyhow::ensure!(
-                    iso(r.created_ms) == "2023-05-06T07:08:09.010Z",
-                    "created {}",
-                    iso(r.created_ms)
+                    r.created_ms.map(iso).as_deref() == Some("2023-05-06T07:08:09.010Z"),
+                    "created {:?}",
+                    r.created_ms.map(iso)
                 );
                 anyhow::ensure!(
                     iso(r.modified_ms) == "2024-03-04T05:06:07.089Z",
@@ -380,7 +481,7 @@ fn cases() -> Vec<Case> {
             expect: Commits(|s| {
                 let r = &s.lake.rows[&9];
                 anyhow::ensure!(
-                    (r.created_ms, r.modified_ms) == (1_683_356_889_010, 1_709_528_767_089),
+                    (r.created_ms, r.modified_ms) == (Some(1_683_356_889_010), 1_709_528_767_089),
                     "{r:?}"
                 );
                 Ok(())
@@ -494,6 +595,25 @@ fn cases() -> Vec<Case> {
     ]
 }
 
+/// Every line of the quarantine of `deals`.
+async fn quarantine(p: &Pipeline) -> anyhow::Result<Vec<serde_json::Value>> {
+    use futures::TryStreamExt;
+    let files: Vec<_> = p
+        .lake
+        .store()
+        .list(Some(&p.lake.rejected_dir("deals")))
+        .try_collect()
+        .await?;
+    let mut out = Vec::new();
+    for f in files {
+        let bytes = p.lake.store().get(&f.location).await?.bytes().await?;
+        for line in std::str::from_utf8(&bytes)?.lines() {
+            out.push(serde_json::from_str(line)?);
+        }
+    }
+    Ok(out)
+}
+
 async fn live_columns(p: &Pipeline, table: &str) -> anyhow::Result<BTreeSet<String>> {
     let mut out = BTreeSet::new();
     for dt in p.lake.partitions(table).await? {
@@ -590,6 +710,8 @@ async fn run_case(case: &Case) -> anyhow::Result<()> {
                         touched: BTreeSet::new(),
                         diff: None,
                         columns: live_columns(p, "deals").await?,
+                        rejected: quarantine(p).await?,
+                        run_rejected: run.rejected,
                     })?;
                 }
             }
@@ -602,8 +724,11 @@ async fn run_case(case: &Case) -> anyhow::Result<()> {
             while process_one(p.pages.as_ref(), pages.as_ref(), &step_options()).await?
                 != StepOutcome::EmptyQueue
             {}
-            let run = p.ledger.get_run(RUN).await?.expect("the run");
-            let dt = run.dts.iter().next().expect("a partition").clone();
+            let dt = hubsync_tests::harness::touched(p, RUN)
+                .await?
+                .into_iter()
+                .next()
+                .expect("a partition");
             let victim = p
                 .lake
                 .list_parquet(&p.lake.staging_dir("deals", RUN, &dt))
@@ -647,6 +772,8 @@ async fn run_case(case: &Case) -> anyhow::Result<()> {
                         touched,
                         diff: Some(diff),
                         columns: live_columns(p, "deals").await?,
+                        rejected: Vec::new(),
+                        run_rejected: run.rejected,
                     })?;
                 }
             }
@@ -690,7 +817,8 @@ async fn a_corrupt_staged_file_dead_letters_its_merge_and_replay_completes_the_r
     while process_one(p.pages.as_ref(), pages.as_ref(), &step_options()).await? != StepOutcome::EmptyQueue {}
     let run = p.ledger.get_run("deals-r").await?.unwrap();
     assert_eq!(run.status, RunStatus::Merging);
-    let dt = run.dts.iter().next().unwrap().clone();
+    let touched = hubsync_tests::harness::touched(p, "deals-r").await?;
+    let dt = touched.iter().next().unwrap().clone();
     let staged = p
         .lake
         .list_parquet(&p.lake.staging_dir("deals", "deals-r", &dt))
@@ -721,7 +849,7 @@ async fn a_corrupt_staged_file_dead_letters_its_merge_and_replay_completes_the_r
     assert_eq!(run.merges_outstanding, 1);
     // Nothing else was lost: the staged file is still there, other partitions are live.
     assert!(p.lake.store().head(&victim).await.is_ok());
-    assert_eq!(p.lake.partitions("deals").await?.len(), run.dts.len() - 1);
+    assert_eq!(p.lake.partitions("deals").await?.len(), touched.len() - 1);
 
     // The operator fixes the cause and replays the dead letter.
     p.lake.store().put(&victim, original.into()).await?;

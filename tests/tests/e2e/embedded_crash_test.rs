@@ -48,7 +48,7 @@ async fn progress(p: &common::pipeline::Pipeline) -> anyhow::Result<Progress> {
     let merges_done = runs
         .iter()
         .filter(|r| r.status == RunStatus::Merging)
-        .map(|r| r.dts.len() as i64 - r.merges_outstanding)
+        .map(|r| r.merges_counted - r.merges_outstanding)
         .sum();
     Ok(Progress {
         records: runs.iter().map(|r| r.records).sum(),
@@ -155,4 +155,68 @@ async fn futures_collect(
         out.push(m?.location.to_string());
     }
     Ok(out)
+}
+
+/// E1: `hubsync run` killed 30 times in quick succession (an OOM or restart loop does this),
+/// each time a moment after it started, then run to the end: the messages each dead process
+/// held were released without counting against them, so none was dead-lettered, and the
+/// lake equals the source.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killed_30_times_in_quick_succession_it_commits_with_no_dead_letter_e1() -> anyhow::Result<()> {
+    const KILLS: u64 = 30;
+    let mut config = sim_config(600, &[ObjectType::Deals, ObjectType::Contacts]);
+    config.runtime.latency_ms = 20;
+    let server = sim::start(config).await?;
+    let base = server.base_url();
+    let dir = tempfile::tempdir()?;
+    let (lake, log) = (dir.path().join("lake"), dir.path().join("hubsync.log"));
+    let watcher = pipeline_for(&base, &lake, fast_settings())?;
+    // A seeded spread of lifetimes, 150 ms to 1.2 s: some die starting, some mid-page.
+    let mut seed: u64 = 0x5eed;
+    let started = std::time::Instant::now();
+    for _ in 0..KILLS {
+        let mut child = spawn_run(&lake, &base, &log)?;
+        seed = seed
+            .wrapping_mul(6_364_136_223_846_793_005)
+            .wrapping_add(1_442_695_040_888_963_407);
+        std::thread::sleep(Duration::from_millis(150 + (seed >> 33) % 1_050));
+        child.kill()?; // SIGKILL
+        child.wait()?;
+    }
+    let killing = started.elapsed();
+    let before = progress(&watcher).await?;
+    let status = hubsync_tests::binary::status_within(
+        Command::new(hubsync_binary()?)
+            .args(["run", "--lake"])
+            .arg(&lake)
+            .args(["--hubspot-url", &base, "--tables", "deals,contacts"])
+            .env_remove("HUBSPOT_TOKEN")
+            .stdout(Stdio::null())
+            .stderr(std::fs::OpenOptions::new().append(true).open(&log)?),
+        Duration::from_secs(240),
+    )?;
+    let text = std::fs::read_to_string(&log)?;
+    assert!(
+        status.success(),
+        "the run after the kills failed ({status}); log tail:\n{}",
+        text.lines().rev().take(30).collect::<Vec<_>>().join("\n")
+    );
+    let dead = watcher.requests.depth().await?.dead
+        + watcher.pages.depth().await?.dead
+        + watcher.merges.depth().await?.dead;
+    let released = text
+        .matches("released messages held by an interrupted process")
+        .count();
+    println!(
+        "{KILLS} kills in {killing:.1?} ({} records fetched by then, {released} restarts released messages), \
+         then the run committed with {dead} dead letters",
+        before.records
+    );
+    assert_eq!(dead, 0, "healthy messages were dead-lettered for the kills");
+    for t in TABLES {
+        let (_, diff) = diff_lake(&server, &watcher, t).await?;
+        assert!(diff.is_clean(), "{t} after {KILLS} kills: {}", diff.summary());
+    }
+    server.shutdown().await?;
+    Ok(())
 }

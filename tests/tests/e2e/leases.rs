@@ -103,13 +103,13 @@ async fn a_stuck_run_blocks_its_table_only_for_its_lease_and_its_late_messages_n
         run_id: "deals-stuck".into(),
         table: "deals".into(),
         dt: Some(lake_before.keys().next().expect("a partition").clone()),
-        pass: 0,
+        slice: None,
     };
     p.merges
         .send(vec![Outgoing::fifo(
             messages::encode(&Body::MergeTask(late_merge.clone())),
             late_merge.group_id(),
-            late_merge.task_id(),
+            late_merge.dedup_id(),
         )])
         .await?;
     let drained = drain(&p).await?;

@@ -97,8 +97,11 @@ async fn redelivered_page_jobs_and_merge_tasks_change_nothing() -> anyhow::Resul
     let late_merge = messages::MergeTask {
         run_id: run.run_id.clone(),
         table: "deals".into(),
-        dt: run.dts.iter().next().cloned(),
-        pass: 0,
+        dt: hubsync_tests::harness::touched(&h.pipeline, &run.run_id)
+            .await?
+            .into_iter()
+            .next(),
+        slice: None,
     };
     assert!(matches!(
         merger::process_task(&h.pipeline, &late_merge).await?,
@@ -113,7 +116,7 @@ async fn redelivered_page_jobs_and_merge_tasks_change_nothing() -> anyhow::Resul
         creates: 12,
         archives: 4,
         same_timestamp: false,
-        among_newest: None,
+        ..Default::default()
     })
     .await?;
     h.pipeline.flag.set("true").await?;

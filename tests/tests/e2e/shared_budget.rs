@@ -45,7 +45,7 @@ async fn four_consumer_processes_stay_within_one_accounts_limit() -> anyhow::Res
             ("HUBSYNC_PAGE_SIZE", PAGE_SIZE),
             ("HUBSYNC_HUBSPOT_RETRIES", "6"),
         ],
-    );
+    )?;
     d.hubsync_ok(&["infra", "up"])?;
     let p = aws_pipeline("lake-budget", "budget").await?;
     let mut services = vec![d.service("producer")?, d.service("merger")?];
@@ -134,7 +134,7 @@ async fn four_consumer_processes_stay_within_one_accounts_limit() -> anyhow::Res
                 let runs = p.ledger.list_runs(Some(t), 1).await?;
                 done += runs
                     .iter()
-                    .filter(|r| r.mode == common::ports::RunMode::Full && r.plan.len() > 1)
+                    .filter(|r| r.mode == common::ports::RunMode::Full && r.slices > 1)
                     .filter(|r| matches!(r.status, RunStatus::Merging | RunStatus::Committed))
                     .count();
             }

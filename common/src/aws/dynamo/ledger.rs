@@ -1,221 +1,106 @@
-//! The seed's sync state (`hubspot-sync-state`, key `object_type`) and the run ledger on
-//! DynamoDB.
+//! The run ledger on DynamoDB (one table, partition key `pk`, sort key `sk`):
 //!
-//! Ledger table layout (one table, partition key `pk`, sort key `sk`):
-//! - `pk = run#<run_id>, sk = run`: the run (`body`, JSON) with a `version` for optimistic
-//!   concurrency: every change is a conditional put on the version it read.
-//! - `pk = run#<run_id>, sk = marker#<name>`: a done-marker, written in the same
-//!   TransactWriteItems as the counter change it guards (L2, L3).
-//! - `pk = table#<table>, sk = active`: the table's active run (L1).
-//! - `pk = workers, sk = worker#<id>`: a consumer's heartbeat.
-//! - `pk = budget, sk = schedule#<key>`: an account-wide send schedule (`next_free`, R5).
+//! | pk | sk | what |
+//! |---|---|---|
+//! | `run#<run_id>` | `run` | the head (`body` JSON, a `version` for optimistic concurrency) |
+//! | `run#<run_id>` | `slice#<plan_id>#<00012>` | one slice of the plan |
+//! | `run#<run_id>` | `page#<job>` | a page's done-marker: attempt, partitions, next cursor |
+//! | `run#<run_id>` | `merge#<task>` | a merge task's done-marker |
+//! | `table#<table>` | `active` | the table's active run (L1) |
+//! | `table#<table>` | `index` | the table's key index version (K1) |
+//! | `part#<table>#<dt>` | `gen` | a partition's published generation (G1) |
+//! | `workers` | `worker#<id>` | a consumer's heartbeat |
+//! | `budget` | `schedule#<key>` | an account-wide send schedule (R5) |
+//!
+//! A marker is written in one TransactWriteItems with the head change it guards (L2, L3). No
+//! item grows with the run (L6): the head is counters, each slice and marker its own item.
+//! Markers and slices carry `expires_at` (epoch seconds) for the table's TTL: they are read
+//! only while their run is active, and a run lives hours, not the 30 days they are kept.
 
 use std::collections::{HashMap, HashSet};
 
 use async_trait::async_trait;
-use aws_sdk_dynamodb::error::DisplayErrorContext;
-use aws_sdk_dynamodb::types::{AttributeValue, Put, TransactWriteItem};
+use aws_sdk_dynamodb::error::{DisplayErrorContext, ProvideErrorMetadata};
+use aws_sdk_dynamodb::types::{
+    AttributeValue, KeysAndAttributes, Put, PutRequest, TransactWriteItem, WriteRequest,
+};
 use aws_sdk_dynamodb::Client;
 
+use super::{
+    backoff, classify, get_n, get_s, item_size, ledger_error, n, s, Class, Item, Meter, SharedMeter,
+    MAX_ATTEMPTS,
+};
 use crate::clock::{iso, EpochMs};
-use crate::hubspot::wire::parse_ms;
 use crate::messages::Slice;
 use crate::ports::ledger::{
-    BeginRun, Ledger, LedgerError, MergeCompletion, PageCompletion, PageDone, PageOutcome, Run, RunStatus,
+    BeginRun, IndexVersion, Ledger, LedgerError, MergeCompletion, PageCompletion, PageDone, PageEffects,
+    PageOutcome, Partition, Run, RunStatus,
 };
-use crate::ports::state::{StateError, StateStore, SyncState};
+use crate::ports::run::{decode_dts, encode_dts};
 
-type Item = HashMap<String, AttributeValue>;
-
-fn s(v: impl Into<String>) -> AttributeValue {
-    AttributeValue::S(v.into())
-}
-
-fn n(v: i64) -> AttributeValue {
-    AttributeValue::N(v.to_string())
-}
-
-fn get_s<'a>(item: &'a Item, k: &str) -> Option<&'a str> {
-    item.get(k).and_then(|v| v.as_s().ok()).map(String::as_str)
-}
-
-fn get_n(item: &Item, k: &str) -> Option<i64> {
-    item.get(k)
-        .and_then(|v| v.as_n().ok())
-        .and_then(|v| v.parse().ok())
-}
-
-// ---------------------------------------------------------------------------------------------
-// Sync state
-
-/// The seed's table: `object_type`, `last_sync_at`, `last_created_at`, `last_modified_at` (ISO
-/// 8601 UTC strings, as an analyst reading the table expects) and `records_processed`.
-#[derive(Debug, Clone)]
-pub struct DynamoState {
-    client: Client,
-    table: String,
-}
-
-impl DynamoState {
-    pub fn new(client: Client, table: &str) -> Self {
-        DynamoState {
-            client,
-            table: table.into(),
-        }
-    }
-
-    fn parse(item: &Item) -> Option<SyncState> {
-        let time = |k: &str| get_s(item, k).and_then(parse_ms);
-        Some(SyncState {
-            object_type: get_s(item, "object_type")?.to_string(),
-            last_sync_at: time("last_sync_at")?,
-            last_created_at: time("last_created_at"),
-            last_modified_at: time("last_modified_at"),
-            records_processed: get_n(item, "records_processed").unwrap_or(0),
-        })
-    }
-
-    fn err(&self, what: &str, e: impl std::fmt::Display) -> StateError {
-        StateError(format!("{what} on {}: {e}", self.table))
-    }
-}
-
-#[async_trait]
-impl StateStore for DynamoState {
-    async fn get(&self, table: &str) -> Result<Option<SyncState>, StateError> {
-        let out = self
-            .client
-            .get_item()
-            .table_name(&self.table)
-            .key("object_type", s(table))
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(|e| self.err("GetItem", DisplayErrorContext(&e)))?;
-        Ok(out.item().and_then(DynamoState::parse))
-    }
-
-    async fn list(&self) -> Result<Vec<SyncState>, StateError> {
-        let out = self
-            .client
-            .scan()
-            .table_name(&self.table)
-            .send()
-            .await
-            .map_err(|e| self.err("Scan", DisplayErrorContext(&e)))?;
-        let mut states: Vec<SyncState> = out.items().iter().filter_map(DynamoState::parse).collect();
-        states.sort_by(|a, b| a.object_type.cmp(&b.object_type));
-        Ok(states)
-    }
-
-    async fn put_forward(&self, state: &SyncState) -> Result<bool, StateError> {
-        let mut item: Item = HashMap::new();
-        item.insert("object_type".into(), s(&state.object_type));
-        item.insert("last_sync_at".into(), s(iso(state.last_sync_at)));
-        if let Some(c) = state.last_created_at {
-            item.insert("last_created_at".into(), s(iso(c)));
-        }
-        if let Some(m) = state.last_modified_at {
-            item.insert("last_modified_at".into(), s(iso(m)));
-        }
-        item.insert("records_processed".into(), n(state.records_processed));
-        // W2 as a condition: ISO-8601 UTC strings of one format compare like the instants.
-        let watermark = iso(state.watermark().unwrap_or(0));
-        let result = self
-            .client
-            .put_item()
-            .table_name(&self.table)
-            .set_item(Some(item))
-            .condition_expression(
-                "attribute_not_exists(object_type) OR \
-                 ((attribute_not_exists(last_modified_at) OR last_modified_at <= :w) AND \
-                  (attribute_not_exists(last_created_at) OR last_created_at <= :w))",
-            )
-            .expression_attribute_values(":w", s(watermark))
-            .send()
-            .await;
-        match result {
-            Ok(_) => Ok(true),
-            Err(e) => {
-                let e = e.into_service_error();
-                if e.is_conditional_check_failed_exception() {
-                    Ok(false)
-                } else {
-                    Err(self.err("PutItem", DisplayErrorContext(&e)))
-                }
-            }
-        }
-    }
-
-    async fn delete(&self, table: &str) -> Result<(), StateError> {
-        self.client
-            .delete_item()
-            .table_name(&self.table)
-            .key("object_type", s(table))
-            .send()
-            .await
-            .map_err(|e| self.err("DeleteItem", DisplayErrorContext(&e)))?;
-        Ok(())
-    }
-
-    async fn delete_all(&self) -> Result<usize, StateError> {
-        let states = self.list().await?;
-        for st in &states {
-            self.delete(&st.object_type).await?;
-        }
-        Ok(states.len())
-    }
-}
-
-// ---------------------------------------------------------------------------------------------
-// Run ledger
+/// How long markers and slices are kept (the table's TTL removes them after).
+const MARKER_TTL_SECS: i64 = 30 * 24 * 3600;
+/// BatchGetItem's and BatchWriteItem's limits.
+const BATCH_GET: usize = 100;
+const BATCH_WRITE: usize = 25;
 
 #[derive(Debug, Clone)]
 pub struct DynamoLedger {
     client: Client,
     table: String,
     lease_ms: i64,
+    meter: SharedMeter,
 }
 
-/// What a modification of a run decided.
-enum Change<T> {
-    /// Write the run (and the marker, if any) and return `T`.
-    Write(T),
-    /// Write the run and the marker with these extra attributes, and return `T`.
-    WriteMarked(T, Item),
-    /// Return `T` without writing.
-    Keep(T),
+fn key(pk: String, sk: impl Into<String>) -> Item {
+    HashMap::from([("pk".to_string(), s(pk)), ("sk".to_string(), s(sk))])
 }
 
 fn run_key(run_id: &str) -> Item {
-    HashMap::from([
-        ("pk".to_string(), s(format!("run#{run_id}"))),
-        ("sk".to_string(), s("run")),
-    ])
+    key(format!("run#{run_id}"), "run")
 }
 
 fn active_key(table: &str) -> Item {
-    HashMap::from([
-        ("pk".to_string(), s(format!("table#{table}"))),
-        ("sk".to_string(), s("active")),
-    ])
+    key(format!("table#{table}"), "active")
+}
+
+fn index_key(table: &str) -> Item {
+    key(format!("table#{table}"), "index")
+}
+
+fn partition_key(table: &str, dt: &str) -> Item {
+    key(format!("part#{table}#{dt}"), "gen")
+}
+
+fn slice_sk(plan_id: &str, slice_no: u32) -> String {
+    format!("slice#{plan_id}#{slice_no:05}")
+}
+
+fn page_key(run_id: &str, job: &str) -> Item {
+    key(format!("run#{run_id}"), format!("page#{job}"))
+}
+
+fn merge_key(run_id: &str, task: &str) -> Item {
+    key(format!("run#{run_id}"), format!("merge#{task}"))
 }
 
 /// Partition of the consumers' heartbeats (one item each, `sk = worker#<id>`).
 const WORKERS_PK: &str = "workers";
 
 fn worker_key(worker: &str) -> Item {
-    HashMap::from([
-        ("pk".to_string(), s(WORKERS_PK)),
-        ("sk".to_string(), s(format!("worker#{worker}"))),
-    ])
+    key(WORKERS_PK.into(), format!("worker#{worker}"))
 }
 
-fn marker_key(run_id: &str, marker: &str) -> Item {
-    HashMap::from([
-        ("pk".to_string(), s(format!("run#{run_id}"))),
-        ("sk".to_string(), s(format!("marker#{marker}"))),
-    ])
+fn expires_at(now: EpochMs) -> AttributeValue {
+    n(now / 1000 + MARKER_TTL_SECS)
+}
+
+/// A service error's code and message, from any operation.
+fn code_of<E: ProvideErrorMetadata>(e: &E) -> (Option<String>, String) {
+    (
+        e.code().map(str::to_string),
+        e.message().unwrap_or_default().to_string(),
+    )
 }
 
 impl DynamoLedger {
@@ -224,11 +109,31 @@ impl DynamoLedger {
             client,
             table: table.into(),
             lease_ms,
+            meter: SharedMeter::default(),
         }
     }
 
-    fn err(&self, what: &str, e: impl std::fmt::Display) -> LedgerError {
-        LedgerError::Backend(format!("{what} on {}: {e}", self.table))
+    /// What this ledger (and its clones) wrote so far, by operation.
+    pub fn meter(&self) -> &Meter {
+        &self.meter
+    }
+
+    fn err<E>(&self, what: &str, e: &aws_sdk_dynamodb::error::SdkError<E>) -> LedgerError
+    where
+        E: ProvideErrorMetadata + std::error::Error + 'static,
+    {
+        let class = match e.as_service_error() {
+            Some(service) => {
+                let (code, message) = code_of(service);
+                classify(code.as_deref(), &message)
+            }
+            // Timeouts, dispatch and response failures: the service may be fine a moment later.
+            None => Class::Busy,
+        };
+        ledger_error(
+            class,
+            format!("{what} on {}: {}", self.table, DisplayErrorContext(e)),
+        )
     }
 
     fn run_item(run: &Run, version: i64) -> Result<Item, LedgerError> {
@@ -251,90 +156,219 @@ impl DynamoLedger {
             .consistent_read(true)
             .send()
             .await
-            .map_err(|e| self.err("GetItem", DisplayErrorContext(&e)))?;
+            .map_err(|e| self.err("GetItem", &e))?;
         Ok(out.item)
+    }
+
+    /// Consistent reads of many items, batched, unprocessed keys retried with back-off.
+    async fn batch_get(&self, keys: Vec<Item>) -> Result<Vec<Item>, LedgerError> {
+        let mut out = Vec::new();
+        for chunk in keys.chunks(BATCH_GET) {
+            let mut pending = Some(
+                KeysAndAttributes::builder()
+                    .set_keys(Some(chunk.to_vec()))
+                    .consistent_read(true)
+                    .build()
+                    .map_err(|e| LedgerError::Backend(e.to_string()))?,
+            );
+            let mut attempt = 0;
+            while let Some(request) = pending.take() {
+                attempt += 1;
+                let got = self
+                    .client
+                    .batch_get_item()
+                    .request_items(&self.table, request)
+                    .send()
+                    .await
+                    .map_err(|e| self.err("BatchGetItem", &e))?;
+                if let Some(items) = got.responses().and_then(|r| r.get(&self.table)) {
+                    out.extend(items.iter().cloned());
+                }
+                pending = got
+                    .unprocessed_keys()
+                    .and_then(|u| u.get(&self.table))
+                    .filter(|k| !k.keys().is_empty())
+                    .cloned();
+                if pending.is_some() {
+                    if attempt >= MAX_ATTEMPTS {
+                        return Err(LedgerError::Unavailable(format!(
+                            "BatchGetItem on {}: keys still unprocessed after {attempt} attempts",
+                            self.table
+                        )));
+                    }
+                    tokio::time::sleep(backoff(attempt)).await;
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Every item of `pk` whose sort key starts with `prefix`, consistent, paged.
+    async fn query_prefix(&self, pk: String, prefix: String) -> Result<Vec<Item>, LedgerError> {
+        let mut items = Vec::new();
+        let mut start: Option<Item> = None;
+        loop {
+            let out = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .key_condition_expression("pk = :pk AND begins_with(sk, :prefix)")
+                .expression_attribute_values(":pk", s(&pk))
+                .expression_attribute_values(":prefix", s(&prefix))
+                .consistent_read(true)
+                .set_exclusive_start_key(start.take())
+                .send()
+                .await
+                .map_err(|e| self.err("Query", &e))?;
+            items.extend(out.items().iter().cloned());
+            match out.last_evaluated_key() {
+                Some(k) if !k.is_empty() => start = Some(k.clone()),
+                _ => break,
+            }
+        }
+        Ok(items)
     }
 
     async fn load(&self, run_id: &str) -> Result<Option<(Run, i64)>, LedgerError> {
         let Some(item) = self.get(run_key(run_id)).await? else {
             return Ok(None);
         };
-        let item = &item;
         let body =
-            get_s(item, "body").ok_or_else(|| LedgerError::Backend(format!("run {run_id} has no body")))?;
+            get_s(&item, "body").ok_or_else(|| LedgerError::Backend(format!("run {run_id} has no body")))?;
         let run: Run =
             serde_json::from_str(body).map_err(|e| LedgerError::Backend(format!("run {run_id}: {e}")))?;
-        Ok(Some((run, get_n(item, "version").unwrap_or(0))))
+        Ok(Some((run, get_n(&item, "version").unwrap_or(0))))
     }
 
-    async fn has_item(&self, key: Item) -> Result<bool, LedgerError> {
-        Ok(self.get(key).await?.is_some())
+    /// One TransactWriteItems. `Ok(Err(reasons))` when it was cancelled, with each item's
+    /// cancellation code (in the order of `items`), so the caller tells a lost race on the
+    /// head from a marker that already exists.
+    async fn transact(
+        &self,
+        op: &'static str,
+        items: Vec<Item>,
+        conditions: Vec<(&str, Option<(&str, AttributeValue)>)>,
+    ) -> Result<Result<(), Vec<Option<String>>>, LedgerError> {
+        let sizes: Vec<usize> = items.iter().map(item_size).collect();
+        let mut writes = Vec::with_capacity(items.len());
+        for (item, (condition, value)) in items.into_iter().zip(conditions) {
+            let mut put = Put::builder()
+                .table_name(&self.table)
+                .set_item(Some(item))
+                .condition_expression(condition);
+            if let Some((name, v)) = value {
+                put = put.expression_attribute_values(name, v);
+            }
+            let put = put.build().map_err(|e| LedgerError::Backend(e.to_string()))?;
+            writes.push(TransactWriteItem::builder().put(put).build());
+        }
+        // The token makes the SDK's own retry of this write idempotent: a write that succeeded
+        // but whose answer was lost is reported as done, not as a conflict with its own marker
+        // (which would tell the page that recorded it that another did).
+        let result = self
+            .client
+            .transact_write_items()
+            .set_transact_items(Some(writes))
+            .client_request_token(uuid::Uuid::new_v4().to_string())
+            .send()
+            .await;
+        match result {
+            Ok(_) => {
+                self.meter.record(op, &sizes, true);
+                Ok(Ok(()))
+            }
+            Err(e) => match e.as_service_error() {
+                Some(aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError::TransactionCanceledException(c)) => {
+                    let reasons: Vec<Option<String>> = c
+                        .cancellation_reasons()
+                        .iter()
+                        .map(|r| r.code().map(str::to_string))
+                        .collect();
+                    let invalid = reasons
+                        .iter()
+                        .any(|r| classify(r.as_deref(), "") == Class::Invalid);
+                    if invalid {
+                        return Err(LedgerError::Rejected(format!(
+                            "TransactWriteItems on {}: {reasons:?}: {}",
+                            self.table,
+                            DisplayErrorContext(&e)
+                        )));
+                    }
+                    Ok(Err(reasons))
+                }
+                _ => Err(self.err("TransactWriteItems", &e)),
+            },
+        }
     }
 
-    /// Optimistic read-modify-write of a run, with an optional done-marker written in the same
-    /// transaction. `Ok(None)` when the marker already existed.
+    /// Optimistic read-modify-write of a head, with an optional done-marker (`marker`, its
+    /// attributes beside the key) written in the same transaction. `Ok(None)` when the marker
+    /// already existed. Lost races on the head back off and read again; throttling backs off.
     async fn modify<T>(
         &self,
+        op: &'static str,
         run_id: &str,
-        marker: Option<&str>,
-        mut f: impl FnMut(&mut Run) -> Change<T>,
+        marker: Option<Item>,
+        mut f: impl FnMut(&mut Run) -> Option<T>,
     ) -> Result<Option<T>, LedgerError> {
-        for _ in 0..50 {
-            if let Some(m) = marker {
-                if self.has_item(marker_key(run_id, m)).await? {
-                    return Ok(None);
-                }
-            }
+        for attempt in 1..=MAX_ATTEMPTS {
             let (mut run, version) = self
                 .load(run_id)
                 .await?
                 .ok_or_else(|| LedgerError::UnknownRun(run_id.to_string()))?;
-            let (out, extra) = match f(&mut run) {
-                Change::Keep(t) => return Ok(Some(t)),
-                Change::Write(t) => (t, Item::new()),
-                Change::WriteMarked(t, extra) => (t, extra),
+            let Some(out) = f(&mut run) else {
+                // Nothing to write (a transition that does not apply): `None` from `f`.
+                return Ok(None);
             };
-            let put_run = Put::builder()
-                .table_name(&self.table)
-                .set_item(Some(DynamoLedger::run_item(&run, version + 1)?))
-                .condition_expression("version = :v")
-                .expression_attribute_values(":v", n(version))
-                .build()
-                .map_err(|e| self.err("Put", e))?;
-            let mut items = vec![TransactWriteItem::builder().put(put_run).build()];
-            if let Some(m) = marker {
-                let mut item = marker_key(run_id, m);
-                item.extend(extra);
-                let put_marker = Put::builder()
-                    .table_name(&self.table)
-                    .set_item(Some(item))
-                    .condition_expression("attribute_not_exists(pk)")
-                    .build()
-                    .map_err(|e| self.err("Put", e))?;
-                items.push(TransactWriteItem::builder().put(put_marker).build());
+            let mut items = vec![DynamoLedger::run_item(&run, version + 1)?];
+            let mut conditions = vec![("version = :v", Some((":v", n(version))))];
+            if let Some(m) = &marker {
+                items.push(m.clone());
+                conditions.push(("attribute_not_exists(pk)", None));
             }
-            // The token makes the SDK's own retry of this write idempotent: a write that
-            // succeeded but whose answer was lost is reported as done, not as a conflict with
-            // its own marker (which would tell the page that recorded it that another did).
-            match self
-                .client
-                .transact_write_items()
-                .set_transact_items(Some(items))
-                .client_request_token(uuid::Uuid::new_v4().to_string())
-                .send()
-                .await
-            {
-                Ok(_) => return Ok(Some(out)),
-                Err(e) => {
-                    let e = e.into_service_error();
-                    if e.is_transaction_canceled_exception() {
-                        continue; // a concurrent change or the marker appeared: read again
+            match self.transact(op, items, conditions).await? {
+                Ok(()) => return Ok(Some(out)),
+                Err(reasons) => {
+                    let marker_exists = marker.is_some()
+                        && reasons.get(1).and_then(|r| r.as_deref()) == Some("ConditionalCheckFailed");
+                    // Reasons may be missing (some emulators): ask the marker itself.
+                    let marker_exists = marker_exists
+                        || (reasons.is_empty() && marker.is_some() && {
+                            let m = marker.as_ref().map(|m| {
+                                m.iter()
+                                    .filter(|(k, _)| *k == "pk" || *k == "sk")
+                                    .map(|(k, v)| (k.clone(), v.clone()))
+                                    .collect::<Item>()
+                            });
+                            match m {
+                                Some(k) => self.get(k).await?.is_some(),
+                                None => false,
+                            }
+                        });
+                    if marker_exists {
+                        return Err(LedgerError::Backend(MARKER_EXISTS.into()));
                     }
-                    return Err(self.err("TransactWriteItems", DisplayErrorContext(&e)));
+                    tokio::time::sleep(backoff(attempt)).await;
                 }
             }
         }
-        Err(LedgerError::Backend(format!("run {run_id}: too much contention")))
+        Err(LedgerError::Contention(format!(
+            "run {run_id}: {MAX_ATTEMPTS} conflicting writes in a row; the message is retried"
+        )))
+    }
+
+    /// [`DynamoLedger::modify`] with a marker: `AlreadyDone` when it existed.
+    async fn modify_marked<T>(
+        &self,
+        op: &'static str,
+        run_id: &str,
+        marker: Item,
+        f: impl FnMut(&mut Run) -> Option<T>,
+    ) -> Result<Option<T>, LedgerError> {
+        match self.modify(op, run_id, Some(marker), f).await {
+            Err(LedgerError::Backend(m)) if m == MARKER_EXISTS => Ok(None),
+            other => other,
+        }
     }
 
     async fn release_table(&self, run: &Run) -> Result<(), LedgerError> {
@@ -349,14 +383,13 @@ impl DynamoLedger {
             .await;
         match result {
             Ok(_) => Ok(()),
-            Err(e) => {
-                let e = e.into_service_error();
-                if e.is_conditional_check_failed_exception() {
-                    Ok(())
-                } else {
-                    Err(self.err("DeleteItem", DisplayErrorContext(&e)))
-                }
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|s| s.is_conditional_check_failed_exception()) =>
+            {
+                Ok(())
             }
+            Err(e) => Err(self.err("DeleteItem", &e)),
         }
     }
 
@@ -364,12 +397,120 @@ impl DynamoLedger {
         let item = self.get(active_key(table)).await?;
         Ok(item.as_ref().and_then(|i| get_s(i, "run_id")).map(str::to_string))
     }
+
+    /// A conditional put; false when the condition failed.
+    async fn put_if(
+        &self,
+        op: &'static str,
+        item: Item,
+        condition: &str,
+        values: Vec<(&str, AttributeValue)>,
+    ) -> Result<bool, LedgerError> {
+        let size = item_size(&item);
+        let mut put = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(item))
+            .condition_expression(condition);
+        for (k, v) in values {
+            put = put.expression_attribute_values(k, v);
+        }
+        match put.send().await {
+            Ok(_) => {
+                self.meter.record(op, &[size], false);
+                Ok(true)
+            }
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|s| s.is_conditional_check_failed_exception()) =>
+            {
+                Ok(false)
+            }
+            Err(e) => Err(self.err("PutItem", &e)),
+        }
+    }
+
+    async fn batch_put(&self, op: &'static str, items: Vec<Item>) -> Result<(), LedgerError> {
+        for chunk in items.chunks(BATCH_WRITE) {
+            let sizes: Vec<usize> = chunk.iter().map(item_size).collect();
+            let mut pending: Vec<WriteRequest> = chunk
+                .iter()
+                .map(|item| {
+                    PutRequest::builder()
+                        .set_item(Some(item.clone()))
+                        .build()
+                        .map(|p| WriteRequest::builder().put_request(p).build())
+                        .map_err(|e| LedgerError::Backend(e.to_string()))
+                })
+                .collect::<Result<_, _>>()?;
+            let mut attempt = 0;
+            while !pending.is_empty() {
+                attempt += 1;
+                let out = self
+                    .client
+                    .batch_write_item()
+                    .request_items(&self.table, pending)
+                    .send()
+                    .await
+                    .map_err(|e| self.err("BatchWriteItem", &e))?;
+                pending = out
+                    .unprocessed_items()
+                    .and_then(|u| u.get(&self.table))
+                    .cloned()
+                    .unwrap_or_default();
+                if !pending.is_empty() {
+                    if attempt >= MAX_ATTEMPTS {
+                        return Err(LedgerError::Unavailable(format!(
+                            "BatchWriteItem on {}: items still unprocessed after {attempt} attempts",
+                            self.table
+                        )));
+                    }
+                    tokio::time::sleep(backoff(attempt)).await;
+                }
+            }
+            self.meter.record(op, &sizes, false);
+        }
+        Ok(())
+    }
+}
+
+/// Internal signal of [`DynamoLedger::modify`]: the marker it would write exists.
+const MARKER_EXISTS: &str = "\u{0}marker exists";
+
+fn parse_page_done(job: &str, item: &Item) -> Result<PageDone, LedgerError> {
+    let bad = |what: &str, e: String| LedgerError::Backend(format!("marker of page {job}: {what}: {e}"));
+    Ok(PageDone {
+        attempt: get_s(item, "attempt").unwrap_or_default().to_string(),
+        dts: decode_dts(get_s(item, "dts").unwrap_or_default()).map_err(|e| bad("partitions", e))?,
+        next_cursor: get_s(item, "next").map(str::to_string),
+        fingerprint: get_s(item, "fp").unwrap_or_default().to_string(),
+        effects: get_s(item, "effects")
+            .map(serde_json::from_str::<PageEffects>)
+            .transpose()
+            .map_err(|e| bad("effects", e.to_string()))?
+            .unwrap_or_default(),
+    })
+}
+
+fn parse_partition(item: &Item) -> Option<Partition> {
+    Some(Partition {
+        gen: get_n(item, "gen")? as u64,
+        file: get_s(item, "file").map(str::to_string),
+        writer_run: get_s(item, "writer_run").unwrap_or_default().to_string(),
+        writer_started_ms: get_n(item, "writer_started").unwrap_or(0),
+    })
+}
+
+fn parse_slice(item: &Item) -> Result<Slice, LedgerError> {
+    let body = get_s(item, "body").ok_or_else(|| LedgerError::Backend("slice item without a body".into()))?;
+    serde_json::from_str(body).map_err(|e| LedgerError::Backend(format!("slice: {e}")))
 }
 
 #[async_trait]
 impl Ledger for DynamoLedger {
     async fn begin_run(&self, run: &Run, now: EpochMs) -> Result<BeginRun, LedgerError> {
-        for _ in 0..10 {
+        for attempt in 1..=MAX_ATTEMPTS {
             if let Some((existing, _)) = self.load(&run.run_id).await? {
                 return Ok(BeginRun::Existing(existing));
             }
@@ -381,7 +522,7 @@ impl Ledger for DynamoLedger {
                     Some((other, _)) if other.status.is_active() => {
                         // L4: abandon the expired run before giving the table away.
                         let note = format!("lease expired at {}", iso(other.lease_until_ms));
-                        self.finish(&other.run_id, RunStatus::Abandoned, Some(&note), now)
+                        self.finish(&other.run_id, RunStatus::Abandoned, Some(&note), None, now)
                             .await?;
                         tracing::warn!(run_id = %other.run_id, table = %other.table, "abandoned run whose lease expired");
                     }
@@ -397,49 +538,17 @@ impl Ledger for DynamoLedger {
             }
             let mut active = active_key(&run.table);
             active.insert("run_id".into(), s(&run.run_id));
-            let items = vec![
-                TransactWriteItem::builder()
-                    .put(
-                        Put::builder()
-                            .table_name(&self.table)
-                            .set_item(Some(active))
-                            .condition_expression("attribute_not_exists(pk)")
-                            .build()
-                            .map_err(|e| self.err("Put", e))?,
-                    )
-                    .build(),
-                TransactWriteItem::builder()
-                    .put(
-                        Put::builder()
-                            .table_name(&self.table)
-                            .set_item(Some(DynamoLedger::run_item(run, 1)?))
-                            .condition_expression("attribute_not_exists(pk)")
-                            .build()
-                            .map_err(|e| self.err("Put", e))?,
-                    )
-                    .build(),
+            let items = vec![active, DynamoLedger::run_item(run, 1)?];
+            let conditions = vec![
+                ("attribute_not_exists(pk)", None),
+                ("attribute_not_exists(pk)", None),
             ];
-            // The token makes the SDK's own retry of this write idempotent: a write that
-            // succeeded but whose answer was lost is reported as done, not as a conflict with
-            // its own marker (which would tell the page that recorded it that another did).
-            match self
-                .client
-                .transact_write_items()
-                .set_transact_items(Some(items))
-                .client_request_token(uuid::Uuid::new_v4().to_string())
-                .send()
-                .await
-            {
-                Ok(_) => return Ok(BeginRun::Started(run.clone())),
-                Err(e) => {
-                    let e = e.into_service_error();
-                    if !e.is_transaction_canceled_exception() {
-                        return Err(self.err("TransactWriteItems", DisplayErrorContext(&e)));
-                    }
-                }
+            match self.transact("begin_run", items, conditions).await? {
+                Ok(()) => return Ok(BeginRun::Started(run.clone())),
+                Err(_) => tokio::time::sleep(backoff(attempt)).await,
             }
         }
-        Err(LedgerError::Backend(format!(
+        Err(LedgerError::Contention(format!(
             "could not begin run {}: contention",
             run.run_id
         )))
@@ -471,7 +580,7 @@ impl Ledger for DynamoLedger {
                 .set_exclusive_start_key(start.take())
                 .send()
                 .await
-                .map_err(|e| self.err("Scan", DisplayErrorContext(&e)))?;
+                .map_err(|e| self.err("Scan", &e))?;
             for item in out.items() {
                 if let Some(run) = get_s(item, "body").and_then(|b| serde_json::from_str::<Run>(b).ok()) {
                     if table.is_none_or(|t| t == run.table) {
@@ -496,36 +605,123 @@ impl Ledger for DynamoLedger {
         in_flight: usize,
         now: EpochMs,
     ) -> Result<bool, LedgerError> {
+        let Some((head, _)) = self.load(run_id).await? else {
+            return Err(LedgerError::UnknownRun(run_id.to_string()));
+        };
+        if head.status != RunStatus::Planning {
+            return Ok(false);
+        }
+        // Each planning attempt writes its slices under an id of its own, and the head names
+        // the one that won: two producers planning one request at once (a duplicate delivery)
+        // never mix their plans.
+        let plan_id = crate::lake::new_attempt();
+        let items = plan
+            .iter()
+            .enumerate()
+            .map(|(i, slice)| {
+                let mut item = key(format!("run#{run_id}"), slice_sk(&plan_id, i as u32));
+                item.insert(
+                    "body".into(),
+                    s(serde_json::to_string(slice).map_err(|e| LedgerError::Backend(e.to_string()))?),
+                );
+                item.insert("expires_at".into(), expires_at(now));
+                Ok(item)
+            })
+            .collect::<Result<Vec<_>, LedgerError>>()?;
+        self.batch_put("start_fetching.slices", items).await?;
         let lease = self.lease_ms;
+        let slices = plan.len() as u32;
         Ok(self
-            .modify(run_id, None, |run| {
-                match run.start_fetching(plan, in_flight, now, lease) {
-                    true => Change::Write(true),
-                    false => Change::Keep(false),
-                }
+            .modify("start_fetching", run_id, None, |run| {
+                run.plan_id = plan_id.clone();
+                run.start_fetching(slices, in_flight, now, lease).then_some(())
             })
             .await?
-            .unwrap_or(false))
+            .is_some())
+    }
+
+    async fn slice(&self, run_id: &str, slice_no: u32) -> Result<Option<Slice>, LedgerError> {
+        let Some((head, _)) = self.load(run_id).await? else {
+            return Ok(None);
+        };
+        if slice_no >= head.slices {
+            return Ok(None);
+        }
+        self.get(key(format!("run#{run_id}"), slice_sk(&head.plan_id, slice_no)))
+            .await?
+            .map(|item| parse_slice(&item))
+            .transpose()
+    }
+
+    async fn slices(&self, run_id: &str, count: u32) -> Result<Vec<Slice>, LedgerError> {
+        let Some((head, _)) = self.load(run_id).await? else {
+            return Ok(Vec::new());
+        };
+        let items = self
+            .query_prefix(format!("run#{run_id}"), format!("slice#{}#", head.plan_id))
+            .await?;
+        let mut slices = items
+            .iter()
+            .map(|item| {
+                let no = get_s(item, "sk")
+                    .and_then(|sk| sk.rsplit('#').next())
+                    .and_then(|n| n.parse::<u32>().ok())
+                    .unwrap_or(u32::MAX);
+                Ok((no, parse_slice(item)?))
+            })
+            .collect::<Result<Vec<_>, LedgerError>>()?;
+        slices.sort_by_key(|(no, _)| *no);
+        Ok(slices
+            .into_iter()
+            .filter(|(no, _)| *no < count.min(head.slices))
+            .map(|(_, s)| s)
+            .collect())
     }
 
     async fn page_done(&self, run_id: &str, job_id: &str) -> Result<Option<PageDone>, LedgerError> {
-        Ok(self
-            .get(marker_key(run_id, &format!("page:{job_id}")))
+        self.get(page_key(run_id, job_id))
             .await?
-            .map(|item| {
-                let effects = get_s(&item, "effects")
-                    .map(serde_json::from_str)
-                    .transpose()
-                    .map_err(|e| {
-                        LedgerError::Backend(format!("page {job_id} of run {run_id}: effects: {e}"))
-                    })?
-                    .unwrap_or_default();
-                Ok(PageDone {
-                    next_cursor: get_s(&item, "next_cursor").map(str::to_string),
-                    effects,
-                })
+            .map(|item| parse_page_done(job_id, &item))
+            .transpose()
+    }
+
+    async fn page_attempts(
+        &self,
+        run_id: &str,
+        job_ids: &[String],
+    ) -> Result<HashMap<String, String>, LedgerError> {
+        let keys = job_ids.iter().map(|j| page_key(run_id, j)).collect();
+        let items = self.batch_get(keys).await?;
+        Ok(items
+            .iter()
+            .filter_map(|item| {
+                let job = get_s(item, "sk")?.strip_prefix("page#")?.to_string();
+                Some((job, get_s(item, "attempt")?.to_string()))
             })
-            .transpose()?)
+            .collect())
+    }
+
+    async fn page_markers(
+        &self,
+        run_id: &str,
+        slice_no: Option<u32>,
+    ) -> Result<Vec<(String, PageDone)>, LedgerError> {
+        let prefix = match slice_no {
+            Some(s) => format!("page#s{s:05}-"),
+            None => "page#".to_string(),
+        };
+        let items = self.query_prefix(format!("run#{run_id}"), prefix).await?;
+        items
+            .iter()
+            .map(|item| {
+                let job = get_s(item, "sk")
+                    .and_then(|sk| sk.strip_prefix("page#"))
+                    .unwrap_or_default()
+                    .to_string();
+                let done = parse_page_done(&job, item)?;
+                Ok((job, done))
+            })
+            .collect()
     }
 
     async fn complete_page(
@@ -536,30 +732,178 @@ impl Ledger for DynamoLedger {
         now: EpochMs,
     ) -> Result<PageCompletion, LedgerError> {
         let lease = self.lease_ms;
+        // The marker's content depends on the effects, which depend on the head read inside
+        // `modify`: the effects (at most one launched slice) are computed from the head first,
+        // then checked to be the same as the transaction's.
+        let mut marker = page_key(run_id, job_id);
+        marker.insert("attempt".into(), s(&o.attempt));
+        marker.insert("dts".into(), s(encode_dts(&o.dts)));
+        marker.insert("fp".into(), s(&o.fingerprint));
+        marker.insert("slice".into(), n(i64::from(o.slice_no)));
+        marker.insert("expires_at".into(), expires_at(now));
+        if let Some(c) = &o.next_cursor {
+            marker.insert("next".into(), s(c));
+        }
+        for attempt in 1..=MAX_ATTEMPTS {
+            let Some((head, _)) = self.load(run_id).await? else {
+                return Err(LedgerError::UnknownRun(run_id.to_string()));
+            };
+            let mut preview = head.clone();
+            let (_, effects) = preview.apply_page(o, now, lease);
+            let mut m = marker.clone();
+            if effects != PageEffects::default() {
+                // Serializing this plain struct cannot fail.
+                m.insert(
+                    "effects".into(),
+                    s(serde_json::to_string(&effects).unwrap_or_default()),
+                );
+            }
+            let expected = effects.clone();
+            let done = self
+                .modify_marked("complete_page", run_id, m, |run| {
+                    let (left, effects) = run.apply_page(o, now, lease);
+                    // The head moved since the preview (a concurrent page): try again.
+                    (effects == expected).then_some((left, effects))
+                })
+                .await?;
+            match done {
+                Some((pages_outstanding, effects)) => {
+                    return Ok(PageCompletion::Recorded {
+                        pages_outstanding,
+                        effects,
+                    })
+                }
+                None => {
+                    if self.get(page_key(run_id, job_id)).await?.is_some() {
+                        return Ok(PageCompletion::AlreadyDone);
+                    }
+                    tokio::time::sleep(backoff(attempt)).await;
+                }
+            }
+        }
+        Err(LedgerError::Contention(format!(
+            "page {job_id} of run {run_id}: the run's head kept changing"
+        )))
+    }
+
+    async fn begin_merging(
+        &self,
+        run_id: &str,
+        closing_job: &str,
+        close_merges: i64,
+        now: EpochMs,
+    ) -> Result<bool, LedgerError> {
+        Ok(self
+            .modify("begin_merging", run_id, None, |run| {
+                run.begin_merging(closing_job, close_merges, now).then_some(())
+            })
+            .await?
+            .is_some())
+    }
+
+    async fn is_merge_done(&self, run_id: &str, task_id: &str) -> Result<bool, LedgerError> {
+        Ok(self.get(merge_key(run_id, task_id)).await?.is_some())
+    }
+
+    async fn done_merges(&self, run_id: &str) -> Result<HashSet<String>, LedgerError> {
+        let items = self
+            .query_prefix(format!("run#{run_id}"), "merge#".into())
+            .await?;
+        Ok(items
+            .iter()
+            .filter_map(|item| get_s(item, "sk")?.strip_prefix("merge#").map(str::to_string))
+            .collect())
+    }
+
+    async fn complete_merge(
+        &self,
+        run_id: &str,
+        task_id: &str,
+        now: EpochMs,
+    ) -> Result<MergeCompletion, LedgerError> {
+        let lease = self.lease_ms;
+        let mut marker = merge_key(run_id, task_id);
+        marker.insert("expires_at".into(), expires_at(now));
         let done = self
-            .modify(run_id, Some(&format!("page:{job_id}")), |run| {
-                let (pages_outstanding, effects) = run.apply_page(o, now, lease);
-                let mut extra = Item::new();
-                if let Some(c) = &o.next_cursor {
-                    extra.insert("next_cursor".into(), s(c));
-                }
-                if !effects.is_empty() {
-                    // Serializing these plain structs cannot fail.
-                    extra.insert(
-                        "effects".into(),
-                        s(serde_json::to_string(&effects).unwrap_or_default()),
-                    );
-                }
-                Change::WriteMarked((pages_outstanding, effects), extra)
+            .modify_marked("complete_merge", run_id, marker, |run| {
+                Some(run.apply_merge(now, lease))
             })
             .await?;
         Ok(match done {
-            None => PageCompletion::AlreadyDone,
-            Some((pages_outstanding, effects)) => PageCompletion::Recorded {
-                pages_outstanding,
-                effects,
-            },
+            None => MergeCompletion::AlreadyDone,
+            Some(merges_outstanding) => MergeCompletion::Recorded { merges_outstanding },
         })
+    }
+
+    async fn partition(&self, table: &str, dt: &str) -> Result<Option<Partition>, LedgerError> {
+        Ok(self
+            .get(partition_key(table, dt))
+            .await?
+            .as_ref()
+            .and_then(parse_partition))
+    }
+
+    async fn partitions(
+        &self,
+        table: &str,
+        dts: &[String],
+    ) -> Result<HashMap<String, Partition>, LedgerError> {
+        let keys = dts.iter().map(|dt| partition_key(table, dt)).collect();
+        let prefix = format!("part#{table}#");
+        Ok(self
+            .batch_get(keys)
+            .await?
+            .iter()
+            .filter_map(|item| {
+                let dt = get_s(item, "pk")?.strip_prefix(&prefix)?.to_string();
+                Some((dt, parse_partition(item)?))
+            })
+            .collect())
+    }
+
+    async fn publish(
+        &self,
+        table: &str,
+        dt: &str,
+        expected: u64,
+        next: &Partition,
+    ) -> Result<bool, LedgerError> {
+        let mut item = partition_key(table, dt);
+        item.insert("gen".into(), n((expected + 1) as i64));
+        if let Some(f) = &next.file {
+            item.insert("file".into(), s(f));
+        }
+        item.insert("writer_run".into(), s(&next.writer_run));
+        item.insert("writer_started".into(), n(next.writer_started_ms));
+        if expected == 0 {
+            self.put_if("publish", item, "attribute_not_exists(pk)", vec![])
+                .await
+        } else {
+            self.put_if("publish", item, "gen = :g", vec![(":g", n(expected as i64))])
+                .await
+        }
+    }
+
+    async fn index_version(&self, table: &str) -> Result<Option<IndexVersion>, LedgerError> {
+        Ok(self.get(index_key(table)).await?.and_then(|item| {
+            Some(IndexVersion {
+                run_id: get_s(&item, "run_id")?.to_string(),
+                started_at_ms: get_n(&item, "started_at")?,
+            })
+        }))
+    }
+
+    async fn set_index_version(&self, table: &str, v: &IndexVersion) -> Result<bool, LedgerError> {
+        let mut item = index_key(table);
+        item.insert("run_id".into(), s(&v.run_id));
+        item.insert("started_at".into(), n(v.started_at_ms));
+        self.put_if(
+            "set_index_version",
+            item,
+            "attribute_not_exists(pk) OR started_at < :s",
+            vec![(":s", n(v.started_at_ms))],
+        )
+        .await
     }
 
     async fn heartbeat(
@@ -576,47 +920,29 @@ impl Ledger for DynamoLedger {
             .set_item(Some(item))
             .send()
             .await
-            .map_err(|e| self.err("PutItem", DisplayErrorContext(&e)))?;
+            .map_err(|e| self.err("PutItem", &e))?;
         let mut alive = 0;
-        let mut start: Option<Item> = None;
-        loop {
-            let page = self
-                .client
-                .query()
-                .table_name(&self.table)
-                .key_condition_expression("pk = :pk")
-                .expression_attribute_values(":pk", s(WORKERS_PK))
-                .consistent_read(true)
-                .set_exclusive_start_key(start.take())
-                .send()
-                .await
-                .map_err(|e| self.err("Query", DisplayErrorContext(&e)))?;
-            for item in page.items() {
-                match get_n(item, "until") {
-                    Some(until) if until >= now_ms => alive += 1,
-                    // Lapsed: forget it (a conditional delete would only race with its return).
-                    _ => {
-                        let _ = self
-                            .client
-                            .delete_item()
-                            .table_name(&self.table)
-                            .set_key(Some(
-                                item.iter()
-                                    .filter(|(k, _)| *k == "pk" || *k == "sk")
-                                    .map(|(k, v)| (k.clone(), v.clone()))
-                                    .collect(),
-                            ))
-                            .condition_expression("#u < :now")
-                            .expression_attribute_names("#u", "until")
-                            .expression_attribute_values(":now", n(now_ms))
-                            .send()
-                            .await;
-                    }
+        for item in self.query_prefix(WORKERS_PK.into(), "worker#".into()).await? {
+            match get_n(&item, "until") {
+                Some(until) if until >= now_ms => alive += 1,
+                // Lapsed: forget it (a conditional delete would only race with its return).
+                _ => {
+                    let _ = self
+                        .client
+                        .delete_item()
+                        .table_name(&self.table)
+                        .set_key(Some(
+                            item.iter()
+                                .filter(|(k, _)| *k == "pk" || *k == "sk")
+                                .map(|(k, v)| (k.clone(), v.clone()))
+                                .collect(),
+                        ))
+                        .condition_expression("#u < :now")
+                        .expression_attribute_names("#u", "until")
+                        .expression_attribute_values(":now", n(now_ms))
+                        .send()
+                        .await;
                 }
-            }
-            match page.last_evaluated_key() {
-                Some(k) => start = Some(k.clone()),
-                None => break,
             }
         }
         Ok(alive.max(1))
@@ -629,21 +955,18 @@ impl Ledger for DynamoLedger {
             .set_key(Some(worker_key(worker)))
             .send()
             .await
-            .map_err(|e| self.err("DeleteItem", DisplayErrorContext(&e)))?;
+            .map_err(|e| self.err("DeleteItem", &e))?;
         Ok(())
     }
 
     async fn reserve_slot(
         &self,
-        key: &str,
+        key_name: &str,
         spacing_ms: i64,
         now_ms: EpochMs,
     ) -> Result<EpochMs, LedgerError> {
-        let item_key = HashMap::from([
-            ("pk".to_string(), s("budget")),
-            ("sk".to_string(), s(format!("schedule#{key}"))),
-        ]);
-        for _ in 0..50 {
+        let item_key = key("budget".into(), format!("schedule#{key_name}"));
+        for attempt in 1..=MAX_ATTEMPTS * 4 {
             let next = self
                 .get(item_key.clone())
                 .await?
@@ -651,100 +974,27 @@ impl Ledger for DynamoLedger {
             let at = next.unwrap_or(now_ms).max(now_ms);
             let mut item = item_key.clone();
             item.insert("next_free".into(), n(at + spacing_ms));
-            let put = self
-                .client
-                .put_item()
-                .table_name(&self.table)
-                .set_item(Some(item));
             // Compare-and-set on the value read: two processes never get the same slot.
-            let put = match next {
-                Some(old) => put
-                    .condition_expression("next_free = :old")
-                    .expression_attribute_values(":old", n(old)),
-                None => put.condition_expression("attribute_not_exists(pk)"),
-            };
-            match put.send().await {
-                Ok(_) => return Ok(at),
-                Err(e) => {
-                    let e = e.into_service_error();
-                    if !e.is_conditional_check_failed_exception() {
-                        return Err(self.err("PutItem", DisplayErrorContext(&e)));
-                    }
+            let won = match next {
+                Some(old) => {
+                    self.put_if("reserve_slot", item, "next_free = :old", vec![(":old", n(old))])
+                        .await?
                 }
+                None => {
+                    self.put_if("reserve_slot", item, "attribute_not_exists(pk)", vec![])
+                        .await?
+                }
+            };
+            if won {
+                return Ok(at);
+            }
+            if attempt % 8 == 0 {
+                tokio::time::sleep(backoff(attempt / 8)).await;
             }
         }
-        Err(LedgerError::Backend(format!(
-            "schedule {key}: too much contention"
+        Err(LedgerError::Contention(format!(
+            "schedule {key_name}: too much contention"
         )))
-    }
-
-    async fn begin_merging(
-        &self,
-        run_id: &str,
-        closing_job: &str,
-        now: EpochMs,
-    ) -> Result<bool, LedgerError> {
-        Ok(self
-            .modify(run_id, None, |run| match run.begin_merging(closing_job, now) {
-                true => Change::Write(true),
-                false => Change::Keep(false),
-            })
-            .await?
-            .unwrap_or(false))
-    }
-
-    async fn is_merge_done(&self, run_id: &str, task_id: &str) -> Result<bool, LedgerError> {
-        self.has_item(marker_key(run_id, &format!("merge:{task_id}")))
-            .await
-    }
-
-    async fn done_merges(&self, run_id: &str) -> Result<HashSet<String>, LedgerError> {
-        const PREFIX: &str = "marker#merge:";
-        let mut done = HashSet::new();
-        let mut start: Option<Item> = None;
-        loop {
-            let out = self
-                .client
-                .query()
-                .table_name(&self.table)
-                .key_condition_expression("pk = :pk AND begins_with(sk, :prefix)")
-                .expression_attribute_values(":pk", s(format!("run#{run_id}")))
-                .expression_attribute_values(":prefix", s(PREFIX))
-                .projection_expression("sk")
-                .consistent_read(true)
-                .set_exclusive_start_key(start.take())
-                .send()
-                .await
-                .map_err(|e| self.err("Query", DisplayErrorContext(&e)))?;
-            done.extend(
-                out.items()
-                    .iter()
-                    .filter_map(|item| get_s(item, "sk")?.strip_prefix(PREFIX).map(str::to_string)),
-            );
-            match out.last_evaluated_key() {
-                Some(k) if !k.is_empty() => start = Some(k.clone()),
-                _ => break,
-            }
-        }
-        Ok(done)
-    }
-
-    async fn complete_merge(
-        &self,
-        run_id: &str,
-        task_id: &str,
-        now: EpochMs,
-    ) -> Result<MergeCompletion, LedgerError> {
-        let lease = self.lease_ms;
-        let done = self
-            .modify(run_id, Some(&format!("merge:{task_id}")), |run| {
-                Change::Write(run.apply_merge(now, lease))
-            })
-            .await?;
-        Ok(match done {
-            None => MergeCompletion::AlreadyDone,
-            Some(merges_outstanding) => MergeCompletion::Recorded { merges_outstanding },
-        })
     }
 
     async fn finish(
@@ -752,15 +1002,17 @@ impl Ledger for DynamoLedger {
         run_id: &str,
         status: RunStatus,
         note: Option<&str>,
+        partitions: Option<u64>,
         now: EpochMs,
     ) -> Result<bool, LedgerError> {
         let changed = self
-            .modify(run_id, None, |run| match run.finish(status, note, now) {
-                true => Change::Write(true),
-                false => Change::Keep(false),
+            .modify("finish", run_id, None, |run| {
+                let changed = run.finish(status, note, now);
+                run.partitions = partitions.or(run.partitions);
+                changed.then_some(())
             })
             .await?
-            .unwrap_or(false);
+            .is_some();
         if let Some(run) = self.get_run(run_id).await? {
             if !run.status.is_active() {
                 self.release_table(&run).await?;

@@ -128,6 +128,7 @@ pub async fn bench_e2e(args: E2eBench) -> Result<E2eResult> {
                 archives: 0,
                 same_timestamp: false,
                 among_newest,
+                ..Default::default()
             })
             .await?;
         let m = hubsync_run(&hubsync, &lake, &base, "auto", args.consumers)?;

@@ -239,7 +239,7 @@ async fn fetch_aws(
             ("HUBSYNC_MAX_RECEIVE_COUNT", "10"),
             ("HUBSYNC_CONCURRENCY", &args.concurrency.to_string()),
         ],
-    );
+    )?;
     d.hubsync_ok(&["infra", "up"])?;
     let p = aws_pipeline(&format!("lake-{prefix}"), &prefix).await?;
     // The merger starts once fetching is over: its S3 listings would otherwise load the

@@ -5,12 +5,15 @@
 //! - `fetch`: a backfill by 1, 4 and 8 consumers against HubSpot's default limits;
 //! - `e2e`: an embedded backfill of 1,000,000 records, then two incremental runs after 1 %
 //!   changed each time (among the newest 10 %, then spread over every record);
+//! - `ledger`: the run ledger's DynamoDB write units per page and per merge of a 1M-record
+//!   backfill, at 2,343 and 23,430 partitions;
 //! - `sim`: the simulator's list endpoint alone, the ceiling the others run under.
 //!
 //! Every figure is printed, never asserted; `all` ends with the machine it ran on.
 
 mod e2e;
 mod fetch;
+mod ledger;
 mod merge;
 
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
@@ -38,7 +41,9 @@ enum BenchCommand {
     Fetch(fetch::FetchBench),
     /// An embedded backfill of 1,000,000 records, then incremental runs after 1 % changed.
     E2e(e2e::E2eBench),
-    /// merge, fetch and e2e with their defaults, then the machine they ran on.
+    /// The run ledger's DynamoDB write units per page and per merge (on moto).
+    Ledger(ledger::LedgerBench),
+    /// merge, fetch, e2e and ledger with their defaults, then the machine they ran on.
     All,
 }
 
@@ -252,6 +257,7 @@ async fn main() -> Result<()> {
         BenchCommand::Merge(args) => merge::bench_merge(args).map(drop),
         BenchCommand::Fetch(args) => bench_fetch(args).await.map(drop),
         BenchCommand::E2e(args) => e2e::bench_e2e(args).await.map(|r| e2e::print_table(&r)),
+        BenchCommand::Ledger(args) => ledger::bench_ledger(args).await.map(|r| ledger::print_table(&r)),
         BenchCommand::All => {
             let defaults = |sub: &str| Cli::parse_from(["bench", sub]).command;
             let BenchCommand::Merge(m) = defaults("merge") else {
@@ -263,9 +269,13 @@ async fn main() -> Result<()> {
             let BenchCommand::E2e(e) = defaults("e2e") else {
                 unreachable!()
             };
+            let BenchCommand::Ledger(l) = defaults("ledger") else {
+                unreachable!()
+            };
             let merged = merge::bench_merge(m)?;
             let fetched = bench_fetch(f).await?;
             let e2e = e2e::bench_e2e(e).await?;
+            let ledger = ledger::bench_ledger(l).await?;
             println!("\n== all benchmarks, on {} ==", machine());
             println!("-- merge --");
             merge::print_table(&merged);
@@ -273,6 +283,8 @@ async fn main() -> Result<()> {
             fetch::print_table(&fetched);
             println!("-- end to end --");
             e2e::print_table(&e2e);
+            println!("-- ledger (DynamoDB) --");
+            ledger::print_table(&ledger);
             Ok(())
         }
     }

@@ -1,0 +1,233 @@
+//! K1: a table's key index, every key at rest and the partition it lives in, so a record whose
+//! created date moved (imports and integrations set it on deals and companies) leaves no row
+//! in its old partition.
+//!
+//! The commit of each run writes a new version (`<lake>/_hubsync/index/<table>/<run_id>.parquet`,
+//! columns `key` and `day`, sorted by key) and moves the table's pointer in the ledger to it,
+//! only forwards (G2). Readers take the version current when they first ask during their run
+//! (no other commit of the table can come while the run is active, L1) and keep it in memory:
+//! 12 bytes a key.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use bytes::Bytes;
+use datafusion::arrow::array::{Array, Int32Array, Int64Array};
+use datafusion::arrow::datatypes::{DataType, Field, Schema};
+use datafusion::arrow::record_batch::RecordBatch;
+use object_store::ObjectStoreExt;
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use parquet::arrow::ArrowWriter;
+
+use crate::lake::Lake;
+use crate::ports::{Ledger, LedgerError};
+
+#[derive(Debug, thiserror::Error)]
+pub enum IndexError {
+    #[error("key index {path}: {message}")]
+    File { path: String, message: String },
+    #[error(transparent)]
+    Ledger(#[from] LedgerError),
+}
+
+/// Keys and the day (days since the epoch, the `dt` partition) each lives in.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct KeyIndex {
+    keys: Vec<i64>,
+    days: Vec<i32>,
+}
+
+/// Rows of one written row group: lookups by key range read a few of them.
+const ROW_GROUP_ROWS: usize = 1 << 16;
+
+impl KeyIndex {
+    /// An index of `(key, day)` pairs; a key given twice keeps its last day.
+    pub fn from_pairs(mut pairs: Vec<(i64, i64)>) -> Self {
+        // Stable: among equal keys the later pair stays last, and wins below.
+        pairs.sort_by_key(|(k, _)| *k);
+        let mut index = KeyIndex::default();
+        for (k, d) in pairs {
+            if index.keys.last() == Some(&k) {
+                if let Some(last) = index.days.last_mut() {
+                    *last = d as i32;
+                }
+                continue;
+            }
+            index.keys.push(k);
+            index.days.push(d as i32);
+        }
+        index
+    }
+
+    pub fn len(&self) -> usize {
+        self.keys.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.keys.is_empty()
+    }
+
+    /// The day of `key`'s partition, if the index knows it.
+    pub fn get(&self, key: i64) -> Option<i64> {
+        self.keys
+            .binary_search(&key)
+            .ok()
+            .map(|i| i64::from(self.days[i]))
+    }
+
+    /// Every `(key, day)`, by key.
+    pub fn pairs(&self) -> impl Iterator<Item = (i64, i64)> + '_ {
+        self.keys.iter().zip(&self.days).map(|(k, d)| (*k, i64::from(*d)))
+    }
+
+    fn schema() -> Arc<Schema> {
+        Arc::new(Schema::new(vec![
+            Field::new("key", DataType::Int64, false),
+            Field::new("day", DataType::Int32, false),
+        ]))
+    }
+
+    /// Encodes the index as Parquet.
+    pub fn to_parquet(&self) -> Result<Vec<u8>, String> {
+        let mut buf = Vec::new();
+        let schema = KeyIndex::schema();
+        let mut writer = ArrowWriter::try_new(&mut buf, schema.clone(), None).map_err(|e| e.to_string())?;
+        for (keys, days) in self
+            .keys
+            .chunks(ROW_GROUP_ROWS)
+            .zip(self.days.chunks(ROW_GROUP_ROWS))
+        {
+            let batch = RecordBatch::try_new(
+                schema.clone(),
+                vec![
+                    Arc::new(Int64Array::from(keys.to_vec())),
+                    Arc::new(Int32Array::from(days.to_vec())),
+                ],
+            )
+            .map_err(|e| e.to_string())?;
+            writer.write(&batch).map_err(|e| e.to_string())?;
+            writer.flush().map_err(|e| e.to_string())?;
+        }
+        writer.close().map_err(|e| e.to_string())?;
+        Ok(buf)
+    }
+
+    /// Decodes an index written by [`KeyIndex::to_parquet`].
+    pub fn from_parquet(bytes: Bytes) -> Result<Self, String> {
+        let reader = ParquetRecordBatchReaderBuilder::try_new(bytes)
+            .map_err(|e| e.to_string())?
+            .with_batch_size(ROW_GROUP_ROWS)
+            .build()
+            .map_err(|e| e.to_string())?;
+        let mut index = KeyIndex::default();
+        for batch in reader {
+            let batch = batch.map_err(|e| e.to_string())?;
+            let keys = batch
+                .column(0)
+                .as_any()
+                .downcast_ref::<Int64Array>()
+                .ok_or("column `key` is not int64")?;
+            let days = batch
+                .column(1)
+                .as_any()
+                .downcast_ref::<Int32Array>()
+                .ok_or("column `day` is not int32")?;
+            if keys.null_count() + days.null_count() > 0 {
+                return Err("null keys or days".into());
+            }
+            index.keys.extend(keys.values().iter());
+            index.days.extend(days.values().iter());
+        }
+        if !index.keys.windows(2).all(|w| w[0] < w[1]) {
+            return Err("keys are not sorted and unique".into());
+        }
+        Ok(index)
+    }
+
+    pub async fn read(lake: &Lake, table: &str, run_id: &str) -> Result<Self, IndexError> {
+        let path = lake.index_file(table, run_id);
+        let bad = |message: String| IndexError::File {
+            path: path.to_string(),
+            message,
+        };
+        let bytes = lake
+            .store()
+            .get(&path)
+            .await
+            .map_err(|e| bad(e.to_string()))?
+            .bytes()
+            .await
+            .map_err(|e| bad(e.to_string()))?;
+        KeyIndex::from_parquet(bytes).map_err(bad)
+    }
+
+    pub async fn write(&self, lake: &Lake, table: &str, run_id: &str) -> Result<(), IndexError> {
+        let path = lake.index_file(table, run_id);
+        let bad = |message: String| IndexError::File {
+            path: path.to_string(),
+            message,
+        };
+        let bytes = self.to_parquet().map_err(bad)?;
+        lake.store()
+            .put(&path, Bytes::from(bytes).into())
+            .await
+            .map_err(|e| bad(e.to_string()))?;
+        Ok(())
+    }
+}
+
+/// Per process: the key index each run reads, loaded once per run (K1).
+#[derive(Debug, Clone, Default)]
+pub struct IndexCache(Arc<Mutex<HashMap<String, Option<Arc<KeyIndex>>>>>);
+
+/// Runs whose index the cache keeps (a process serves a few runs at a time).
+const CACHED_RUNS: usize = 8;
+
+impl IndexCache {
+    /// The index `run_id` (a run of `table`) reads: the table's version when first asked,
+    /// `None` when the table has none yet.
+    pub async fn for_run(
+        &self,
+        ledger: &dyn Ledger,
+        lake: &Lake,
+        table: &str,
+        run_id: &str,
+    ) -> Result<Option<Arc<KeyIndex>>, IndexError> {
+        if let Some(hit) = self.entries().get(run_id) {
+            return Ok(hit.clone());
+        }
+        let index = match ledger.index_version(table).await? {
+            None => None,
+            Some(v) => Some(Arc::new(KeyIndex::read(lake, table, &v.run_id).await?)),
+        };
+        let mut entries = self.entries();
+        if entries.len() >= CACHED_RUNS {
+            entries.clear();
+        }
+        entries.insert(run_id.to_string(), index.clone());
+        Ok(index)
+    }
+
+    fn entries(&self) -> std::sync::MutexGuard<'_, HashMap<String, Option<Arc<KeyIndex>>>> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lookups_and_round_trips() {
+        let index = KeyIndex::from_pairs(vec![(5, 100), (-3, 7), (5, 101), (1 << 40, -25_567)]);
+        assert_eq!(index.len(), 3);
+        assert_eq!(index.get(5), Some(101), "a key given twice keeps its last day");
+        assert_eq!(index.get(-3), Some(7));
+        assert_eq!(index.get(1 << 40), Some(-25_567), "1900");
+        assert_eq!(index.get(6), None);
+        let big = KeyIndex::from_pairs((0..200_000).map(|k| (k * 3, k % 2_000)).collect());
+        let back = KeyIndex::from_parquet(Bytes::from(big.to_parquet().unwrap())).unwrap();
+        assert_eq!(back, big);
+        assert!(KeyIndex::from_parquet(Bytes::from_static(b"nope")).is_err());
+    }
+}
