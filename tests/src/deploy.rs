@@ -1,5 +1,8 @@
-//! One AWS-mode deployment on the moto emulator: the service binaries, the `hubsync` CLI with
-//! the same environment, and an in-process pipeline on the same queues and tables.
+//! One AWS-mode deployment on the moto emulator, under IAM: the stack of
+//! `infra/cloudformation.yaml`, each service binary signing with the key of a user holding only
+//! its own policy, the `hubsync` CLI with the operator's (and `infra` commands with the
+//! administrator's), and an in-process pipeline (the administrator's) on the same queues and
+//! tables.
 
 use std::ops::{Deref, DerefMut};
 use std::path::Path;
@@ -28,31 +31,43 @@ pub struct Deployment {
     pub log: std::path::PathBuf,
     /// Settings over the defaults below, for every process.
     pub env: Vec<(String, String)>,
+    /// Every IAM user's key by name: `admin` and the roles of [`crate::iam::ROLES`].
+    pub keys: std::collections::BTreeMap<String, crate::moto::AwsKeys>,
 }
 
 impl Deployment {
     /// A deployment named `prefix` (queues, tables, bucket `lake-<prefix>`) on the emulator,
-    /// its services logging to `log`, with `env` over the defaults.
+    /// its services logging to `log`, with `env` over the defaults. Deploys the stack and
+    /// enforces IAM (once per emulator), then points this process at the emulator as its
+    /// administrator.
     pub fn on(
         moto: &crate::moto::Moto,
         hubspot: &str,
         prefix: &str,
         log: &Path,
         env: &[(&str, &str)],
-    ) -> Self {
-        Deployment {
+    ) -> anyhow::Result<Self> {
+        let keys = crate::iam::enforce(moto, prefix, &format!("lake-{prefix}"), "data")?;
+        moto.export_env();
+        Ok(Deployment {
             aws: moto.aws_env(),
             lake: format!("s3://lake-{prefix}/data"),
             prefix: prefix.into(),
             hubspot: hubspot.into(),
             log: log.to_path_buf(),
             env: env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
-        }
+            keys,
+        })
     }
 
-    pub fn env(&self, cmd: &mut Command) {
-        cmd.envs(self.aws.iter().map(|(k, v)| (*k, v.as_str())))
-            .env("HUBSYNC_LAKE", &self.lake)
+    /// The environment of a process signing as IAM user `user`.
+    pub fn env(&self, cmd: &mut Command, user: &str) {
+        cmd.envs(self.aws.iter().map(|(k, v)| (*k, v.as_str())));
+        if let Some(k) = self.keys.get(user) {
+            cmd.env("AWS_ACCESS_KEY_ID", &k.access_key_id)
+                .env("AWS_SECRET_ACCESS_KEY", &k.secret_access_key);
+        }
+        cmd.env("HUBSYNC_LAKE", &self.lake)
             .env("HUBSYNC_PREFIX", &self.prefix)
             .env("HUBSPOT_BASE_URL", &self.hubspot)
             .env("HUBSYNC_MAX_RECEIVE_COUNT", "2")
@@ -79,7 +94,7 @@ impl Deployment {
             .append(true)
             .open(&self.log)?;
         let mut cmd = Command::new(binary(name, &format!("hubsync-{name}"))?);
-        self.env(&mut cmd);
+        self.env(&mut cmd, name);
         Ok(Service(
             cmd.env("HUBSYNC_CONCURRENCY", "4")
                 .envs(extra.iter().copied())
@@ -89,9 +104,15 @@ impl Deployment {
         ))
     }
 
+    /// Runs the CLI as the operator (`infra` commands as the administrator, who provisions).
     pub fn hubsync(&self, args: &[&str]) -> anyhow::Result<std::process::Output> {
         let mut cmd = Command::new(hubsync_binary()?);
-        self.env(&mut cmd);
+        let user = if args.first() == Some(&"infra") {
+            "admin"
+        } else {
+            "operator"
+        };
+        self.env(&mut cmd, user);
         Ok(cmd.args(args).stdin(Stdio::null()).output()?)
     }
 
@@ -112,7 +133,7 @@ impl Deployment {
         let mut children = Vec::new();
         for t in tables {
             let mut cmd = Command::new(hubsync_binary()?);
-            self.env(&mut cmd);
+            self.env(&mut cmd, "operator");
             cmd.args(["sync", "--table", t, "--wait", "--wait-secs", "300"])
                 .stdout(Stdio::piped())
                 .stderr(Stdio::piped());

@@ -10,6 +10,7 @@
 //! - [`crash`]: what must hold after a kill, and after the restarted run finished.
 //! - [`deploy`]: an AWS-mode deployment on moto (services, CLI, in-process pipeline).
 //! - [`cfn`]: deploying `infra/cloudformation.yaml` into moto.
+//! - [`iam`]: that stack with IAM enforced: one user per service policy.
 
 pub mod binary;
 pub mod canned;
@@ -17,4 +18,5 @@ pub mod cfn;
 pub mod crash;
 pub mod deploy;
 pub mod harness;
+pub mod iam;
 pub mod moto;

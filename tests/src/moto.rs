@@ -25,8 +25,12 @@ use anyhow::{anyhow, bail, Context};
 const START_TIMEOUT: Duration = Duration::from_secs(60);
 /// Attempts at starting the server (a free port may be taken between probing and binding).
 const START_ATTEMPTS: usize = 3;
-/// Modules moto needs to run as a server and that the Python helpers import.
-const IMPORT_CHECK: &str = "import moto.server, boto3";
+/// The moto release the server script's patches are written against (they replace internals).
+const MOTO_VERSION: &str = "5.2.5";
+/// Modules moto needs to run as a server and that the Python helpers import, at the pinned
+/// version.
+const IMPORT_CHECK: &str =
+    "import moto, moto.server, boto3; assert moto.__version__ == '5.2.5', moto.__version__";
 
 /// The server's entry point: exit when stdin reaches EOF (the parent died or dropped us), then
 /// run `moto.server` on the port given as first argument.
@@ -64,6 +68,100 @@ def _wait_for_messages(self, timeout):
         else:
             self._messages_lock.wait_for(lambda: self.messages, timeout=timeout)
 Queue.wait_for_messages = _wait_for_messages
+# With IAM enforced (see `Moto::enforce_iam`), stock moto checks DynamoDB and SSM calls against
+# the resource "*", so a policy naming its table or parameter denies everything, and checks
+# batch and transaction calls under action names real IAM does not have. These checks use the
+# (action, resource) pairs AWS evaluates: the queue, table or parameter ARN, batch calls as
+# their single action, BatchGet/BatchWrite per table, TransactWriteItems per item.
+from urllib.parse import urlparse
+from moto import settings
+from moto.core.authorization import ActionAuthenticatorMixin
+from moto.dynamodb.responses import DynamoHandler
+from moto.iam.access_control import IAMRequest
+from moto.sqs.responses import SQSResponse
+from moto.ssm.responses import SimpleSystemManagerResponse
+def _check_pairs(self, pairs):
+    if ActionAuthenticatorMixin.request_count < settings.INITIAL_NO_AUTH_ACTION_COUNT:
+        ActionAuthenticatorMixin.request_count += 1
+        return
+    parsed = urlparse(self.uri)
+    path = self.raw_path + ("?" + parsed.query if parsed.query else "")
+    for i, (action, resource) in enumerate(pairs):
+        req = IAMRequest(account_id=self.current_account, method=self.method, path=path,
+                         data=self.data, body=self.raw_body, headers=self.headers, action=action)
+        if i == 0:
+            req.check_signature()
+        req.check_action_permitted(resource)
+def _params(self):
+    p = getattr(self, "params", None)
+    if isinstance(p, dict) and p:
+        return p
+    try:
+        import json
+        return json.loads(self.body or "{}")
+    except Exception:
+        return {}
+def _sqs_pairs(self):
+    action = self._get_action()
+    single = {"SendMessageBatch": "SendMessage", "DeleteMessageBatch": "DeleteMessage",
+              "ChangeMessageVisibilityBatch": "ChangeMessageVisibility"}.get(action, action)
+    p = _params(self)
+    name = None
+    if p.get("QueueUrl"):
+        name = str(p["QueueUrl"]).rstrip("/").split("/")[-1]
+    elif p.get("QueueName"):
+        name = p["QueueName"]
+    if not name:
+        return [(single, "*")]
+    return [(single, f"arn:aws:sqs:{self.region}:{self.current_account}:{name}")]
+def _ddb_pairs(self):
+    action = self._get_action()
+    p = _params(self)
+    arn = lambda t: t if t.startswith("arn:") else f"arn:aws:dynamodb:{self.region}:{self.current_account}:table/{t}"
+    if action in ("BatchGetItem", "BatchWriteItem"):
+        return [(action, arn(t)) for t in p.get("RequestItems", {})] or [(action, "*")]
+    if action in ("TransactWriteItems", "TransactGetItems"):
+        m = {"Put": "PutItem", "Update": "UpdateItem", "Delete": "DeleteItem",
+             "ConditionCheck": "ConditionCheckItem", "Get": "GetItem"}
+        pairs = [(m[k], arn(v["TableName"])) for item in p.get("TransactItems", []) for k, v in item.items()]
+        return pairs or [(action, "*")]
+    if p.get("TableName"):
+        r = arn(p["TableName"])
+        if action in ("Query", "Scan") and p.get("IndexName"):
+            r += "/index/" + p["IndexName"]
+        return [(action, r)]
+    return [(action, "*")]
+def _ssm_pairs(self):
+    action = self._get_action()
+    p = _params(self)
+    arn = lambda n: f"arn:aws:ssm:{self.region}:{self.current_account}:parameter/{n.lstrip('/')}"
+    if p.get("Name"):
+        return [(action, arn(p["Name"]))]
+    if p.get("Names"):
+        return [(action, arn(n)) for n in p["Names"]]
+    return [(action, "*")]
+for _cls, _fn in ((SQSResponse, _sqs_pairs), (DynamoHandler, _ddb_pairs),
+                  (SimpleSystemManagerResponse, _ssm_pairs)):
+    _cls._authenticate_and_authorize_normal_action = (
+        lambda self, resource="*", _fn=_fn: _check_pairs(self, _fn(self)))
+# S3 authorizes DeleteObjects per object (s3:DeleteObject on each key); moto checks the bucket.
+import xmltodict
+from moto.s3.responses import S3Response
+_s3_auth = S3Response._authenticate_and_authorize_s3_action
+def _s3_auth_per_key(self, bucket_name=None, key_name=None):
+    if key_name is None and bucket_name and self.data.get("Action") == "DeleteObject":
+        try:
+            objects = xmltodict.parse(self.body)["Delete"].get("Object", [])
+        except Exception:
+            objects = []
+        if not isinstance(objects, list):
+            objects = [objects]
+        if objects:
+            for obj in objects:
+                _s3_auth(self, bucket_name=bucket_name, key_name=obj["Key"])
+            return
+    return _s3_auth(self, bucket_name=bucket_name, key_name=key_name)
+S3Response._authenticate_and_authorize_s3_action = _s3_auth_per_key
 from moto.server import main
 main(["-H", "127.0.0.1", "-p", sys.argv[1]])
 "#;
@@ -78,7 +176,16 @@ pub struct Moto {
     log_path: PathBuf,
     /// `PYTHONPATH` to import moto and boto3, when they come from the private install.
     python_path: Option<OsString>,
+    /// The administrator's keys once IAM is enforced ([`crate::iam`]); dummy keys before.
+    admin: OnceLock<AwsKeys>,
     _log_dir: tempfile::TempDir,
+}
+
+/// An access key of an emulated IAM user.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
+pub struct AwsKeys {
+    pub access_key_id: String,
+    pub secret_access_key: String,
 }
 
 impl Moto {
@@ -97,6 +204,7 @@ impl Moto {
                         child,
                         log_path,
                         python_path,
+                        admin: OnceLock::new(),
                         _log_dir: log_dir,
                     });
                 }
@@ -115,12 +223,17 @@ impl Moto {
             .collect()
     }
 
-    /// Environment that points AWS SDKs and CLIs at this server with dummy credentials.
+    /// Environment that points AWS SDKs and CLIs at this server, with the administrator's
+    /// credentials once IAM is enforced and dummy ones before.
     pub fn aws_env(&self) -> Vec<(&'static str, String)> {
+        let (key, secret) = match self.admin.get() {
+            Some(k) => (k.access_key_id.clone(), k.secret_access_key.clone()),
+            None => ("testing".to_string(), "testing".to_string()),
+        };
         vec![
             ("AWS_ENDPOINT_URL", self.endpoint.clone()),
-            ("AWS_ACCESS_KEY_ID", "testing".to_string()),
-            ("AWS_SECRET_ACCESS_KEY", "testing".to_string()),
+            ("AWS_ACCESS_KEY_ID", key),
+            ("AWS_SECRET_ACCESS_KEY", secret),
             ("AWS_REGION", "us-east-1".to_string()),
             ("AWS_DEFAULT_REGION", "us-east-1".to_string()),
         ]
@@ -164,6 +277,21 @@ impl Moto {
         let (status, body) = http(self.port, "POST", "/moto-api/reset")?;
         anyhow::ensure!(status == 200, "moto reset answered {status}: {body}");
         Ok(())
+    }
+
+    /// From now on every request must be signed by an IAM user's key and allowed by its
+    /// policies; this process's [`Moto::aws_env`] carries `admin`'s keys.
+    pub(crate) fn enforce(&self, admin: AwsKeys) -> anyhow::Result<()> {
+        let (status, body) = http_with_body(self.port, "POST", "/moto-api/reset-auth", "0")?;
+        anyhow::ensure!(status == 200, "moto reset-auth answered {status}: {body}");
+        self.admin
+            .set(admin)
+            .map_err(|_| anyhow!("IAM is enforced on this server already"))
+    }
+
+    /// Whether IAM is enforced ([`Moto::enforce`]).
+    pub fn enforced(&self) -> bool {
+        self.admin.get().is_some()
     }
 
     /// The server's log so far (its stdout and stderr), for failure messages.
@@ -270,21 +398,21 @@ fn install_if_missing() -> anyhow::Result<Option<OsString>> {
     let _ = std::fs::remove_dir_all(&staging);
     let started = Instant::now();
     eprintln!(
-        "moto is not installed; installing moto[server] into {} (one time)",
+        "moto {MOTO_VERSION} is not installed; installing moto[server] into {} (one time)",
         dir.display()
     );
     let out = Command::new(python_exe())
         .args(["-m", "pip", "install", "--quiet", "--disable-pip-version-check"])
         .arg("--target")
         .arg(&staging)
-        .arg("moto[server]")
+        .arg(format!("moto[server]=={MOTO_VERSION}"))
         .stdin(Stdio::null())
         .output()
         .context("running pip")?;
     if !out.status.success() {
         let _ = std::fs::remove_dir_all(&staging);
         bail!(
-            "`pip install moto[server]` failed ({}):\n{}{}",
+            "`pip install moto[server]=={MOTO_VERSION}` failed ({}):\n{}{}",
             out.status,
             String::from_utf8_lossy(&out.stdout),
             String::from_utf8_lossy(&out.stderr)
@@ -354,11 +482,17 @@ fn start_server(python_path: Option<&OsString>, log_path: &Path) -> anyhow::Resu
 
 /// A minimal HTTP/1.0 request to 127.0.0.1:`port` without a body; returns status and body.
 fn http(port: u16, method: &str, path: &str) -> anyhow::Result<(u16, String)> {
+    http_with_body(port, method, path, "")
+}
+
+/// [`http`] with a plain-text body.
+fn http_with_body(port: u16, method: &str, path: &str, body: &str) -> anyhow::Result<(u16, String)> {
     let mut stream = TcpStream::connect_timeout(&(Ipv4Addr::LOCALHOST, port).into(), Duration::from_secs(2))?;
     stream.set_read_timeout(Some(Duration::from_secs(10)))?;
     write!(
         stream,
-        "{method} {path} HTTP/1.0\r\nHost: 127.0.0.1:{port}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+        "{method} {path} HTTP/1.0\r\nHost: 127.0.0.1:{port}\r\nContent-Type: text/plain\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
     )?;
     let mut response = Vec::new();
     stream.read_to_end(&mut response)?;

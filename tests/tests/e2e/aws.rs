@@ -3,12 +3,10 @@
 //! simulator's truth read back from S3, the seed's state items in DynamoDB, the flag in SSM,
 //! a poison page job dead-lettered then replayed, and the CloudFormation template's resources.
 
-use std::path::Path;
 use std::time::Duration;
 
 use common::pipeline::Pipeline;
 use common::ports::{RunMode, RunStatus};
-use hubsync_tests::cfn;
 use hubsync_tests::deploy::{aws_pipeline, stop, Deployment};
 use hubsync_tests::harness::{diff_lake, sim_config, wait_for};
 use hubsync_tests::moto::Moto;
@@ -30,18 +28,17 @@ async fn assert_equals_truth(sim: &SimServer, p: &Pipeline) -> anyhow::Result<u6
 async fn services_on_the_emulator_sync_all_five_tables_equal_to_truth() -> anyhow::Result<()> {
     let _env = hubsync_tests::moto::env_lock().await;
     let moto = Moto::start()?;
-    // The in-process pipeline below reads the same standard AWS configuration as the services.
-    moto.export_env();
     let server = sim::start(sim_config(40, &[])).await?;
     let dir = tempfile::tempdir()?;
-    let d = Deployment {
-        aws: moto.aws_env(),
-        lake: "s3://lake-one/data".into(),
-        prefix: "t1".into(),
-        hubspot: server.base_url(),
-        log: dir.path().join("services.log"),
-        env: vec![],
-    };
+    // The stack and its IAM users; the in-process pipeline below reads the same standard AWS
+    // configuration as the services, as the administrator.
+    let d = Deployment::on(
+        &moto,
+        &server.base_url(),
+        "t1",
+        &dir.path().join("services.log"),
+        &[],
+    )?;
     d.hubsync_ok(&["infra", "up", "--max-receive-count", "2"])?;
     let mut services = vec![
         d.service("producer")?,
@@ -49,7 +46,7 @@ async fn services_on_the_emulator_sync_all_five_tables_equal_to_truth() -> anyho
         d.service("consumer")?,
         d.service("merger")?,
     ];
-    let p = aws_pipeline("lake-one", "t1").await?;
+    let p = aws_pipeline("lake-t1", "t1").await?;
 
     // Full sync: the flag is "false" as provisioned.
     let runs = d.sync_all(&p, &TABLES).await?;
@@ -90,7 +87,7 @@ async fn services_on_the_emulator_sync_all_five_tables_equal_to_truth() -> anyho
                 creates: 3,
                 archives: 2,
                 same_timestamp: false,
-                among_newest: None,
+                ..Default::default()
             })
             .await?;
     }
@@ -143,26 +140,17 @@ async fn services_on_the_emulator_sync_all_five_tables_equal_to_truth() -> anyho
 
     stop(std::mem::take(&mut services))?;
 
-    // The CloudFormation template, deployed into a fresh emulator, and a sync on what it made.
+    // The CloudFormation template alone, deployed into a fresh emulator (no `infra up`), and
+    // a sync on what it made.
     drop(p);
     let moto2 = Moto::start()?;
-    moto2.export_env();
-    let template = concat!(env!("CARGO_MANIFEST_DIR"), "/../infra/cloudformation.yaml");
-    let outputs = cfn::deploy(
+    let d2 = Deployment::on(
         &moto2,
-        Path::new(template),
-        "hubsync-e2e",
-        &[("Prefix", "cfn"), ("LakeBucketName", "lake-cfn")],
+        &server.base_url(),
+        "cfn",
+        &dir.path().join("services-cfn.log"),
+        &[],
     )?;
-    assert!(outputs.values().any(|v| v.ends_with("cfn-pages")), "{outputs:?}");
-    let d2 = Deployment {
-        aws: moto2.aws_env(),
-        lake: "s3://lake-cfn/data".into(),
-        prefix: "cfn".into(),
-        hubspot: server.base_url(),
-        log: dir.path().join("services-cfn.log"),
-        env: vec![],
-    };
     let services = vec![
         d2.service("producer")?,
         d2.service("consumer")?,

@@ -243,14 +243,30 @@ fn cloudformation_template_deploys_into_moto() {
     );
     assert!(granted(&state, "hubsync-producer", "hubsync-lake/*").is_empty());
     assert!(granted(&state, "hubsync-consumer", ":hubsync-merges.fifo").contains(&"sqs:SendMessage".into()));
+    // Consumers write only staged pages and quarantined records, never live data.
+    for own in ["hubsync-lake/data/_staging/*", "hubsync-lake/data/_rejected/*"] {
+        assert_eq!(
+            granted(&state, "hubsync-consumer", own),
+            ["s3:AbortMultipartUpload", "s3:DeleteObject", "s3:PutObject"],
+            "{own}"
+        );
+    }
     assert_eq!(
-        granted(&state, "hubsync-consumer", "hubsync-lake/*"),
-        ["s3:PutObject"]
+        granted(&state, "hubsync-consumer", "hubsync-lake/data/_hubsync/index/*"),
+        ["s3:GetObject"]
     );
+    assert!(granted(&state, "hubsync-consumer", "hubsync-lake/data/*").is_empty());
+    assert!(granted(&state, "hubsync-consumer", "hubsync-lake/*").is_empty());
+    assert!(granted(&state, "hubsync-consumer", ":hubsync-pages-dlq").contains(&"sqs:SendMessage".into()));
     assert!(granted(&state, "hubsync-consumer", "table/hubspot-sync-state").is_empty());
     assert_eq!(
-        granted(&state, "hubsync-merger", "hubsync-lake/*"),
-        ["s3:DeleteObject", "s3:GetObject", "s3:PutObject"]
+        granted(&state, "hubsync-merger", "hubsync-lake/data/*"),
+        [
+            "s3:AbortMultipartUpload",
+            "s3:DeleteObject",
+            "s3:GetObject",
+            "s3:PutObject"
+        ]
     );
     assert_eq!(
         granted(&state, "hubsync-merger", ":::hubsync-lake"),
@@ -312,4 +328,109 @@ fn cloudformation_template_deploys_into_moto() {
         empty["tables"]
     );
     eprintln!("aws_infra test took {:.2?}", started.elapsed());
+}
+
+/// The template pins the hardening (moto's CloudFormation applies little of it, so the text
+/// is checked; `infra up`, which applies it through the APIs, is checked on the emulator).
+#[test]
+fn the_template_pins_encryption_tls_recovery_ttl_and_lifecycle_rules() {
+    let text = std::fs::read_to_string(TEMPLATE).expect("the template");
+    let count = |s: &str| text.matches(s).count();
+    assert_eq!(count("SqsManagedSseEnabled: true"), 6, "every queue encrypted");
+    assert_eq!(count("PointInTimeRecoveryEnabled: true"), 2, "both tables");
+    for needle in [
+        "TimeToLiveSpecification:\n        AttributeName: expires_at\n        Enabled: true",
+        "SSEAlgorithm: AES256",
+        "BlockPublicAcls: true",
+        "BlockPublicPolicy: true",
+        "IgnorePublicAcls: true",
+        "RestrictPublicBuckets: true",
+        "aws:SecureTransport: \"false\"",
+        "AbortIncompleteMultipartUpload:",
+        "Prefix: !Sub \"${LakePrefix}/_staging/\"",
+        "s3:AbortMultipartUpload",
+    ] {
+        assert!(text.contains(needle), "the template lacks {needle:?}");
+    }
+}
+
+/// What `hubsync infra up` leaves on every resource, read back from the emulator.
+const HARDENING_SCRIPT: &str = r#"
+import json, sys
+import boto3
+bucket, runs = sys.argv[1], sys.argv[2]
+s3 = boto3.client("s3")
+out = {"region": s3.get_bucket_location(Bucket=bucket).get("LocationConstraint")}
+out["encryption"] = s3.get_bucket_encryption(Bucket=bucket)["ServerSideEncryptionConfiguration"]["Rules"][0]["ApplyServerSideEncryptionByDefault"]["SSEAlgorithm"]
+out["public"] = s3.get_public_access_block(Bucket=bucket)["PublicAccessBlockConfiguration"]
+out["lifecycle"] = sorted(r["ID"] for r in s3.get_bucket_lifecycle_configuration(Bucket=bucket)["Rules"])
+ddb = boto3.client("dynamodb")
+out["pitr"] = {t: ddb.describe_continuous_backups(TableName=t)["ContinuousBackupsDescription"]["PointInTimeRecoveryDescription"]["PointInTimeRecoveryStatus"] for t in [runs, "hubspot-sync-state"]}
+out["ttl"] = ddb.describe_time_to_live(TableName=runs)["TimeToLiveDescription"]
+sqs = boto3.client("sqs")
+out["sse"] = {u.rsplit("/", 1)[1]: sqs.get_queue_attributes(QueueUrl=u, AttributeNames=["SqsManagedSseEnabled"])["Attributes"].get("SqsManagedSseEnabled") for u in sqs.list_queues().get("QueueUrls", [])}
+print(json.dumps(out))
+"#;
+
+/// `hubsync infra up` outside us-east-1 (S3 wants the region named there) applies the
+/// hardening, and twice changes nothing.
+#[test]
+fn infra_up_works_in_any_region_and_hardens_what_it_makes() {
+    let moto = Moto::start().expect("starting moto");
+    let region = "eu-west-1";
+    let run_up = || {
+        let out = std::process::Command::new(hubsync_tests::binary::hubsync_binary().expect("hubsync"))
+            .args(["infra", "up", "--lake", "s3://lake-eu/data", "--prefix", "eu"])
+            .envs(moto.aws_env())
+            .env("AWS_REGION", region)
+            .env("AWS_DEFAULT_REGION", region)
+            .env_remove("AWS_PROFILE")
+            .output()
+            .expect("running hubsync");
+        assert!(
+            out.status.success(),
+            "infra up in {region} failed: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let first = run_up();
+    assert!(
+        first.contains("TLS-only policy skipped (the endpoint is plain HTTP)"),
+        "{first}"
+    );
+    run_up();
+    let mut script = moto.python();
+    script.env("AWS_REGION", region).env("AWS_DEFAULT_REGION", region);
+    let out = script
+        .arg("-c")
+        .arg(HARDENING_SCRIPT)
+        .args(["lake-eu", "eu-runs"])
+        .output()
+        .expect("python");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let state: Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    assert_eq!(state["region"], region);
+    assert_eq!(state["encryption"], "AES256");
+    for flag in [
+        "BlockPublicAcls",
+        "BlockPublicPolicy",
+        "IgnorePublicAcls",
+        "RestrictPublicBuckets",
+    ] {
+        assert_eq!(state["public"][flag], true, "{flag}");
+    }
+    assert_eq!(
+        state["lifecycle"],
+        serde_json::json!(["abort-incomplete-multipart-uploads", "expire-abandoned-staging"])
+    );
+    for table in ["eu-runs", "hubspot-sync-state"] {
+        assert_eq!(state["pitr"][table], "ENABLED", "{table}");
+    }
+    assert_eq!(state["ttl"]["AttributeName"], "expires_at");
+    assert_eq!(state["ttl"]["TimeToLiveStatus"], "ENABLED");
+    let sse = state["sse"].as_object().expect("queues");
+    assert_eq!(sse.len(), 6);
+    assert!(sse.values().all(|v| v == "true"), "{sse:?}");
 }

@@ -675,6 +675,12 @@ async fn run_case(case: &Case) -> anyhow::Result<()> {
             };
             anyhow::ensure!(want_q == *q, "a message is dead-lettered on its own queue");
             expect_dead_letter(p, &errors, *q, text).await?;
+            // No retry can fix a bad message: it goes to the dead letters at its first
+            // receive, not after its retries.
+            anyhow::ensure!(
+                errors.len() == 1,
+                "dead-lettered at once, not retried: {errors:?}"
+            );
             let run = p.ledger.get_run(RUN).await?.expect("the good run");
             anyhow::ensure!(
                 run.status == RunStatus::Committed,

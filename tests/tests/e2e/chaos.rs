@@ -1,7 +1,10 @@
-//! Chaos in AWS mode: a backfill and three incremental runs of two tables while the simulator
-//! changes records (a bounded number of rounds during each of the first three) and answers 10 % of requests with 5xx or 429 and 1 % with malformed pages,
-//! and consumers and the merger are killed with SIGKILL at random (at least 20 times), each
-//! restarted at once. `hubsync audit` then compares the lake with HubSpot: no difference.
+//! Chaos in AWS mode, under IAM: a backfill and three incremental runs of two tables while the
+//! simulator changes records (a bounded number of rounds during each of the first three) and
+//! answers 10 % of requests with 5xx or 429 and 1 % with malformed pages, and consumers and
+//! the merger are killed with SIGKILL at random (at least 20 times), each restarted at once,
+//! or frozen with SIGSTOP past their messages' visibility, then woken with SIGCONT (at least
+//! 5 times) while another process took their messages. `hubsync audit` then compares the lake
+//! with HubSpot: no difference.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -14,6 +17,9 @@ use infra::sim::{self, ConfigPatch, FaultKind, MutateRequest, ObjectType};
 
 const TABLES: [&str; 2] = ["deals", "contacts"];
 const MIN_KILLS: u64 = 20;
+const MIN_PAUSES: u64 = 5;
+/// The services' visibility timeout, in seconds: a pause lasts longer.
+const VISIBILITY_SECS: u64 = 4;
 /// Receives before a message is dead-lettered. A kill takes more receives than the message
 /// the victim was working on: its long polls (up to 10 s) outlive it in the emulator, and each
 /// still takes a message that becomes visible, counts a receive and hides it for the
@@ -61,12 +67,12 @@ async fn chaos_kills_faults_and_changes_end_with_a_lake_equal_to_hubspot() -> an
         &dir.path().join("services.log"),
         &[
             ("HUBSYNC_PAGE_SIZE", "10"),
-            ("HUBSYNC_VISIBILITY_SECS", "4"),
+            ("HUBSYNC_VISIBILITY_SECS", &VISIBILITY_SECS.to_string()),
             ("HUBSYNC_MAX_RECEIVE_COUNT", MAX_RECEIVE_COUNT),
             ("HUBSYNC_HUBSPOT_RETRIES", "4"),
             ("HUBSYNC_MAX_RETRY_DELAY_MS", "500"),
         ],
-    );
+    )?;
     d.hubsync_ok(&["infra", "up", "--max-receive-count", MAX_RECEIVE_COUNT])?;
     let p = aws_pipeline("lake-chaos", "chaos").await?;
     server.configure(&ConfigPatch {
@@ -83,11 +89,18 @@ async fn chaos_kills_faults_and_changes_end_with_a_lake_equal_to_hubspot() -> an
         ("merger", d.service("merger")?),
     ]));
 
-    // The killer: every 1.5-4 s one consumer or the merger dies by SIGKILL and restarts.
+    // The killer: every 1.5-4 s one consumer or the merger dies by SIGKILL and restarts, or
+    // (one time in four) freezes past its visibility and wakes up.
     let kills = Arc::new(AtomicU64::new(0));
+    let pauses = Arc::new(AtomicU64::new(0));
     let stop_killing = Arc::new(AtomicBool::new(false));
     let killer = {
-        let (victims, kills, stop_killing) = (victims.clone(), kills.clone(), stop_killing.clone());
+        let (victims, kills, pauses, stop_killing) = (
+            victims.clone(),
+            kills.clone(),
+            pauses.clone(),
+            stop_killing.clone(),
+        );
         let spawner = d.clone();
         std::thread::spawn(move || -> anyhow::Result<()> {
             let mut dice = Dice(2026);
@@ -96,6 +109,17 @@ async fn chaos_kills_faults_and_changes_end_with_a_lake_equal_to_hubspot() -> an
                 let mut v = victims.lock().expect("victims");
                 let i = dice.below(v.len() as u64) as usize;
                 let (role, child) = &mut v[i];
+                if dice.below(4) == 0 {
+                    let pid = child.id().to_string();
+                    let signal = |s: &str| std::process::Command::new("kill").args([s, &pid]).status();
+                    signal("-STOP")?;
+                    std::thread::sleep(Duration::from_millis(
+                        VISIBILITY_SECS * 1000 + 1000 + dice.below(2000),
+                    ));
+                    signal("-CONT")?;
+                    pauses.fetch_add(1, Ordering::SeqCst);
+                    continue;
+                }
                 child.kill()?; // SIGKILL
                 child.wait()?;
                 let role: &'static str = role;
@@ -130,7 +154,7 @@ async fn chaos_kills_faults_and_changes_end_with_a_lake_equal_to_hubspot() -> an
                             creates: 1,
                             archives: 1,
                             same_timestamp: false,
-                            among_newest: None,
+                            ..Default::default()
                         })
                         .await?;
                     changes += 4;
@@ -161,7 +185,9 @@ async fn chaos_kills_faults_and_changes_end_with_a_lake_equal_to_hubspot() -> an
         loop {
             d.sync_all(&p, &TABLES).await?;
             syncs += 1;
-            if kills.load(Ordering::SeqCst) >= MIN_KILLS || syncs >= 8 {
+            let enough =
+                kills.load(Ordering::SeqCst) >= MIN_KILLS && pauses.load(Ordering::SeqCst) >= MIN_PAUSES;
+            if enough || syncs >= 8 {
                 break;
             }
         }
@@ -210,9 +236,11 @@ async fn chaos_kills_faults_and_changes_end_with_a_lake_equal_to_hubspot() -> an
         words.get(i.checked_sub(1)?)?.parse().ok()
     };
     let kills = kills.load(Ordering::SeqCst);
+    let pauses = pauses.load(Ordering::SeqCst);
     println!(
-        "chaos: {kills} kills survived, {} faults injected ({} 5xx, {} 429, {} malformed), \
-         {changes} record changes, {syncs} syncs, {} rows compared, {} differences found",
+        "chaos: {kills} kills and {pauses} pauses past the visibility survived, {} faults injected \
+         ({} 5xx, {} 429, {} malformed), {changes} record changes, {syncs} syncs, {} rows compared, \
+         {} differences found",
         stats.faults.total,
         stats.faults.server_error,
         stats.faults.rate_limited,
@@ -222,6 +250,7 @@ async fn chaos_kills_faults_and_changes_end_with_a_lake_equal_to_hubspot() -> an
     );
     println!("{out}");
     assert!(kills >= MIN_KILLS, "only {kills} kills");
+    assert!(pauses >= MIN_PAUSES, "only {pauses} pauses");
     assert!(stats.faults.malformed > 0 && stats.faults.rate_limited > 0 && stats.faults.server_error > 0);
     assert!(audit.status.success(), "the audit found differences:\n{out}");
     assert_eq!(number_before("differences"), Some(0), "{line}");
