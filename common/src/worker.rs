@@ -216,8 +216,9 @@ async fn work_with_heartbeat(
     let work = handler.handle(&msg.body);
     tokio::pin!(work);
     let started = tokio::time::Instant::now();
-    // The last instant a renewal was asked for and granted: the message is ours until then
-    // plus the visibility.
+    // When the last renewal was granted. Counted from its answer, not its request: a slow
+    // queue (an emulator at full load) must not make healthy work look stalled, and a stall
+    // that matters (a frozen process) lasts far longer than any answer.
     let mut renewed_at = started;
     loop {
         tokio::select! {
@@ -233,7 +234,7 @@ async fn work_with_heartbeat(
                 }
                 match queue.set_visibility(&msg.receipt, options.visibility).await {
                     Ok(()) => {
-                        renewed_at = asked;
+                        renewed_at = tokio::time::Instant::now();
                         tracing::debug!(queue = queue.name(), message_id = %msg.message_id,
                             in_hand_ms = started.elapsed().as_millis() as u64, "still working; visibility renewed");
                     }

@@ -134,7 +134,7 @@ impl Deployment {
         for t in tables {
             let mut cmd = Command::new(hubsync_binary()?);
             self.env(&mut cmd, "operator");
-            cmd.args(["sync", "--table", t, "--wait", "--wait-secs", "300"])
+            cmd.args(["sync", "--table", t, "--wait", "--wait-secs", "600"])
                 .stdout(Stdio::piped())
                 .stderr(Stdio::piped());
             children.push((*t, cmd.spawn()?));
