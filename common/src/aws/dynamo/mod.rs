@@ -2,7 +2,9 @@
 //! share: attribute helpers, item sizes and write units as DynamoDB bills them ([`Meter`]),
 //! errors told apart by what retrying would do ([`classify`]), and back-off.
 
+mod items;
 mod ledger;
+mod ops;
 mod state;
 
 use std::collections::HashMap;
