@@ -17,6 +17,8 @@
 //!   or dates in the future); their modified time is now, which may be before their created
 //!   one (seeded records keep P2, such imports do not).
 
+use std::collections::HashMap;
+
 use common::hubspot::wire::format_ms;
 use serde::{Deserialize, Serialize};
 
@@ -142,6 +144,10 @@ impl Portal {
             archived: Vec::with_capacity(archives.len()),
             moved: Vec::with_capacity(moves.len()),
         };
+        // What search answers until its index catches up with a change (HubSpot's lag).
+        let pend = |pending: &mut HashMap<u64, Pending>, id: u64, old: Option<Rec>| {
+            note_pending(pending, search_lag_ms, visible_at, id, old, now)
+        };
         let n = updates.len() as i64;
         for (i, idx) in updates.into_iter().enumerate() {
             let old = store.records[idx];
@@ -153,27 +159,13 @@ impl Portal {
             let rec = &mut store.records[idx];
             rec.version = rec.version.saturating_add(1);
             rec.modified_ms = stamp.max(old.modified_ms);
-            note_pending(
-                &mut store.pending,
-                search_lag_ms,
-                visible_at,
-                old.id,
-                Some(old),
-                now,
-            );
+            pend(&mut store.pending, old.id, Some(old));
             out.updated.push(old.id.to_string());
         }
         for idx in archives {
             let old = store.records[idx];
             store.records[idx].archived_at_ms = Some(now);
-            note_pending(
-                &mut store.pending,
-                search_lag_ms,
-                visible_at,
-                old.id,
-                Some(old),
-                now,
-            );
+            pend(&mut store.pending, old.id, Some(old));
             out.archived.push(old.id.to_string());
         }
         let shift = if req.move_days == 0 {
@@ -187,14 +179,7 @@ impl Portal {
             rec.created_ms = old.created_ms.saturating_add(shift);
             rec.version = rec.version.saturating_add(1);
             rec.modified_ms = now.max(old.modified_ms + 1);
-            note_pending(
-                &mut store.pending,
-                search_lag_ms,
-                visible_at,
-                old.id,
-                Some(old),
-                now,
-            );
+            pend(&mut store.pending, old.id, Some(old));
             out.moved.push(old.id.to_string());
         }
         if !out.moved.is_empty() {
@@ -234,7 +219,7 @@ impl Portal {
                 version: 0,
             };
             store.insert(rec);
-            note_pending(&mut store.pending, search_lag_ms, visible_at, id, None, now);
+            pend(&mut store.pending, id, None);
             out.created.push(id.to_string());
         }
         out
@@ -271,7 +256,7 @@ impl Portal {
 /// Records what search sees until `visible_at` (U4). A record changed again while a change
 /// is pending keeps the older view: search shows what it showed before the first change.
 fn note_pending(
-    pending: &mut std::collections::HashMap<u64, Pending>,
+    pending: &mut HashMap<u64, Pending>,
     lag_ms: u64,
     visible_at_ms: i64,
     id: u64,
