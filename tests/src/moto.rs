@@ -68,6 +68,50 @@ def _wait_for_messages(self, timeout):
         else:
             self._messages_lock.wait_for(lambda: self.messages, timeout=timeout)
 Queue.wait_for_messages = _wait_for_messages
+# moto's TransactWriteItems deep-copies each table it touches to roll back a cancelled
+# transaction: a cost in time and memory that grows with the table (a ledger of a few
+# thousand markers took minutes and gigabytes). The rollback here restores only the items the
+# transaction names, which is all a transaction can change.
+import copy as _copy
+import moto.dynamodb.models as _ddb_models
+class _NoTableCopy:
+    def __getattr__(self, name):
+        return getattr(_copy, name)
+    @staticmethod
+    def deepcopy(x, memo=None):
+        if isinstance(x, _ddb_models.Table):
+            return x
+        return _copy.deepcopy(x, memo)
+_ddb_models.copy = _NoTableCopy()
+_transact_write_items = _ddb_models.DynamoDBBackend.transact_write_items
+def _item_key(table, op):
+    if "Item" in op:
+        attrs = op["Item"]
+        key = {table.hash_key_attr: attrs[table.hash_key_attr]}
+        if table.range_key_attr is not None:
+            key[table.range_key_attr] = attrs[table.range_key_attr]
+        return key
+    return op.get("Key")
+def _transact_with_item_rollback(self, transact_items):
+    saved = []
+    for entry in transact_items:
+        for _, op in entry.items():
+            table = self.tables.get(op.get("TableName"))
+            key = _item_key(table, op) if table is not None else None
+            if key is not None:
+                current = self.get_item(table.name, key)
+                saved.append((table.name, key, _copy.deepcopy(current.to_json()["Attributes"]) if current else None))
+    try:
+        return _transact_write_items(self, transact_items)
+    except Exception:
+        for name, key, attrs in reversed(saved):
+            if attrs is None:
+                if self.get_item(name, key) is not None:
+                    self.delete_item(name, key)
+            else:
+                self.put_item(name, attrs)
+        raise
+_ddb_models.DynamoDBBackend.transact_write_items = _transact_with_item_rollback
 # With IAM enforced (see `Moto::enforce_iam`), stock moto checks DynamoDB and SSM calls against
 # the resource "*", so a policy naming its table or parameter denies everything, and checks
 # batch and transaction calls under action names real IAM does not have. These checks use the
