@@ -71,7 +71,8 @@ Queue.wait_for_messages = _wait_for_messages
 # moto's TransactWriteItems deep-copies each table it touches to roll back a cancelled
 # transaction: a cost in time and memory that grows with the table (a ledger of a few
 # thousand markers took minutes and gigabytes). The rollback here restores only the items the
-# transaction names, which is all a transaction can change.
+# transaction names, which is all a transaction can change (the DynamoDB ledger contract's
+# repeated steps fail if a cancelled transaction keeps its head write).
 import copy as _copy
 import moto.dynamodb.models as _ddb_models
 class _NoTableCopy:

@@ -23,7 +23,7 @@ use async_trait::async_trait;
 use aws_sdk_dynamodb::Client;
 
 use super::items::*;
-use super::{backoff, get_n, get_s, n, s, Item, SharedMeter, MAX_ATTEMPTS};
+use super::{backoff, get_n, get_s, n, s, Item, SharedMeter, HEAD_ATTEMPTS, MAX_ATTEMPTS};
 use crate::clock::{iso, EpochMs};
 use crate::messages::Slice;
 use crate::ports::ledger::{
@@ -277,7 +277,7 @@ impl Ledger for DynamoLedger {
         if let Some(c) = &o.next_cursor {
             marker.insert("next".into(), s(c));
         }
-        for attempt in 1..=MAX_ATTEMPTS {
+        for attempt in 1..=HEAD_ATTEMPTS {
             let Some((head, _)) = self.load(run_id).await? else {
                 return Err(LedgerError::UnknownRun(run_id.to_string()));
             };

@@ -158,11 +158,15 @@ pub(crate) fn ledger_error(class: Class, what: String) -> LedgerError {
     }
 }
 
-/// Attempts of a conditional read-modify-write before it gives up as contention. A lost race
-/// is cheap (a read and a refused write) and the backoff below spreads the writers, so a head
-/// that every page of a run updates converges with many writers at once: 40 attempts are up to
-/// about 20 s of backing off, well inside a message's visibility, before the message is retried.
-pub(crate) const MAX_ATTEMPTS: u32 = 40;
+/// Attempts of a conditional write or of a batch's unprocessed items before it gives up.
+pub(crate) const MAX_ATTEMPTS: u32 = 12;
+
+/// Attempts of a read-modify-write of a run's head before it gives up as contention. Every
+/// page and merge of a run updates its head, so many writers race for it at once; a lost race
+/// is cheap (a read and a refused write) and the backoff below spreads the writers: 40 attempts
+/// are up to about 20 s of backing off, well inside a message's visibility, before the message
+/// is retried. (With 12, `bench ledger`'s 8 writers once lost 12 races in a row.)
+pub(crate) const HEAD_ATTEMPTS: u32 = 40;
 
 /// The pause before attempt `attempt` (1-based) of a conflicting or throttled write:
 /// exponential from 10 ms, capped at 1 s, with full jitter so contending writers spread out.

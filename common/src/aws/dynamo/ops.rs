@@ -12,7 +12,7 @@ use super::items::*;
 use super::ledger::DynamoLedger;
 use super::{
     backoff, classify, get_n, get_s, item_size, ledger_error, n, s, Class, Item, Meter, SharedMeter,
-    MAX_ATTEMPTS,
+    HEAD_ATTEMPTS, MAX_ATTEMPTS,
 };
 use crate::ports::ledger::{LedgerError, Run};
 
@@ -224,7 +224,7 @@ impl DynamoLedger {
         marker: Option<Item>,
         mut f: impl FnMut(&mut Run) -> Option<T>,
     ) -> Result<Option<T>, LedgerError> {
-        for attempt in 1..=MAX_ATTEMPTS {
+        for attempt in 1..=HEAD_ATTEMPTS {
             let (mut run, version) = self
                 .load(run_id)
                 .await?
@@ -266,7 +266,7 @@ impl DynamoLedger {
             }
         }
         Err(LedgerError::Contention(format!(
-            "run {run_id}: {MAX_ATTEMPTS} conflicting writes in a row; the message is retried"
+            "run {run_id}: {HEAD_ATTEMPTS} conflicting writes in a row; the message is retried"
         )))
     }
 
