@@ -6,6 +6,13 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/hubsync-target}"
 cargo fmt --all -- --check
+# Every manifest lists only what its code uses (cargo-machete reads the sources, no build).
+# Installed once into a cache beside the build's, from crates.io.
+tools="$HOME/.cache/hubsync-tools"
+if ! "$tools/bin/cargo-machete" --version 2>/dev/null | grep -qx '0.9.2'; then
+  cargo install cargo-machete --version 0.9.2 --locked --root "$tools"
+fi
+"$tools/bin/cargo-machete"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 # The crash and AWS tests run the real binaries (hubsync, producer, consumer, merger).
 cargo build --workspace --bins --locked

@@ -47,7 +47,12 @@ pub fn system() -> SharedClock {
 
 /// `2024-05-01T12:00:00.123Z`, or the raw number when out of range.
 pub fn iso(ms: EpochMs) -> String {
-    crate::hubspot::wire::format_ms(ms)
+    wire::format_ms(ms)
+}
+
+/// The instant of an ISO-8601 timestamp or of epoch milliseconds as text (HubSpot writes both).
+pub fn parse_iso(value: &str) -> Option<EpochMs> {
+    wire::parse_ms(value)
 }
 
 /// Milliseconds in a UTC day.

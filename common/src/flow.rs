@@ -46,8 +46,7 @@ pub enum Step {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Verdict {
     Live,
-    /// Nobody made progress within the lease, or the head was written by an earlier build:
-    /// abandon the run (with this note) and drop the message (L4).
+    /// Nobody made progress within the lease: abandon the run (with this note) and drop the message (L4).
     Abandon(String),
     /// The run is finished or not at this step: drop the message, logged.
     Stale(String),
@@ -56,11 +55,6 @@ pub enum Verdict {
 /// Whether `run` may take `step` at `now` (L4). Pure: every role calls it through
 /// [`live_run`], and it is tested without a ledger.
 pub fn judge(run: &Run, now: EpochMs, step: Step) -> Verdict {
-    if run.status.is_active() && !run.is_current_format() {
-        return Verdict::Abandon(
-            "recorded by an earlier build of hubsync, whose runs this build cannot finish; sync the table again".into(),
-        );
-    }
     if run.lease_expired(now) {
         return Verdict::Abandon(format!(
             "lease expired at {}",
@@ -81,7 +75,7 @@ pub fn judge(run: &Run, now: EpochMs, step: Step) -> Verdict {
 }
 
 /// Loads the run a message names and [`judge`]s it: `Ok(Err(why))` when the message is stale
-/// (an expired or legacy run is abandoned on the way).
+/// (an expired run is abandoned on the way).
 pub async fn live_run(
     ledger: &dyn Ledger,
     run_id: &str,
@@ -179,7 +173,7 @@ pub async fn page_due(
                     run.run_id, run.slices
                 ))
             })?;
-            Some(PageJob::first(run, k, slice))
+            Some(PageJob::first_of(&run.run_id, &run.table, k, slice))
         }
     };
     let merges = if done.next_cursor.is_none() && job.slice.owns_its_days() {
@@ -334,11 +328,10 @@ pub async fn send_close(p: &Pipeline, run: &Run) -> Result<usize, FlowError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ports::run::tests::run_for_test;
 
     #[test]
     fn judge_drops_what_a_run_no_longer_accepts_l4() {
-        let mut run = run_for_test("r", "deals", 0);
+        let mut run = Run::sample("r", "deals", 0);
         run.status = RunStatus::Fetching;
         assert_eq!(judge(&run, 10, Step::Page), Verdict::Live);
         assert_eq!(judge(&run, 10, Step::PartitionMerge), Verdict::Live);
@@ -348,10 +341,6 @@ mod tests {
         assert!(matches!(judge(&run, 5_000, Step::Page), Verdict::Abandon(n) if n.contains("lease")));
         run.status = RunStatus::Committed;
         assert!(matches!(judge(&run, 5_000, Step::Page), Verdict::Stale(w) if w.contains("committed")));
-        let mut legacy = run_for_test("old", "deals", 0);
-        legacy.format = 0;
-        legacy.status = RunStatus::Fetching;
-        assert!(matches!(judge(&legacy, 1, Step::Page), Verdict::Abandon(n) if n.contains("earlier build")));
     }
 
     #[test]

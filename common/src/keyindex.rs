@@ -11,10 +11,10 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
+use arrow_array::RecordBatch;
+use arrow_array::{Array, Int32Array, Int64Array};
+use arrow_schema::{DataType, Field, Schema};
 use bytes::Bytes;
-use datafusion::arrow::array::{Array, Int32Array, Int64Array};
-use datafusion::arrow::datatypes::{DataType, Field, Schema};
-use datafusion::arrow::record_batch::RecordBatch;
 use object_store::ObjectStoreExt;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use parquet::arrow::ArrowWriter;

@@ -232,8 +232,7 @@ impl Lake {
     }
 }
 
-/// A live file's name parsed: `part-<run_id>-g<gen>-<uuid>.parquet`, or the name of builds
-/// before generations, `part-<run_id>-<uuid>.parquet` (generation 0).
+/// A live file's name parsed: `part-<run_id>-g<gen>-<uuid>.parquet`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LiveName<'a> {
     pub run_id: &'a str,
@@ -244,12 +243,11 @@ pub struct LiveName<'a> {
 pub fn parse_live_name(name: &str) -> Option<LiveName<'_>> {
     let stem = name.strip_prefix("part-")?.strip_suffix(".parquet")?;
     let (rest, _uuid) = stem.rsplit_once('-')?;
-    if let Some((run_id, gen)) = rest.rsplit_once("-g") {
-        if let Ok(gen) = gen.parse::<u64>() {
-            return Some(LiveName { run_id, gen });
-        }
-    }
-    Some(LiveName { run_id: rest, gen: 0 })
+    let (run_id, gen) = rest.rsplit_once("-g")?;
+    Some(LiveName {
+        run_id,
+        gen: gen.parse().ok()?,
+    })
 }
 
 /// The run that wrote a live file.
@@ -303,11 +301,10 @@ mod tests {
             .starts_with("deals/dt=2024-01-02/part-deals-20240102T000000Z-ab-g7-"));
         assert_eq!(writer_run_id(&live), Some("deals-20240102T000000Z-ab"));
         assert_eq!(parse_live_name(live.filename().unwrap()).map(|n| n.gen), Some(7));
-        let legacy = parse_live_name("part-deals-r-g-1-0123abcd.parquet").unwrap();
         assert_eq!(
-            (legacy.run_id, legacy.gen),
-            ("deals-r-g-1", 0),
-            "names before generations"
+            parse_live_name("part-deals-r-0123abcd.parquet"),
+            None,
+            "a name without a generation"
         );
         let staged = lake.staged_file("deals", "r1", "2024-01-02", "s00000-p000000", "a1b2");
         assert_eq!(

@@ -1,4 +1,5 @@
-//! hubsync's shared core: everything the producer, consumer and merger agree on.
+//! hubsync's domain and ports: everything the producer, consumer and merger agree on, with no
+//! AWS, no HTTP and no DataFusion in it (Arrow's schema types come from `arrow-schema`).
 //!
 //! # Layout
 //!
@@ -8,19 +9,18 @@
 //!   task) and their deterministic ids.
 //! - [`lake`]: every lake path (live partitions, staging, quarantine), over `object_store`.
 //! - [`keyindex`]: each table's key → partition index (K1).
-//! - [`ports`]: the small traits roles talk through (queue, sync state, run ledger), each
-//!   method with its contract; [`flag`] holds the flag port and the seed's vocabulary.
-//! - [`embedded`]: the adapters of embedded mode, one SQLite file under the lake.
-//! - [`aws`]: the adapters of AWS mode (SQS, DynamoDB, SSM, S3).
-//! - [`service`]: configuration, logging and shutdown shared by the service binaries.
-//! - [`hubspot`]: HubSpot's wire types (shared with the simulator), the client and its rate
-//!   budget, which adapts to HubSpot's rate-limit headers and 429s.
+//! - [`ports`]: the small traits roles talk through (queue, sync state, run ledger, flag), each
+//!   method with its contract, and the run state they record ([`ports::run`]).
 //! - [`pipeline`]: the bundle of ports and settings every role is given.
 //! - [`flow`]: orchestration in one place: whether a run is live, and what a recorded page or
 //!   merge makes due.
 //! - [`worker`]: the wire / loop / step shape of every queue worker.
 //! - [`clock`]: injected time.
 //! - [`failpoint`]: named step boundaries where crash tests make a process die.
+//!
+//! Beside it: `hubsync-wire` (HubSpot's wire types), `hubsync-hubspot` (the client and its rate
+//! budget), `hubsync-embedded` and `hubsync-aws` (the ports' adapters), `hubsync-service` (the
+//! services' flags and wiring).
 //!
 //! # Invariants kept across crates
 //!
@@ -36,20 +36,15 @@
 //!   and the run goes on.
 //! - K1: each table's key index (key → partition) is written by a commit, and a record whose
 //!   created day moved leaves a tombstone in its old partition, so no key is at rest twice.
-//! - R1–R4, the rate budget: see [`hubspot::rate`] and [`hubspot::adapt`].
+//! - R1–R5, the rate budget: see `hubsync-hubspot` (`rate`, `adapt`, `schedule`).
 
-pub mod aws;
 pub mod catalog;
 pub mod clock;
-pub mod embedded;
 pub mod failpoint;
-pub mod flag;
 pub mod flow;
-pub mod hubspot;
 pub mod keyindex;
 pub mod lake;
 pub mod messages;
 pub mod pipeline;
 pub mod ports;
-pub mod service;
 pub mod worker;

@@ -141,11 +141,6 @@ impl PageJob {
         format!("s{:05}-p{:06}", self.slice_no, self.page_no)
     }
 
-    /// Page 0 of slice `slice_no` of `run`.
-    pub fn first(run: &crate::ports::Run, slice_no: u32, slice: Slice) -> PageJob {
-        PageJob::first_of(&run.run_id, &run.table, slice_no, slice)
-    }
-
     /// Page 0 of slice `slice_no` of the run `run_id` of `table`.
     pub fn first_of(run_id: &str, table: &str, slice_no: u32, slice: Slice) -> PageJob {
         PageJob {

@@ -1,16 +1,14 @@
-//! The bundle of ports and settings every role is given, and how embedded mode builds it.
+//! The bundle of ports and settings every role is given. The adapter packages build it
+//! (`hubsync-embedded`, `hubsync-aws`); the HubSpot client is handed to the roles that fetch
+//! (producer and consumer) beside it, so this layer knows no HTTP.
 
-use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
 use crate::catalog::Catalog;
 use crate::clock::SharedClock;
-use crate::embedded::{Db, EmbeddedFlag, EmbeddedLedger, EmbeddedQueue, EmbeddedState, QueueOptions};
-use crate::flag::FlagSource;
-use crate::hubspot::HubSpotClient;
 use crate::lake::Lake;
-use crate::ports::{Ledger, Queue, StateStore};
+use crate::ports::{FlagSource, Ledger, Queue, StateStore};
 
 /// Queue names (embedded mode; AWS mode maps them to queue URLs).
 pub mod queue_names {
@@ -69,12 +67,12 @@ impl Default for Settings {
             visibility_timeout: Duration::from_secs(120),
             max_receive_count: 5,
             max_retry_delay: Duration::from_secs(30),
-            search_page_size: crate::hubspot::wire::SEARCH_PAGE_MAX,
-            list_page_size: crate::hubspot::wire::LIST_PAGE_MAX,
+            search_page_size: wire::SEARCH_PAGE_MAX,
+            list_page_size: wire::LIST_PAGE_MAX,
             merge_memory_bytes: DEFAULT_MERGE_MEMORY_MB << 20,
             slices_in_flight: DEFAULT_SLICES_IN_FLIGHT,
             list_walk_max_records: DEFAULT_LIST_WALK_MAX_RECORDS,
-            backfill_slice_records: crate::hubspot::wire::SEARCH_RESULT_CAP,
+            backfill_slice_records: wire::SEARCH_RESULT_CAP,
             list_walk_max_pages: DEFAULT_LIST_WALK_MAX_PAGES,
         }
     }
@@ -99,7 +97,6 @@ pub struct Pipeline {
     pub requests: Arc<dyn Queue>,
     pub pages: Arc<dyn Queue>,
     pub merges: Arc<dyn Queue>,
-    pub hubspot: HubSpotClient,
     pub clock: SharedClock,
     pub settings: Settings,
     /// The key indexes runs read (K1), loaded once per run.
@@ -109,54 +106,7 @@ pub struct Pipeline {
 }
 
 impl Pipeline {
-    /// Embedded mode: the lake in `lake_dir`, queues/state/ledger/flag in its database.
-    pub fn embedded(
-        lake_dir: &Path,
-        catalog: Catalog,
-        hubspot: HubSpotClient,
-        clock: SharedClock,
-        settings: Settings,
-    ) -> Result<Self, EmbeddedError> {
-        let lake = Lake::local(lake_dir).map_err(|e| EmbeddedError(e.to_string()))?;
-        let db = Db::open_in_lake(lake_dir).map_err(|e| EmbeddedError(e.to_string()))?;
-        let opts = |fifo| QueueOptions {
-            visibility_timeout: settings.visibility_timeout,
-            max_receive_count: settings.max_receive_count,
-            fifo,
-        };
-        let queue = |name: &str, fifo| -> Arc<dyn Queue> {
-            Arc::new(EmbeddedQueue::new(db.clone(), name, opts(fifo), clock.clone()))
-        };
-        Ok(Pipeline {
-            catalog: Arc::new(catalog),
-            lake,
-            ledger: Arc::new(EmbeddedLedger::new(db.clone(), settings.lease_ms)),
-            state: Arc::new(EmbeddedState::new(db.clone())),
-            flag: Arc::new(EmbeddedFlag::new(db.clone())),
-            requests: queue(queue_names::REQUESTS, false),
-            pages: queue(queue_names::PAGES, false),
-            merges: queue(queue_names::MERGES, true),
-            hubspot,
-            clock,
-            settings,
-            indexes: Default::default(),
-            hooks: None,
-        })
-    }
-
     pub fn now_ms(&self) -> i64 {
         self.clock.now_ms()
     }
-
-    /// Makes this process take its search send times from the account's one schedule in the
-    /// ledger (R5), as every service process that searches must (producer and consumers).
-    pub fn share_search_schedule(&self) {
-        let schedule =
-            crate::hubspot::schedule::LedgerSchedule::new(self.ledger.clone(), "search", self.clock.clone());
-        self.hubspot.budget().search.share_schedule(Arc::new(schedule));
-    }
 }
-
-#[derive(Debug, thiserror::Error)]
-#[error("cannot open the embedded lake: {0}")]
-pub struct EmbeddedError(pub String);

@@ -5,6 +5,7 @@
 use std::time::Duration;
 
 use common::pipeline::Pipeline;
+use hubspot::HubSpotClient;
 use tokio_util::sync::CancellationToken;
 
 pub const HEARTBEAT: Duration = Duration::from_secs(3);
@@ -17,7 +18,7 @@ pub fn worker_id() -> String {
 }
 
 /// Beats until `shutdown`, adjusting the client's budget to the members seen; then leaves.
-pub async fn share_budget(p: Pipeline, worker: String, shutdown: CancellationToken) {
+pub async fn share_budget(p: Pipeline, hubspot: HubSpotClient, worker: String, shutdown: CancellationToken) {
     let mut members = 0;
     loop {
         let now = p.now_ms();
@@ -25,7 +26,7 @@ pub async fn share_budget(p: Pipeline, worker: String, shutdown: CancellationTok
         match p.ledger.heartbeat(&worker, now, now + lapse).await {
             Ok(n) if n != members => {
                 members = n;
-                let budget = p.hubspot.budget();
+                let budget = hubspot.budget();
                 budget.set_members(n);
                 tracing::info!(
                     consumers = n,

@@ -1,11 +1,11 @@
 //! Fetching one page of a slice.
 
 use common::catalog::SourceSpec;
-use common::hubspot::query::{slice_filters, TimeField, ID_PROPERTY};
-use common::hubspot::wire::{self, Direction, ObjectRecord, Paging, SearchRequest, Sort};
-use common::hubspot::HubSpotClient;
 use common::messages::Slice;
 use common::pipeline::Settings;
+use hubspot::query::{slice_filters, TimeField, ID_PROPERTY};
+use hubspot::HubSpotClient;
+use wire::{Direction, ObjectRecord, Paging, SearchRequest, Sort};
 
 use crate::ConsumerError;
 

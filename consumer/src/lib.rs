@@ -4,6 +4,7 @@
 //!
 //! - [`budget`]: heartbeats in the ledger that split the account's rate budget among the
 //!   consumer processes.
+//! - [`config`]: the consumer's settings (page size), flags with environment twins.
 //! - [`fetch`]: one page of a slice (list, archived list or keyset search) under the shared
 //!   rate budget.
 //! - [`stage`]: records → Arrow → one staged Parquet file per `dt`.
@@ -14,6 +15,7 @@
 //! Order of effects: see [`worker`].
 
 pub mod budget;
+pub mod config;
 pub mod fetch;
 pub mod stage;
 pub mod worker;
@@ -21,8 +23,8 @@ pub mod worker;
 pub use worker::{process_job, JobOutcome, PageJobHandler};
 
 use common::flow::FlowError;
-use common::hubspot::HubSpotError;
 use common::worker::{Disposition, Failure};
+use hubspot::HubSpotError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConsumerError {

@@ -3,30 +3,47 @@
 //! (`--help`); JSON logs; stops on SIGTERM after the jobs in hand.
 
 use clap::Parser;
-use common::service::{init_json_logs, shutdown_on_signals, ServiceArgs};
 use common::worker::run_workers;
+use hubsync_consumer::config::ConsumerConfig;
+use service::{init_json_logs, shutdown_on_signals, HubSpotArgs, ServiceArgs};
+
+/// Fetches one HubSpot page per page job and stages it as Parquet; as many as the limit allows.
+#[derive(Debug, Parser)]
+#[command(name = "consumer", version)]
+struct Args {
+    #[command(flatten)]
+    service: ServiceArgs,
+    #[command(flatten)]
+    hubspot: HubSpotArgs,
+    #[command(flatten)]
+    consumer: ConsumerConfig,
+}
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let args = ServiceArgs::parse();
+    let args = Args::parse();
     init_json_logs();
-    let p = args.pipeline().await?;
-    tracing::info!(lake = %p.lake.uri(), queue = p.pages.name(), concurrency = args.concurrency, "consumer started");
+    let settings = args.consumer.apply(args.service.settings());
+    let p = args.service.pipeline(settings).await?;
+    let client = args.hubspot.client()?;
+    let concurrency = args.service.concurrency;
+    tracing::info!(lake = %p.lake.uri(), queue = p.pages.name(), concurrency, "consumer started");
     // R5: every consumer of the account takes its search send times from one schedule in the
     // ledger; the general window is split into shares by the heartbeats below.
-    p.share_search_schedule();
-    let handler = hubsync_consumer::PageJobHandler::new(p.clone());
+    hubspot::share_search_schedule(&client, &p);
+    let handler = hubsync_consumer::PageJobHandler::new(p.clone(), client.clone());
     let shutdown = shutdown_on_signals();
     let beat = tokio::spawn(hubsync_consumer::budget::share_budget(
         p.clone(),
+        client,
         hubsync_consumer::budget::worker_id(),
         shutdown.clone(),
     ));
     run_workers(
         p.pages.clone(),
         handler,
-        args.worker_options(),
-        args.concurrency,
+        args.service.worker_options(),
+        concurrency,
         shutdown,
     )
     .await;

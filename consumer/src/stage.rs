@@ -17,7 +17,6 @@ use std::sync::Arc;
 
 use common::catalog::{dt_of_created, SourceSpec, TableSpec};
 use common::clock::EpochMs;
-use common::hubspot::wire::{parse_ms, ObjectRecord};
 use datafusion::arrow::array::{
     ArrayRef, BooleanBuilder, Int64Builder, StringBuilder, TimestampMillisecondBuilder,
 };
@@ -25,6 +24,7 @@ use datafusion::arrow::record_batch::RecordBatch;
 use parquet::arrow::ArrowWriter;
 use parquet::basic::Compression;
 use parquet::file::properties::WriterProperties;
+use wire::{parse_ms, ObjectRecord};
 
 use crate::ConsumerError;
 

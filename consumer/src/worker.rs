@@ -6,6 +6,7 @@
 //! finished slice) → the close, after the last slice. The message is acked only after all of
 //! them; a redelivery finding the marker repeats the successors and the close from it.
 
+use hubspot::HubSpotClient;
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
@@ -49,7 +50,13 @@ pub enum JobOutcome {
     Stale(String),
 }
 
-pub async fn process_job(p: &Pipeline, job: &PageJob) -> Result<JobOutcome, ConsumerError> {
+/// Works one page job: fetches its page through `hubspot`, stages it and records it (the order
+/// of effects is in the module's documentation).
+pub async fn process_job(
+    p: &Pipeline,
+    hubspot: &HubSpotClient,
+    job: &PageJob,
+) -> Result<JobOutcome, ConsumerError> {
     let run = match flow::live_run(p.ledger.as_ref(), &job.run_id, &job.table, Step::Page, p.now_ms()).await?
     {
         Ok(run) => run,
@@ -87,7 +94,7 @@ pub async fn process_job(p: &Pipeline, job: &PageJob) -> Result<JobOutcome, Cons
             .await?;
         return Ok(JobOutcome::Stale(note));
     }
-    let page = fetch_page(&p.hubspot, source, &job.slice, job.cursor.as_deref(), &p.settings).await?;
+    let page = fetch_page(hubspot, source, &job.slice, job.cursor.as_deref(), &p.settings).await?;
     if let Some(hooks) = &p.hooks {
         hooks.after_fetch(&run.run_id, &job_id).await;
     }
@@ -244,7 +251,7 @@ struct Encoded {
 fn encode_page(
     table: &TableSpec,
     source: &SourceSpec,
-    records: &[common::hubspot::wire::ObjectRecord],
+    records: &[wire::ObjectRecord],
     index: Option<Arc<KeyIndex>>,
     run_id: &str,
     synced_at: i64,
@@ -352,11 +359,12 @@ async fn check_lineage(p: &Pipeline, run: &Run, job: &PageJob) -> Result<(), Con
 /// Handles page jobs from the pages queue.
 pub struct PageJobHandler {
     pub pipeline: Pipeline,
+    pub hubspot: HubSpotClient,
 }
 
 impl PageJobHandler {
-    pub fn new(pipeline: Pipeline) -> Arc<Self> {
-        Arc::new(PageJobHandler { pipeline })
+    pub fn new(pipeline: Pipeline, hubspot: HubSpotClient) -> Arc<Self> {
+        Arc::new(PageJobHandler { pipeline, hubspot })
     }
 }
 
@@ -364,7 +372,7 @@ impl PageJobHandler {
 impl Handler for PageJobHandler {
     async fn handle(&self, body: &str) -> Result<Handled, Failure> {
         let job = messages::decode_page_job(body).map_err(|e| Failure::dead_letter(e.to_string()))?;
-        match process_job(&self.pipeline, &job).await {
+        match process_job(&self.pipeline, &self.hubspot, &job).await {
             Ok(JobOutcome::Stale(why)) => Ok(Handled::Dropped(why)),
             Ok(o) => Ok(Handled::Done(format!("{} {}: {o:?}", job.run_id, job.job_id()))),
             Err(e) => Err(e.failure(format!("{} {}", job.run_id, job.job_id()))),
@@ -376,7 +384,7 @@ impl Handler for PageJobHandler {
 mod tests {
     use super::*;
     use common::catalog::Catalog;
-    use common::hubspot::wire::ObjectRecord;
+    use wire::ObjectRecord;
 
     fn record(id: &str, created: &str) -> ObjectRecord {
         ObjectRecord {

@@ -7,14 +7,14 @@ use std::collections::{BTreeMap, BTreeSet};
 use anyhow::Context;
 use common::catalog::{columns, dt_of_created, TableSpec};
 use common::clock::iso;
-use common::hubspot::wire::{parse_ms, ObjectRecord, Paging, LIST_PAGE_MAX};
-use common::hubspot::HubSpotClient;
 use common::lake::Lake;
 use datafusion::arrow::array::{Array, AsArray};
 use datafusion::arrow::compute::cast;
 use datafusion::arrow::datatypes::{DataType, Int64Type};
+use hubspot::HubSpotClient;
 use object_store::ObjectStoreExt;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use wire::{parse_ms, ObjectRecord, Paging, LIST_PAGE_MAX};
 
 /// One record as the lake or the source holds it, reduced to what the lake stores.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -2,29 +2,35 @@
 
 use anyhow::Context;
 use common::clock::iso;
-use common::flag::{parse_flag, read_decision, FlagDecision};
 use common::messages::RequestedMode;
+use common::ports::flag::{parse_flag, read_decision, FlagDecision};
 
 use crate::runner::{run_embedded, RunOptions, RunReport};
-use crate::setup::{embedded_pipeline, local_lake_dir, open_pipeline, take_over_lake, HubSpotArgs, LakeArgs};
+use common::pipeline::Settings;
+
+use crate::setup::{
+    embedded_pipeline, local_lake_dir, open_pipeline, take_over_lake, HubSpotArgs, LakeArgs, RoleArgs,
+};
 
 /// `hubsync run`: one sync of each table; true when every run committed.
 pub async fn run(
     lake: &LakeArgs,
     hubspot: &HubSpotArgs,
+    roles: &RoleArgs,
     tables: Vec<String>,
     mode: RequestedMode,
     consumers: usize,
 ) -> anyhow::Result<bool> {
     let _lock = take_over_lake(&local_lake_dir(&lake.lake)?).await?;
-    let p = embedded_pipeline(lake, hubspot)?;
+    let p = embedded_pipeline(lake, roles.settings()?)?;
+    let client = hubspot.client()?;
     let options = RunOptions {
         tables,
         mode,
         consumers,
         ..Default::default()
     };
-    let reports = run_embedded(&p, &options).await?;
+    let reports = run_embedded(&p, &client, &options).await?;
     print_reports(&reports);
     Ok(reports.iter().all(RunReport::committed))
 }
@@ -70,7 +76,7 @@ fn partitions_text(run: &common::ports::Run) -> String {
 
 /// `hubsync flag get|set`.
 pub async fn flag(lake: &LakeArgs, value: Option<&str>) -> anyhow::Result<()> {
-    let p = open_pipeline(lake, None).await?;
+    let p = open_pipeline(lake, Settings::default()).await?;
     if let Some(v) = value {
         if let FlagDecision::Unrecognized(_) = parse_flag(v) {
             anyhow::bail!("`{v}` is not a flag value; use true/false, 1/0, yes/no or enabled/disabled");
@@ -81,7 +87,7 @@ pub async fn flag(lake: &LakeArgs, value: Option<&str>) -> anyhow::Result<()> {
     let decision = read_decision(p.flag.as_ref()).await;
     println!(
         "{} = {} ({})",
-        common::flag::FLAG_PARAMETER,
+        common::ports::flag::FLAG_PARAMETER,
         raw.as_deref()
             .map(|r| format!("{r:?}"))
             .unwrap_or_else(|| "<not set>".into()),
@@ -96,7 +102,7 @@ pub async fn flag(lake: &LakeArgs, value: Option<&str>) -> anyhow::Result<()> {
 
 /// `hubsync state show|reset`.
 pub async fn state(lake: &LakeArgs, reset: bool, table: Option<&str>) -> anyhow::Result<()> {
-    let p = open_pipeline(lake, None).await?;
+    let p = open_pipeline(lake, Settings::default()).await?;
     if let Some(t) = table {
         p.catalog.table(t)?;
     }
@@ -142,7 +148,7 @@ pub async fn sync(
     mode: RequestedMode,
     wait: Option<std::time::Duration>,
 ) -> anyhow::Result<bool> {
-    let p = open_pipeline(lake, None).await?;
+    let p = open_pipeline(lake, Settings::default()).await?;
     p.catalog.table(table)?;
     if let Some(active) = p.ledger.active_run(table).await? {
         if !active.lease_expired(p.now_ms()) {
@@ -215,7 +221,7 @@ pub async fn sync(
 
 /// `hubsync status`: active runs, queue and dead-letter depths, watermarks.
 pub async fn status(lake: &LakeArgs) -> anyhow::Result<()> {
-    let p = open_pipeline(lake, None).await?;
+    let p = open_pipeline(lake, Settings::default()).await?;
     println!("lake {}", p.lake.uri());
     println!(
         "\n{:<24} {:>8} {:>9} {:>13}",
@@ -303,7 +309,7 @@ pub async fn status(lake: &LakeArgs) -> anyhow::Result<()> {
 
 /// `hubsync replay`: moves dead-lettered messages back to their queue.
 pub async fn replay(lake: &LakeArgs, queue: &str, max: Option<usize>, dry_run: bool) -> anyhow::Result<()> {
-    let p = open_pipeline(lake, None).await?;
+    let p = open_pipeline(lake, Settings::default()).await?;
     let q = match queue {
         "requests" => &p.requests,
         "pages" => &p.pages,
@@ -336,7 +342,7 @@ pub async fn audit(lake: &LakeArgs, hubspot: &HubSpotArgs, tables: &[String]) ->
         .map(|t| catalog.table(t))
         .collect::<Result<Vec<_>, _>>()?;
     let store = crate::setup::open_lake(lake)?;
-    let client = crate::setup::hubspot_client(hubspot)?;
+    let client = hubspot.client()?;
     let audits = crate::audit::audit(&store, &client, &specs).await?;
     crate::audit::print_audit(&audits);
     Ok(audits.iter().all(|a| a.diff.is_clean()))

@@ -7,7 +7,7 @@ use anyhow::{bail, Context};
 use crate::audit::{compare, expected_rows, read_lake_table, sim_truth};
 use crate::commands::print_reports;
 use crate::runner::{run_embedded, RunOptions};
-use crate::sim::{self, SimConfig};
+use sim::SimConfig;
 
 /// Default lake of the demo, relative to the working directory.
 pub const DEFAULT_DEMO_LAKE: &str = "hubsync-demo-lake";
@@ -44,23 +44,17 @@ pub async fn demo(lake: Option<PathBuf>, records: u64) -> anyhow::Result<()> {
     let base = server.base_url();
     println!("simulated HubSpot at {base} with {records} records per object type");
     let catalog = common::catalog::Catalog::default();
-    let client = common::hubspot::HubSpotClient::new(
-        common::hubspot::ClientConfig {
+    let client = hubspot::HubSpotClient::new(
+        hubspot::ClientConfig {
             base_url: base.clone(),
             ..Default::default()
         },
-        common::hubspot::RateBudget::new(170, 4),
+        hubspot::RateBudget::new(170, 4),
     )?;
-    let p = common::pipeline::Pipeline::embedded(
-        &dir,
-        catalog.clone(),
-        client,
-        common::clock::system(),
-        Default::default(),
-    )?;
+    let p = embedded::pipeline(&dir, catalog.clone(), common::clock::system(), Default::default())?;
 
     println!("\n== 1. full sync of every table (the flag is not set) ==");
-    let reports = run_embedded(&p, &RunOptions::default()).await?;
+    let reports = run_embedded(&p, &client, &RunOptions::default()).await?;
     print_reports(&reports);
 
     println!("\n== 2. HubSpot changes: updates, creates, archives, and a bulk edit in one millisecond ==");
@@ -90,10 +84,10 @@ pub async fn demo(lake: Option<PathBuf>, records: u64) -> anyhow::Result<()> {
         .await?
         .error_for_status()?;
     p.flag.set("true").await?;
-    println!("flag {} set to true", common::flag::FLAG_PARAMETER);
+    println!("flag {} set to true", common::ports::flag::FLAG_PARAMETER);
 
     println!("\n== 3. incremental sync ==");
-    let reports = run_embedded(&p, &RunOptions::default()).await?;
+    let reports = run_embedded(&p, &client, &RunOptions::default()).await?;
     print_reports(&reports);
 
     println!("\n== 4. the lake against HubSpot's truth ==");

@@ -1,9 +1,8 @@
-//! hubsync's operator side: the `hubsync` CLI's commands and the HubSpot simulator.
+//! hubsync's operator side: the `hubsync` CLI's commands. The HubSpot simulator it serves as
+//! `hubsync sim` is its own package, `hubsync-sim` (`infra/sim/`).
 //!
 //! # Layout
 //!
-//! - `sim`: the HubSpot CRM v3 simulator (seeded portal, limits, faults, truth), usable
-//!   in-process from tests and as `hubsync sim`.
 //! - `setup`: the operator's flags and environment turned into a pipeline.
 //! - `runner`: embedded mode's all-in-one run (producer, consumers, merger in one process).
 //! - `commands`: `run`, `flag`, `state`, `status`, `sync`, `replay`, `audit`.
@@ -21,4 +20,3 @@ pub mod logging;
 pub mod provision;
 pub mod runner;
 pub mod setup;
-pub mod sim;

@@ -7,8 +7,8 @@ use anyhow::Result;
 use clap::{Parser, Subcommand, ValueEnum};
 use common::messages::RequestedMode;
 use hubsync_infra::logging::{self, LogFormat};
-use hubsync_infra::setup::{HubSpotArgs, LakeArgs};
-use hubsync_infra::{commands, demo, sim};
+use hubsync_infra::setup::{HubSpotArgs, LakeArgs, RoleArgs};
+use hubsync_infra::{commands, demo};
 
 #[derive(Parser)]
 #[command(
@@ -66,6 +66,8 @@ enum Command {
         lake: LakeArgs,
         #[command(flatten)]
         hubspot: HubSpotArgs,
+        #[command(flatten)]
+        roles: RoleArgs,
         /// Comma-separated tables (default: every catalog table).
         #[arg(long, env = "HUBSYNC_TABLES", value_delimiter = ',')]
         tables: Vec<String>,
@@ -222,10 +224,11 @@ async fn dispatch(command: Command) -> Result<bool> {
         Command::Run {
             lake,
             hubspot,
+            roles,
             tables,
             mode,
             consumers,
-        } => commands::run(&lake, &hubspot, tables, mode.into(), consumers).await,
+        } => commands::run(&lake, &hubspot, &roles, tables, mode.into(), consumers).await,
         Command::Flag { action } => match action {
             FlagAction::Get { lake } => commands::flag(&lake, None).await.map(|_| true),
             FlagAction::Set { value, lake } => commands::flag(&lake, Some(&value)).await.map(|_| true),

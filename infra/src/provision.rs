@@ -6,13 +6,13 @@
 //! uploads and abandoned staging. Works in any region.
 
 use anyhow::Context;
+use aws::AwsNames;
 use aws_sdk_dynamodb::types::{
     AttributeDefinition, BillingMode, KeySchemaElement, KeyType, PointInTimeRecoverySpecification,
     ScalarAttributeType, TimeToLiveSpecification,
 };
 use aws_sdk_s3::types::{BucketLocationConstraint, CreateBucketConfiguration};
 use aws_sdk_sqs::types::QueueAttributeName;
-use common::aws::AwsNames;
 
 /// Receives before a message moves to its dead-letter queue.
 pub const MAX_RECEIVE_COUNT: u32 = 5;
@@ -40,7 +40,7 @@ pub async fn up(
     lake_prefix: &str,
     max_receive_count: u32,
 ) -> anyhow::Result<()> {
-    let config = common::aws::sdk_config().await;
+    let config = aws::sdk_config().await;
     let sqs = aws_sdk_sqs::Client::new(&config);
     for (queue, dlq, fifo) in names.queues() {
         let mut create_dlq = sqs
@@ -330,7 +330,7 @@ async fn harden_bucket(s3: &aws_sdk_s3::Client, bucket: &str, lake_prefix: &str)
 /// Deletes the queues, tables and parameter; the lake bucket only with `delete_bucket`
 /// (it holds the data).
 pub async fn down(names: &AwsNames, bucket: &str, delete_bucket: bool) -> anyhow::Result<()> {
-    let config = common::aws::sdk_config().await;
+    let config = aws::sdk_config().await;
     let sqs = aws_sdk_sqs::Client::new(&config);
     for (queue, dlq, _) in names.queues() {
         for q in [queue, dlq] {
@@ -361,7 +361,7 @@ pub async fn down(names: &AwsNames, bucket: &str, delete_bucket: bool) -> anyhow
         println!("parameter {} deleted", names.flag_parameter);
     }
     if delete_bucket {
-        let lake = common::aws::s3_lake(bucket, "")?;
+        let lake = aws::s3_lake(bucket, "")?;
         let n = lake.delete_dir(&object_store::path::Path::default()).await?;
         let s3 = aws_sdk_s3::Client::new(&config);
         s3.delete_bucket()

@@ -11,6 +11,7 @@ use common::messages::{self, Body, RequestedMode, SyncRequest};
 use common::pipeline::Pipeline;
 use common::ports::{Outgoing, Run, RunStatus};
 use common::worker::{run_workers, WorkerOptions};
+use hubspot::HubSpotClient;
 use tokio_util::sync::CancellationToken;
 
 /// How the all-in-one run is staffed.
@@ -67,7 +68,11 @@ pub fn new_request_id(now: EpochMs) -> String {
 }
 
 /// Runs one sync of each table to the end (or resumes active runs) and reports.
-pub async fn run_embedded(p: &Pipeline, options: &RunOptions) -> anyhow::Result<Vec<RunReport>> {
+pub async fn run_embedded(
+    p: &Pipeline,
+    hubspot: &HubSpotClient,
+    options: &RunOptions,
+) -> anyhow::Result<Vec<RunReport>> {
     let tables: Vec<String> = p
         .catalog
         .select(&options.tables)?
@@ -114,7 +119,7 @@ pub async fn run_embedded(p: &Pipeline, options: &RunOptions) -> anyhow::Result<
     let dead_before = dead_letters(p).await?;
 
     let shutdown = CancellationToken::new();
-    let workers = spawn_roles(p, options, shutdown.clone());
+    let workers = spawn_roles(p, hubspot, options, shutdown.clone());
     let started = tokio::time::Instant::now();
     let mut reports: BTreeMap<String, RunReport> = BTreeMap::new();
     let mut polls: u64 = 0;
@@ -254,6 +259,7 @@ type Role = (
 
 fn spawn_roles(
     p: &Pipeline,
+    hubspot: &HubSpotClient,
     options: &RunOptions,
     shutdown: CancellationToken,
 ) -> Vec<tokio::task::JoinHandle<()>> {
@@ -264,10 +270,14 @@ fn spawn_roles(
         max_retry_delay: p.settings.max_retry_delay,
     };
     let roles: Vec<Role> = vec![
-        (p.requests.clone(), producer::RequestHandler::new(p.clone()), 1),
+        (
+            p.requests.clone(),
+            producer::RequestHandler::new(p.clone(), hubspot.clone()),
+            1,
+        ),
         (
             p.pages.clone(),
-            consumer::PageJobHandler::new(p.clone()),
+            consumer::PageJobHandler::new(p.clone(), hubspot.clone()),
             options.consumers,
         ),
         (

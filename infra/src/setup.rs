@@ -5,12 +5,14 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context};
 use common::catalog::Catalog;
 use common::clock;
-use common::embedded::{Db, LakeLock};
-use common::hubspot::{ClientConfig, HubSpotClient, RateBudget};
 use common::lake::LakeLocation;
 use common::pipeline::{Pipeline, Settings};
+use consumer::config::ConsumerConfig;
+use embedded::{Db, LakeLock};
+use merger::config::MergerConfig;
+use producer::config::ProducerConfig;
 
-pub use common::service::TOKEN_ENV;
+pub use service::TOKEN_ENV;
 
 /// Options shared by every command that touches a lake.
 #[derive(Debug, Clone, clap::Args)]
@@ -27,15 +29,15 @@ pub struct LakeArgs {
 }
 
 impl LakeArgs {
-    pub fn names(&self) -> common::aws::AwsNames {
-        common::aws::AwsNames {
+    pub fn names(&self) -> aws::AwsNames {
+        aws::AwsNames {
             prefix: self.prefix.clone(),
             ..Default::default()
         }
     }
 }
 
-pub use common::service::HubSpotArgs;
+pub use service::HubSpotArgs;
 
 /// The local lake directory of an embedded-mode command.
 pub fn local_lake_dir(lake: &str) -> anyhow::Result<PathBuf> {
@@ -59,36 +61,24 @@ pub fn open_lake(lake: &LakeArgs) -> anyhow::Result<common::lake::Lake> {
             );
             common::lake::Lake::local(&dir)?
         }
-        LakeLocation::S3 { bucket, prefix } => common::aws::s3_lake(&bucket, &prefix)?,
+        LakeLocation::S3 { bucket, prefix } => aws::s3_lake(&bucket, &prefix)?,
     })
 }
 
-/// A pipeline for either mode: a local directory is embedded mode, `s3://` AWS mode.
-pub async fn open_pipeline(lake: &LakeArgs, hubspot: Option<&HubSpotArgs>) -> anyhow::Result<Pipeline> {
+/// A pipeline for either mode: a local directory is embedded mode, `s3://` AWS mode. The
+/// commands that call HubSpot (`run`, `audit`) make their client beside it.
+pub async fn open_pipeline(lake: &LakeArgs, settings: Settings) -> anyhow::Result<Pipeline> {
     match LakeLocation::parse(&lake.lake)? {
-        LakeLocation::Local(_) => match hubspot {
-            Some(h) => embedded_pipeline(lake, h),
-            None => offline_pipeline(lake),
-        },
-        LakeLocation::S3 { bucket, prefix } => {
-            let (client, settings) = match hubspot {
-                Some(h) => (hubspot_client(h)?, settings(h)?),
-                None => (
-                    HubSpotClient::new(ClientConfig::default(), RateBudget::unlimited())?,
-                    Settings::default(),
-                ),
-            };
-            Ok(common::aws::pipeline(
-                &lake.names(),
-                &bucket,
-                &prefix,
-                load_catalog(lake.catalog.as_deref())?,
-                client,
-                clock::system(),
-                settings,
-            )
-            .await?)
-        }
+        LakeLocation::Local(_) => embedded_pipeline(lake, settings),
+        LakeLocation::S3 { bucket, prefix } => Ok(aws::pipeline(
+            &lake.names(),
+            &bucket,
+            &prefix,
+            load_catalog(lake.catalog.as_deref())?,
+            clock::system(),
+            settings,
+        )
+        .await?),
     }
 }
 
@@ -96,12 +86,24 @@ pub fn load_catalog(path: Option<&Path>) -> anyhow::Result<Catalog> {
     Catalog::load(path).context("loading the table catalog")
 }
 
-pub fn hubspot_client(args: &HubSpotArgs) -> anyhow::Result<HubSpotClient> {
-    Ok(args.client()?)
+/// Every role's settings, for `hubsync run`, which runs the producer, consumers and merger in
+/// one process: each role's own flags, flattened.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct RoleArgs {
+    #[command(flatten)]
+    pub producer: ProducerConfig,
+    #[command(flatten)]
+    pub consumer: ConsumerConfig,
+    #[command(flatten)]
+    pub merger: MergerConfig,
 }
 
-pub fn settings(args: &HubSpotArgs) -> anyhow::Result<Settings> {
-    Ok(args.settings()?)
+impl RoleArgs {
+    /// The seed's settings with each role's part applied, validated.
+    pub fn settings(&self) -> anyhow::Result<Settings> {
+        let settings = self.producer.apply(Settings::default())?;
+        Ok(self.merger.apply(self.consumer.apply(settings)))
+    }
 }
 
 /// Takes the lake's lock and releases the messages a killed predecessor held, so its runs
@@ -121,26 +123,12 @@ pub async fn take_over_lake(dir: &Path) -> anyhow::Result<LakeLock> {
 }
 
 /// An embedded pipeline over a local lake.
-pub fn embedded_pipeline(lake: &LakeArgs, hubspot: &HubSpotArgs) -> anyhow::Result<Pipeline> {
+pub fn embedded_pipeline(lake: &LakeArgs, settings: Settings) -> anyhow::Result<Pipeline> {
     let dir = local_lake_dir(&lake.lake)?;
-    Ok(Pipeline::embedded(
+    Ok(embedded::pipeline(
         &dir,
         load_catalog(lake.catalog.as_deref())?,
-        hubspot_client(hubspot)?,
         clock::system(),
-        settings(hubspot)?,
-    )?)
-}
-
-/// An embedded pipeline for commands that never call HubSpot (state, flag).
-pub fn offline_pipeline(lake: &LakeArgs) -> anyhow::Result<Pipeline> {
-    let dir = local_lake_dir(&lake.lake)?;
-    let client = HubSpotClient::new(ClientConfig::default(), RateBudget::unlimited())?;
-    Ok(Pipeline::embedded(
-        &dir,
-        load_catalog(lake.catalog.as_deref())?,
-        client,
-        clock::system(),
-        Settings::default(),
+        settings,
     )?)
 }

@@ -12,7 +12,6 @@ use std::sync::Arc;
 
 use common::clock::day_of_dt;
 use common::keyindex::KeyIndex;
-use common::lake::parse_live_name;
 use common::pipeline::Pipeline;
 use common::ports::{IndexVersion, Run, RunMode};
 use datafusion::arrow::array::{Array, Int64Array};
@@ -82,29 +81,15 @@ pub async fn update(p: &Pipeline, run: &Run, touched: &BTreeSet<String>) -> Resu
     Ok(())
 }
 
-/// The published files of `dts` (before generations: every file there), with their day.
+/// The published files of `dts` (the ones their partitions' generation records name), with
+/// their day.
 async fn published_files(p: &Pipeline, table: &str, dts: &[String]) -> Result<Vec<(i64, Path)>, MergerError> {
     let heads = p.ledger.partitions(table, dts).await?;
     let mut out = Vec::new();
     for dt in dts {
         let Some(day) = day_of_dt(dt) else { continue };
-        match heads.get(dt) {
-            Some(h) => {
-                if let Some(f) = &h.file {
-                    out.push((day, p.lake.live_file(table, dt, f)));
-                }
-            }
-            None => {
-                for m in p.lake.list_parquet(&p.lake.partition_dir(table, dt)).await? {
-                    if m.location
-                        .filename()
-                        .and_then(parse_live_name)
-                        .is_some_and(|n| n.gen == 0)
-                    {
-                        out.push((day, m.location));
-                    }
-                }
-            }
+        if let Some(f) = heads.get(dt).and_then(|h| h.file.as_ref()) {
+            out.push((day, p.lake.live_file(table, dt, f)));
         }
     }
     Ok(out)

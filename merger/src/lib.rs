@@ -12,12 +12,14 @@
 //! - [`commit`]: the end of a run, fenced (G2): drop partitions a full run did not touch,
 //!   write the table's key index (K1), clear staging, advance the seed's sync state (W1, W2),
 //!   mark the run committed.
+//! - [`config`]: the merger's settings (merge memory), flags with environment twins.
 //! - [`index`]: building a table's key index from its partitions' published files.
 //! - [`worker`]: the step for one merge task: the recorded staged files (S1) and the
 //!   published file into a new one, published on its generation (G1), then delete what that
 //!   made dead (M1, M2), then the done-marker; the last one commits.
 
 pub mod commit;
+pub mod config;
 pub mod index;
 mod keep_latest;
 pub mod merge;

@@ -3,21 +3,34 @@
 //! (`--help`); JSON logs; stops on SIGTERM after the merges in hand.
 
 use clap::Parser;
-use common::service::{init_json_logs, shutdown_on_signals, ServiceArgs};
 use common::worker::run_workers;
+use hubsync_merger::config::MergerConfig;
+use service::{init_json_logs, shutdown_on_signals, ServiceArgs};
+
+/// Merges staged pages into live partitions, one partition at a time, and commits runs.
+#[derive(Debug, Parser)]
+#[command(name = "merger", version)]
+struct Args {
+    #[command(flatten)]
+    service: ServiceArgs,
+    #[command(flatten)]
+    merger: MergerConfig,
+}
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let args = ServiceArgs::parse();
+    let args = Args::parse();
     init_json_logs();
-    let p = args.pipeline().await?;
-    tracing::info!(lake = %p.lake.uri(), queue = p.merges.name(), concurrency = args.concurrency, "merger started");
+    let settings = args.merger.apply(args.service.settings());
+    let p = args.service.pipeline(settings).await?;
+    let concurrency = args.service.concurrency;
+    tracing::info!(lake = %p.lake.uri(), queue = p.merges.name(), concurrency, "merger started");
     let handler = hubsync_merger::MergeTaskHandler::new(p.clone());
     run_workers(
         p.merges.clone(),
         handler,
-        args.worker_options(),
-        args.concurrency,
+        args.service.worker_options(),
+        concurrency,
         shutdown_on_signals(),
     )
     .await;

@@ -183,22 +183,13 @@ async fn try_merge(
     let lake = &p.lake;
     let head = p.ledger.partition(&table.name, dt).await?;
     let gen = head.as_ref().map_or(0, |h| h.gen);
-    // The live data the partition holds now: its published file or, before its first publish,
-    // the files of builds before generations.
-    let live: Vec<Path> = match &head {
-        Some(h) => h
-            .file
-            .iter()
-            .map(|f| lake.live_file(&table.name, dt, f))
-            .collect(),
-        None => lake
-            .list_parquet(&lake.partition_dir(&table.name, dt))
-            .await?
-            .into_iter()
-            .map(|m| m.location)
-            .filter(|f| f.filename().and_then(parse_live_name).is_some_and(|n| n.gen == 0))
-            .collect(),
-    };
+    // The live data the partition holds now: the file its generation record names (none
+    // before its first publish).
+    let live: Vec<Path> = head
+        .iter()
+        .flat_map(|h| &h.file)
+        .map(|f| lake.live_file(&table.name, dt, f))
+        .collect();
     // A full run replaces: it reads only what it published itself and drops the rest (the M1
     // exception). An incremental run merges into everything live.
     let ours = head.as_ref().is_some_and(|h| h.writer_run == run.run_id);
@@ -271,7 +262,7 @@ async fn try_merge(
 }
 
 /// The live files of a partition that generation `gen` made dead (G1): named for a generation
-/// up to `gen` (or before generations), and not `published`. Files named for a later
+/// up to `gen`, and not `published`. Files named for a later
 /// generation belong to merges still under way and are kept.
 pub(crate) async fn dead_files(
     p: &Pipeline,

@@ -6,9 +6,9 @@
 //! - The window runs from `max(last_created_at, last_modified_at) - buffer` to T0.
 
 use common::clock::{iso, EpochMs};
-use common::flag::{read_decision, FlagDecision};
 use common::messages::RequestedMode;
 use common::pipeline::Pipeline;
+use common::ports::flag::{read_decision, FlagDecision};
 use common::ports::RunMode;
 
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -3,22 +3,37 @@
 //! after the request in hand.
 
 use clap::Parser;
-use common::service::{init_json_logs, shutdown_on_signals, ServiceArgs};
 use common::worker::run_workers;
+use hubsync_producer::config::ProducerConfig;
+use service::{init_json_logs, shutdown_on_signals, HubSpotArgs, ServiceArgs};
+
+/// Turns sync requests into runs: decides full or incremental, plans slices, sends page jobs.
+#[derive(Debug, Parser)]
+#[command(name = "producer", version)]
+struct Args {
+    #[command(flatten)]
+    service: ServiceArgs,
+    #[command(flatten)]
+    hubspot: HubSpotArgs,
+    #[command(flatten)]
+    producer: ProducerConfig,
+}
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let args = ServiceArgs::parse();
+    let args = Args::parse();
     init_json_logs();
-    let p = args.pipeline().await?;
+    let settings = args.producer.apply(args.service.settings())?;
+    let p = args.service.pipeline(settings).await?;
+    let client = args.hubspot.client()?;
     tracing::info!(lake = %p.lake.uri(), queue = p.requests.name(), "producer started");
     // R5: planning counts through search, on the schedule the consumers fetch by.
-    p.share_search_schedule();
-    let handler = hubsync_producer::RequestHandler::new(p.clone());
+    hubspot::share_search_schedule(&client, &p);
+    let handler = hubsync_producer::RequestHandler::new(p.clone(), client);
     run_workers(
         p.requests.clone(),
         handler,
-        args.worker_options(),
+        args.service.worker_options(),
         1,
         shutdown_on_signals(),
     )

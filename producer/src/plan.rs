@@ -22,11 +22,11 @@ use std::collections::BinaryHeap;
 
 use common::catalog::{SourceSpec, TableSpec};
 use common::clock::{EpochMs, DAY_MS};
-use common::hubspot::query::{slice_filters, TimeField, ID_PROPERTY};
-use common::hubspot::wire::{Direction, SearchRequest, Sort, SEARCH_RESULT_CAP};
-use common::hubspot::{HubSpotClient, HubSpotError};
 use common::messages::{Slice, OPEN_END_MS, OPEN_START_MS};
 use common::pipeline::Settings;
+use hubspot::query::{slice_filters, TimeField, ID_PROPERTY};
+use hubspot::{HubSpotClient, HubSpotError};
+use wire::{Direction, SearchRequest, Sort, SEARCH_RESULT_CAP};
 
 use crate::decide::Decision;
 
@@ -266,7 +266,7 @@ async fn edge(
             .properties
             .get(field.property(source))
             .and_then(|v| v.as_deref())
-            .and_then(common::hubspot::wire::parse_ms)
+            .and_then(wire::parse_ms)
             .unwrap_or(r.from);
         Some((time, id))
     });

@@ -9,6 +9,7 @@ use common::pipeline::Pipeline;
 use common::ports::ledger::BeginRun;
 use common::ports::{Outgoing, Run, RunStatus};
 use common::worker::{Failure, Handled, Handler};
+use hubspot::HubSpotClient;
 
 use crate::decide::decide;
 use crate::plan::{plan, PlanOptions};
@@ -33,7 +34,13 @@ pub fn run_id_for(request: &SyncRequest) -> String {
     format!("{}-{}", request.table, request.request_id)
 }
 
-pub async fn handle_request(p: &Pipeline, request: &SyncRequest) -> Result<RequestOutcome, ProducerError> {
+/// Handles one sync request: begins its run (or finds it), plans it through `hubspot`, records
+/// the plan and sends page 0 of the slices it starts.
+pub async fn handle_request(
+    p: &Pipeline,
+    hubspot: &HubSpotClient,
+    request: &SyncRequest,
+) -> Result<RequestOutcome, ProducerError> {
     let table = p.catalog.table(&request.table)?;
     let run_id = run_id_for(request);
     let now = p.now_ms();
@@ -52,7 +59,6 @@ pub async fn handle_request(p: &Pipeline, request: &SyncRequest) -> Result<Reque
                 lease_until_ms: now + p.settings.lease_ms,
                 started_at_ms: now,
                 updated_at_ms: now,
-                format: common::ports::run::RUN_FORMAT,
                 ..Default::default()
             };
             match p.ledger.begin_run(&run, now).await? {
@@ -86,13 +92,7 @@ pub async fn handle_request(p: &Pipeline, request: &SyncRequest) -> Result<Reque
             window_from_ms: run.window_from_ms,
             window_to_ms: run.window_to_ms,
         };
-        let slices = plan(
-            &p.hubspot,
-            table,
-            &decision,
-            PlanOptions::from_settings(&p.settings),
-        )
-        .await?;
+        let slices = plan(hubspot, table, &decision, PlanOptions::from_settings(&p.settings)).await?;
         // Record the plan before sending anything: a redelivery reuses it.
         let started = p
             .ledger
@@ -116,7 +116,7 @@ pub async fn handle_request(p: &Pipeline, request: &SyncRequest) -> Result<Reque
         .into_iter()
         .enumerate()
         .map(|(i, slice)| {
-            let job = PageJob::first(&run, i as u32, slice);
+            let job = PageJob::first_of(&run.run_id, &run.table, i as u32, slice);
             Outgoing::standard(messages::encode(&Body::PageJob(job)))
         })
         .collect();
@@ -133,11 +133,12 @@ pub async fn handle_request(p: &Pipeline, request: &SyncRequest) -> Result<Reque
 /// Handles sync requests from the requests queue.
 pub struct RequestHandler {
     pub pipeline: Pipeline,
+    pub hubspot: HubSpotClient,
 }
 
 impl RequestHandler {
-    pub fn new(pipeline: Pipeline) -> Arc<Self> {
-        Arc::new(RequestHandler { pipeline })
+    pub fn new(pipeline: Pipeline, hubspot: HubSpotClient) -> Arc<Self> {
+        Arc::new(RequestHandler { pipeline, hubspot })
     }
 }
 
@@ -145,7 +146,7 @@ impl RequestHandler {
 impl Handler for RequestHandler {
     async fn handle(&self, body: &str) -> Result<Handled, Failure> {
         let request = messages::decode_sync_request(body).map_err(|e| Failure::dead_letter(e.to_string()))?;
-        match handle_request(&self.pipeline, &request).await {
+        match handle_request(&self.pipeline, &self.hubspot, &request).await {
             Ok(RequestOutcome::Started { run_id, slices }) => Ok(Handled::Done(format!(
                 "run {run_id} started with {slices} slices"
             ))),

@@ -7,7 +7,7 @@ use common::failpoint;
 use common::pipeline::Pipeline;
 use common::ports::RunStatus;
 use futures::TryStreamExt;
-use infra::sim::SimServer;
+use sim::SimServer;
 
 use crate::harness::{diff_lake, latest_run};
 

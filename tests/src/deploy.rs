@@ -8,10 +8,9 @@ use std::ops::{Deref, DerefMut};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 
-use common::aws::AwsNames;
+use aws::AwsNames;
 use common::catalog::Catalog;
 use common::clock;
-use common::hubspot::{ClientConfig, HubSpotClient, RateBudget};
 use common::pipeline::{Pipeline, Settings};
 use common::ports::RunStatus;
 
@@ -180,13 +179,11 @@ pub async fn aws_pipeline(lake_bucket: &str, prefix: &str) -> anyhow::Result<Pip
         prefix: prefix.into(),
         ..Default::default()
     };
-    let client = HubSpotClient::new(ClientConfig::default(), RateBudget::unlimited())?;
-    Ok(common::aws::pipeline(
+    Ok(aws::pipeline(
         &names,
         lake_bucket,
         "data",
         Catalog::default(),
-        client,
         clock::system(),
         Settings::default(),
     )

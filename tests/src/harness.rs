@@ -7,14 +7,14 @@ use std::time::Duration;
 use anyhow::Context;
 use common::catalog::Catalog;
 use common::clock;
-use common::hubspot::{ClientConfig, HubSpotClient, RateBudget};
 use common::messages::RequestedMode;
 use common::pipeline::{Pipeline, Settings};
 use common::ports::{Outgoing, Queue, Run};
 use common::worker::{process_one, Handled, Handler, StepOutcome, WorkerOptions};
+use hubspot::{ClientConfig, HubSpotClient, RateBudget};
 use infra::audit::{compare, expected_rows, read_lake_table, Diff, LakeTable};
 use infra::runner::{run_embedded, RunOptions, RunReport};
-use infra::sim::{self, MutateRequest, MutateResponse, ObjectType, RuntimeConfig, SimConfig, SimServer};
+use sim::{MutateRequest, MutateResponse, ObjectType, RuntimeConfig, SimConfig, SimServer};
 
 /// Settings that keep tests fast: quick retries, few receives before dead-lettering.
 pub fn fast_settings() -> Settings {
@@ -44,10 +44,31 @@ pub fn sim_config(records: u64, types: &[ObjectType]) -> SimConfig {
     }
 }
 
+/// A pipeline with the HubSpot client its fetching roles are given beside it; derefs to the
+/// pipeline, so `&wired` is a `&Pipeline`.
+#[derive(Clone)]
+pub struct Wired {
+    pub pipeline: Pipeline,
+    pub hubspot: HubSpotClient,
+}
+
+impl std::ops::Deref for Wired {
+    type Target = Pipeline;
+    fn deref(&self) -> &Pipeline {
+        &self.pipeline
+    }
+}
+
+impl std::ops::DerefMut for Wired {
+    fn deref_mut(&mut self) -> &mut Pipeline {
+        &mut self.pipeline
+    }
+}
+
 pub struct Harness {
     pub sim: SimServer,
     pub dir: tempfile::TempDir,
-    pub pipeline: Pipeline,
+    pub pipeline: Wired,
 }
 
 impl Harness {
@@ -75,7 +96,7 @@ impl Harness {
             mergers: 2,
             timeout: Some(Duration::from_secs(240)),
         };
-        let reports = run_embedded(&self.pipeline, &options).await?;
+        let reports = run_embedded(&self.pipeline, &self.pipeline.hubspot, &options).await?;
         for r in &reports {
             anyhow::ensure!(
                 r.committed(),
@@ -114,7 +135,7 @@ impl Harness {
     }
 }
 
-pub fn pipeline_for(base_url: &str, lake: &std::path::Path, settings: Settings) -> anyhow::Result<Pipeline> {
+pub fn pipeline_for(base_url: &str, lake: &std::path::Path, settings: Settings) -> anyhow::Result<Wired> {
     pipeline_with_clock(base_url, lake, settings, clock::system())
 }
 
@@ -124,8 +145,15 @@ pub fn pipeline_with_clock(
     lake: &std::path::Path,
     settings: Settings,
     clock: clock::SharedClock,
-) -> anyhow::Result<Pipeline> {
-    let client = HubSpotClient::new(
+) -> anyhow::Result<Wired> {
+    let hubspot = test_client(base_url)?;
+    let pipeline = embedded::pipeline(lake, Catalog::default(), clock, settings)?;
+    Ok(Wired { pipeline, hubspot })
+}
+
+/// A client of the simulator at `base_url` with quick retries and no rate limit.
+pub fn test_client(base_url: &str) -> anyhow::Result<HubSpotClient> {
+    Ok(HubSpotClient::new(
         ClientConfig {
             base_url: base_url.to_string(),
             max_retries: 4,
@@ -134,13 +162,6 @@ pub fn pipeline_with_clock(
             ..Default::default()
         },
         RateBudget::unlimited(),
-    )?;
-    Ok(Pipeline::embedded(
-        lake,
-        Catalog::default(),
-        client,
-        clock,
-        settings,
     )?)
 }
 
@@ -254,19 +275,25 @@ pub struct Drained {
 
 /// Steps every role in-process until all queues are empty (failed messages are retried until
 /// dead-lettered).
-pub async fn drain(p: &Pipeline) -> anyhow::Result<Drained> {
+pub async fn drain(p: &Wired) -> anyhow::Result<Drained> {
     drain_with(p, None).await
 }
 
 /// [`drain`], sending `extra` to its queue after the first round (when the requests are in).
-pub async fn drain_with(
-    p: &Pipeline,
-    mut extra: Option<(Arc<dyn Queue>, Outgoing)>,
-) -> anyhow::Result<Drained> {
+pub async fn drain_with(p: &Wired, mut extra: Option<(Arc<dyn Queue>, Outgoing)>) -> anyhow::Result<Drained> {
     let roles: Vec<(Arc<dyn Queue>, Arc<dyn Handler>)> = vec![
-        (p.requests.clone(), producer::RequestHandler::new(p.clone())),
-        (p.pages.clone(), consumer::PageJobHandler::new(p.clone())),
-        (p.merges.clone(), merger::MergeTaskHandler::new(p.clone())),
+        (
+            p.requests.clone(),
+            producer::RequestHandler::new(p.pipeline.clone(), p.hubspot.clone()),
+        ),
+        (
+            p.pages.clone(),
+            consumer::PageJobHandler::new(p.pipeline.clone(), p.hubspot.clone()),
+        ),
+        (
+            p.merges.clone(),
+            merger::MergeTaskHandler::new(p.pipeline.clone()),
+        ),
     ];
     let mut out = Drained::default();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(120);

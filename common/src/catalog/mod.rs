@@ -6,11 +6,9 @@ use std::collections::BTreeSet;
 use std::path::Path;
 use std::sync::Arc;
 
-use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
+use arrow_schema::{DataType, Field, Schema, SchemaRef, TimeUnit};
 
 use serde::Deserialize;
-
-use crate::hubspot::wire;
 
 /// The five tables of DESIGN.md; see the file for the column rules.
 pub const DEFAULT_CATALOG_TOML: &str = include_str!("default_catalog.toml");

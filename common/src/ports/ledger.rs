@@ -35,9 +35,6 @@
 //!   change nothing a newer merge owns.
 //! - G2: a full run's commit drops a partition it did not touch only by a conditional write on
 //!   the generation it read, and never one published by a run that started after it.
-//!
-//! Upgrading: heads recorded by builds before L6 and S1 are abandoned when touched; stop every
-//! service of the old build before starting the new one.
 
 use std::collections::{HashMap, HashSet};
 

@@ -1,11 +1,14 @@
 //! The ports roles talk through: small traits with a written contract per method.
-//! Adapters live in `crate::embedded` (one SQLite file) and, for AWS mode, `crate::aws`.
+//! Adapters live in the `hubsync-embedded` package (one SQLite file) and, for AWS mode,
+//! `hubsync-aws`.
 
+pub mod flag;
 pub mod ledger;
 pub mod queue;
 pub mod run;
 pub mod state;
 
+pub use flag::{FlagError, FlagSource};
 pub use ledger::{Ledger, LedgerError, MergeCompletion};
 pub use queue::{Outgoing, Queue, QueueDepth, QueueError, Received};
 pub use run::{

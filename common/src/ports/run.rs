@@ -13,11 +13,6 @@ use serde::{Deserialize, Serialize};
 
 use crate::clock::EpochMs;
 
-/// The head format this build writes. Runs recorded by builds before the plan and the
-/// partitions moved out of the head have none; such a run is abandoned when touched (its
-/// messages carry no attempt names), and the table syncs again.
-pub const RUN_FORMAT: u32 = 2;
-
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum RunMode {
@@ -122,9 +117,6 @@ pub struct Run {
     #[serde(default)]
     pub partitions: Option<u64>,
     pub note: Option<String>,
-    /// [`RUN_FORMAT`]; 0 for heads recorded by earlier builds.
-    #[serde(default)]
-    pub format: u32,
 }
 
 /// What recording a page made due besides its next page; the roles send it after the marker
@@ -183,13 +175,25 @@ pub enum PageCompletion {
 }
 
 impl Run {
-    pub fn lease_expired(&self, now: EpochMs) -> bool {
-        self.status.is_active() && now > self.lease_until_ms
+    /// A full run of `table` in planning, started at `now` with a one-second lease: the
+    /// smallest valid run, for tests of the ledger and its adapters.
+    pub fn sample(run_id: &str, table: &str, now: EpochMs) -> Run {
+        Run {
+            run_id: run_id.into(),
+            table: table.into(),
+            request_id: "q".into(),
+            mode: RunMode::Full,
+            window_from_ms: None,
+            window_to_ms: now,
+            lease_until_ms: now + 1_000,
+            started_at_ms: now,
+            updated_at_ms: now,
+            ..Default::default()
+        }
     }
 
-    /// Whether this build can drive the run (see [`RUN_FORMAT`]).
-    pub fn is_current_format(&self) -> bool {
-        self.format >= RUN_FORMAT
+    pub fn lease_expired(&self, now: EpochMs) -> bool {
+        self.status.is_active() && now > self.lease_until_ms
     }
 
     fn touch(&mut self, now: EpochMs, lease_ms: i64) {
@@ -349,24 +353,11 @@ fn base36(mut n: u64) -> String {
 }
 
 #[cfg(test)]
-pub(crate) mod tests {
+mod tests {
     use super::*;
 
-    /// A run in planning, for tests.
-    pub(crate) fn run_for_test(run_id: &str, table: &str, now: EpochMs) -> Run {
-        Run {
-            run_id: run_id.into(),
-            table: table.into(),
-            request_id: "q".into(),
-            mode: RunMode::Full,
-            window_from_ms: None,
-            window_to_ms: now,
-            lease_until_ms: now + 1_000,
-            started_at_ms: now,
-            updated_at_ms: now,
-            format: RUN_FORMAT,
-            ..Default::default()
-        }
+    fn run_for_test(run_id: &str, table: &str, now: EpochMs) -> Run {
+        Run::sample(run_id, table, now)
     }
 
     fn page(slice_no: u32, last: bool, slice_merges: i64) -> PageOutcome {
@@ -428,17 +419,5 @@ pub(crate) mod tests {
             .map(|i| crate::clock::dt_of_day(18_000 + i * 11).unwrap())
             .collect();
         assert!(encode_dts(&spread).len() < 700, "{}", encode_dts(&spread).len());
-    }
-
-    #[test]
-    fn heads_of_earlier_builds_read_but_are_not_current() {
-        let old = r#"{"run_id":"r","table":"t","request_id":"q","mode":"full","window_from_ms":null,
-            "window_to_ms":5,"status":"fetching","pages_outstanding":1,"merges_outstanding":0,
-            "dts":["2024-01-01"],"max_created_ms":null,"max_modified_ms":null,"records":0,
-            "lease_until_ms":9,"started_at_ms":1,"updated_at_ms":1,"plan":[],"closing_job":null,
-            "note":null}"#;
-        let run: Run = serde_json::from_str(old).unwrap();
-        assert!(!run.is_current_format());
-        assert_eq!(run.status, RunStatus::Fetching);
     }
 }

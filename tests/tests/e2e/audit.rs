@@ -8,8 +8,8 @@ use common::messages::RequestedMode;
 use hubsync_tests::binary::hubsync_binary;
 use hubsync_tests::harness::{sim_config, Harness};
 use infra::audit::AUDIT_COLUMNS;
-use infra::sim::{MutateRequest, ObjectType};
 use object_store::ObjectStoreExt;
+use sim::{MutateRequest, ObjectType};
 
 fn audit(lake: &std::path::Path, base_url: &str) -> anyhow::Result<(i32, String)> {
     let Output {

@@ -10,7 +10,7 @@ use common::ports::{RunMode, RunStatus};
 use hubsync_tests::deploy::{aws_pipeline, stop, Deployment};
 use hubsync_tests::harness::{diff_lake, sim_config, wait_for};
 use hubsync_tests::moto::Moto;
-use infra::sim::{self, ConfigPatch, FaultKind, MutateRequest, SimServer};
+use sim::{ConfigPatch, FaultKind, MutateRequest, SimServer};
 
 const TABLES: [&str; 5] = ["deals", "contacts", "companies", "activities", "contacts_dim"];
 

@@ -9,7 +9,7 @@ use common::messages::{RequestedMode, Slice};
 use common::pipeline::Settings;
 use common::ports::RunStatus;
 use hubsync_tests::harness::{fast_settings, latest_run, live_files, sim_config, Harness};
-use infra::sim::{MutateRequest, ObjectType, RuntimeConfig};
+use sim::{MutateRequest, ObjectType, RuntimeConfig};
 
 const RECORDS: u64 = 3_000;
 

@@ -18,10 +18,10 @@ use hubsync_tests::harness::{
     drain, drain_with, fast_settings, pipeline_for, sim_config, step_options, Harness,
 };
 use infra::audit::{read_lake_table, Diff, LakeTable};
-use infra::sim::ObjectType;
 use object_store::ObjectStoreExt;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use parquet::arrow::ArrowWriter;
+use sim::ObjectType;
 
 /// A queue of the pipeline.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -692,7 +692,7 @@ async fn run_case(case: &Case) -> anyhow::Result<()> {
             let hubspot = canned::serve(content_type, body.clone()).await?;
             let dir = tempfile::tempdir()?;
             let p = &pipeline_for(&hubspot.base_url, dir.path(), fast_settings())?;
-            producer::handle_request(p, &full_request("good")).await?;
+            producer::handle_request(p, &p.hubspot, &full_request("good")).await?;
             let errors = drain(p).await?.errors;
             let run = p.ledger.get_run(RUN).await?.expect("the run");
             match case.expect {
@@ -725,8 +725,8 @@ async fn run_case(case: &Case) -> anyhow::Result<()> {
         Input::Staged(transform) => {
             let h = Harness::start(sim_config(30, &[ObjectType::Deals])).await?;
             let p = &h.pipeline;
-            producer::handle_request(p, &full_request("good")).await?;
-            let pages = consumer::PageJobHandler::new(p.clone());
+            producer::handle_request(p, &p.hubspot, &full_request("good")).await?;
+            let pages = consumer::PageJobHandler::new(p.pipeline.clone(), p.hubspot.clone());
             while process_one(p.pages.as_ref(), pages.as_ref(), &step_options()).await?
                 != StepOutcome::EmptyQueue
             {}
@@ -817,9 +817,9 @@ async fn a_corrupt_staged_file_dead_letters_its_merge_and_replay_completes_the_r
         mode: RequestedMode::Auto,
         requested_at_ms: 0,
     };
-    producer::handle_request(p, &request).await?;
+    producer::handle_request(p, &p.hubspot, &request).await?;
     // Fetch everything, but hold the merges: corrupt one staged file first.
-    let pages = consumer::PageJobHandler::new(p.clone());
+    let pages = consumer::PageJobHandler::new(p.pipeline.clone(), p.hubspot.clone());
     while process_one(p.pages.as_ref(), pages.as_ref(), &step_options()).await? != StepOutcome::EmptyQueue {}
     let run = p.ledger.get_run("deals-r").await?.unwrap();
     assert_eq!(run.status, RunStatus::Merging);

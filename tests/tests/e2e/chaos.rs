@@ -13,7 +13,7 @@ use std::time::Duration;
 use hubsync_tests::deploy::{aws_pipeline, stop, tail, Deployment, Service};
 use hubsync_tests::harness::sim_config;
 use hubsync_tests::moto::Moto;
-use infra::sim::{self, ConfigPatch, FaultKind, MutateRequest, ObjectType};
+use sim::{ConfigPatch, FaultKind, MutateRequest, ObjectType};
 
 const TABLES: [&str; 2] = ["deals", "contacts"];
 const MIN_KILLS: u64 = 20;

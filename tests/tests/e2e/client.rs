@@ -4,10 +4,10 @@
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use common::hubspot::wire::Paging;
-use common::hubspot::{ClientConfig, HubSpotClient, HubSpotError, RateBudget, Secret};
+use hubspot::{ClientConfig, HubSpotClient, HubSpotError, RateBudget, Secret};
 use hubsync_tests::harness::sim_config;
-use infra::sim::{self, ObjectType, Secret as SimSecret};
+use sim::{ObjectType, Secret as SimSecret};
+use wire::Paging;
 
 fn client(base: &str, token: &str, budget: RateBudget) -> HubSpotClient {
     HubSpotClient::new(
@@ -99,7 +99,7 @@ async fn a_wrong_token_fails_at_once_with_a_clear_error() -> anyhow::Result<()> 
 async fn past_the_search_cap_is_rejected_not_retried() -> anyhow::Result<()> {
     let server = sim::start(sim_config(10, &[ObjectType::Deals])).await?;
     let c = client(&server.base_url(), "", RateBudget::unlimited());
-    let req = common::hubspot::wire::SearchRequest {
+    let req = wire::SearchRequest {
         limit: Some(200),
         after: Some("9900".into()),
         ..Default::default()

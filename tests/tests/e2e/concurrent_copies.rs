@@ -9,10 +9,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use common::messages::{self, PageJob, RequestedMode, SyncRequest};
-use common::pipeline::{Hooks, Pipeline};
+use common::pipeline::Hooks;
 use consumer::JobOutcome;
-use hubsync_tests::harness::{drain, fast_settings, pipeline_for, sim_config, Harness};
-use infra::sim::{self, MutateRequest, ObjectType};
+use hubsync_tests::harness::{drain, fast_settings, pipeline_for, sim_config, Harness, Wired};
+use sim::{MutateRequest, ObjectType};
 use tokio::sync::Notify;
 
 const RECORDS: u64 = 50;
@@ -50,7 +50,7 @@ async fn reached(hold: &Hold) -> anyhow::Result<()> {
 }
 
 /// Runs the pages queue until page [`JOB`] is due, and returns it (not acked: the copies run it).
-async fn run_until_job(p: &Pipeline) -> anyhow::Result<PageJob> {
+async fn run_until_job(p: &Wired) -> anyhow::Result<PageJob> {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
     loop {
         anyhow::ensure!(tokio::time::Instant::now() < deadline, "page {JOB} never came");
@@ -60,7 +60,7 @@ async fn run_until_job(p: &Pipeline) -> anyhow::Result<PageJob> {
                 p.pages.ack(&m.receipt).await?;
                 return Ok(job);
             }
-            consumer::process_job(p, &job).await?;
+            consumer::process_job(p, &p.hubspot, &job).await?;
             p.pages.ack(&m.receipt).await?;
         }
     }
@@ -78,7 +78,7 @@ async fn start(hold: Arc<Hold>) -> anyhow::Result<(Harness, PageJob)> {
         mode: RequestedMode::Full,
         requested_at_ms: 0,
     };
-    producer::handle_request(&h.pipeline, &request).await?;
+    producer::handle_request(&h.pipeline, &h.pipeline.hubspot, &request).await?;
     let job = run_until_job(&h.pipeline).await?;
     Ok((h, job))
 }
@@ -97,7 +97,7 @@ async fn the_copy_that_fetched_first_loses_and_nothing_is_lost_s1() -> anyhow::R
     let p = h.pipeline.clone();
     let b = {
         let (p, job) = (p.clone(), job.clone());
-        tokio::spawn(async move { consumer::process_job(&p, &job).await })
+        tokio::spawn(async move { consumer::process_job(&p, &p.hubspot, &job).await })
     };
     reached(&hold).await?;
     let boundary = nth_id(&h, 30)?;
@@ -108,7 +108,7 @@ async fn the_copy_that_fetched_first_loses_and_nothing_is_lost_s1() -> anyhow::R
     })
     .await?;
     hold.release[1].notify_one(); // a second hold slot is never used: A passes at once
-    let a = consumer::process_job(&p, &job).await?;
+    let a = consumer::process_job(&p, &p.hubspot, &job).await?;
     assert!(matches!(a, JobOutcome::Staged { records: 10, .. }), "{a:?}");
     let done = p
         .ledger
@@ -139,7 +139,7 @@ async fn the_copy_that_fetched_first_wins_and_nothing_is_lost_s1() -> anyhow::Re
     // fetches (without it) and is held too; X records the page, then Y stages and loses.
     let x = {
         let (p, job) = (p.clone(), job.clone());
-        tokio::spawn(async move { consumer::process_job(&p, &job).await })
+        tokio::spawn(async move { consumer::process_job(&p, &p.hubspot, &job).await })
     };
     reached(&hold).await?;
     let archived = nth_id(&h, 22)?;
@@ -151,7 +151,7 @@ async fn the_copy_that_fetched_first_wins_and_nothing_is_lost_s1() -> anyhow::Re
     .await?;
     let y = {
         let (p, job) = (p.clone(), job.clone());
-        tokio::spawn(async move { consumer::process_job(&p, &job).await })
+        tokio::spawn(async move { consumer::process_job(&p, &p.hubspot, &job).await })
     };
     reached(&hold).await?;
     hold.release[0].notify_one();
@@ -182,6 +182,7 @@ async fn without_a_hold_both_copies_run_one_after_the_other() -> anyhow::Result<
     let p = pipeline_for(&server.base_url(), dir.path(), settings)?;
     producer::handle_request(
         &p,
+        &p.hubspot,
         &SyncRequest {
             request_id: "twice".into(),
             table: "deals".into(),
@@ -191,8 +192,8 @@ async fn without_a_hold_both_copies_run_one_after_the_other() -> anyhow::Result<
     )
     .await?;
     let job = run_until_job(&p).await?;
-    let first = consumer::process_job(&p, &job).await?;
-    let second = consumer::process_job(&p, &job).await?;
+    let first = consumer::process_job(&p, &p.hubspot, &job).await?;
+    let second = consumer::process_job(&p, &p.hubspot, &job).await?;
     assert!(matches!(first, JobOutcome::Staged { .. }) && second == JobOutcome::Duplicate);
     drain(&p).await?;
     use futures::TryStreamExt;

@@ -15,7 +15,7 @@ use std::time::Duration;
 use common::messages::RequestedMode;
 use common::pipeline::Settings;
 use hubsync_tests::harness::{fast_settings, latest_run, sim_config, Harness};
-use infra::sim::{MutateRequest, ObjectType, RuntimeConfig};
+use sim::{MutateRequest, ObjectType, RuntimeConfig};
 
 const DAY_MS: i64 = 86_400_000;
 

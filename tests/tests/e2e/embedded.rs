@@ -4,11 +4,11 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use common::clock::dt_of;
-use common::hubspot::wire::parse_ms;
 use common::messages::RequestedMode;
 use common::ports::{RunMode, RunStatus};
 use hubsync_tests::harness::{live_files, sim_config, FailingWrites, Harness};
-use infra::sim::{MutateRequest, ObjectType};
+use sim::{MutateRequest, ObjectType};
+use wire::parse_ms;
 
 fn mutate(
     object_type: &str,
@@ -165,19 +165,19 @@ async fn a_second_run_of_an_active_table_is_refused() -> anyhow::Result<()> {
         mode: RequestedMode::Full,
         requested_at_ms: 0,
     };
-    let started = producer::handle_request(&h.pipeline, &first).await?;
+    let started = producer::handle_request(&h.pipeline, &h.pipeline.hubspot, &first).await?;
     assert!(matches!(started, producer::RequestOutcome::Started { .. }));
     let second = common::messages::SyncRequest {
         request_id: "two".into(),
         ..first.clone()
     };
-    match producer::handle_request(&h.pipeline, &second).await? {
+    match producer::handle_request(&h.pipeline, &h.pipeline.hubspot, &second).await? {
         producer::RequestOutcome::Refused { active_run_id, .. } => assert_eq!(active_run_id, "deals-one"),
         other => panic!("expected a refusal, got {other:?}"),
     }
     // The redelivered first request continues its own run instead.
     assert!(matches!(
-        producer::handle_request(&h.pipeline, &first).await?,
+        producer::handle_request(&h.pipeline, &h.pipeline.hubspot, &first).await?,
         producer::RequestOutcome::Started { .. }
     ));
     Ok(())

@@ -8,7 +8,7 @@ use common::ports::RunStatus;
 use hubsync_tests::binary::hubsync_binary;
 use hubsync_tests::harness::{diff_lake, fast_settings, pipeline_for, sim_config, wait_for};
 use infra::audit::read_lake_table;
-use infra::sim::{self, ObjectType};
+use sim::ObjectType;
 
 const TABLES: [&str; 2] = ["deals", "contacts"];
 

@@ -12,7 +12,7 @@ use hubsync_tests::crash::{check_after_crash, check_finished, hit_for, Snapshot}
 use hubsync_tests::deploy::{aws_pipeline, stop, tail, Deployment, Service};
 use hubsync_tests::harness::{sim_config, wait_for};
 use hubsync_tests::moto::Moto;
-use infra::sim::{self, MutateRequest, ObjectType};
+use sim::{MutateRequest, ObjectType};
 
 const ROLES: [&str; 3] = ["producer", "consumer", "merger"];
 const SIGABRT: i32 = 6;

@@ -13,7 +13,7 @@ use futures::StreamExt;
 use hubsync_tests::binary::{hubsync_binary, status_within};
 use hubsync_tests::crash::{check_after_crash, check_finished, hit_for, Snapshot};
 use hubsync_tests::harness::{fast_settings, pipeline_for, sim_config};
-use infra::sim::{self, MutateRequest, ObjectType};
+use sim::{MutateRequest, ObjectType};
 
 /// About seven backfill slices of two pages, then search slices once 210 records changed.
 const RECORDS: u64 = 250;

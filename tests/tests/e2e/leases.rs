@@ -10,7 +10,7 @@ use common::messages::{self, Body, MergeTask, RequestedMode, SyncRequest};
 use common::ports::{Outgoing, RunStatus};
 use futures::TryStreamExt;
 use hubsync_tests::harness::{diff_lake, drain, fast_settings, live_files, pipeline_with_clock, sim_config};
-use infra::sim::{self, ConfigPatch, FaultKind, ObjectType};
+use sim::{ConfigPatch, FaultKind, ObjectType};
 
 const LEASE_MS: i64 = 10 * 60 * 1000;
 
@@ -55,7 +55,7 @@ async fn a_stuck_run_blocks_its_table_only_for_its_lease_and_its_late_messages_n
 
     // HubSpot fails every request: the first page is retried, then dead-lettered.
     server.configure(&faults(1.0))?;
-    producer::handle_request(&p, &request("stuck")).await?;
+    producer::handle_request(&p, &p.hubspot, &request("stuck")).await?;
     let drained = drain(&p).await?;
     assert!(!drained.errors.is_empty());
     assert_eq!(p.pages.depth().await?.dead, 1);
@@ -64,7 +64,7 @@ async fn a_stuck_run_blocks_its_table_only_for_its_lease_and_its_late_messages_n
 
     // Within the lease the table is held: a new request is refused, with the active run named.
     clock.0.store(LEASE_MS / 2, Ordering::SeqCst);
-    let outcome = producer::handle_request(&p, &request("early")).await?;
+    let outcome = producer::handle_request(&p, &p.hubspot, &request("early")).await?;
     assert!(
         matches!(&outcome, producer::RequestOutcome::Refused { active_run_id, .. } if active_run_id == "deals-stuck"),
         "{outcome:?}"
@@ -73,7 +73,7 @@ async fn a_stuck_run_blocks_its_table_only_for_its_lease_and_its_late_messages_n
     // Past the lease the stuck run is abandoned and a new run takes the table, and commits.
     server.configure(&faults(0.0))?;
     clock.0.store(LEASE_MS + 1, Ordering::SeqCst);
-    let outcome = producer::handle_request(&p, &request("fresh")).await?;
+    let outcome = producer::handle_request(&p, &p.hubspot, &request("fresh")).await?;
     assert!(
         matches!(outcome, producer::RequestOutcome::Started { .. }),
         "{outcome:?}"
@@ -148,8 +148,8 @@ async fn a_replay_after_the_cause_is_fixed_completes_the_still_active_run() -> a
         common::clock::system(),
     )?;
     // The first page succeeds; then HubSpot fails until fixed, and the second page dies.
-    producer::handle_request(&p, &request("r")).await?;
-    let pages = consumer::PageJobHandler::new(p.clone());
+    producer::handle_request(&p, &p.hubspot, &request("r")).await?;
+    let pages = consumer::PageJobHandler::new(p.pipeline.clone(), p.hubspot.clone());
     common::worker::process_one(
         p.pages.as_ref(),
         pages.as_ref(),

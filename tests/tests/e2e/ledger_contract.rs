@@ -6,16 +6,15 @@
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 
-use common::aws::{item_size, AwsNames, DynamoLedger};
+use aws::{item_size, AwsNames, DynamoLedger};
 use common::clock::dt_of_day;
-use common::embedded::{Db, EmbeddedLedger};
 use common::messages::{MergeTask, Slice, OPEN_END_MS};
 use common::ports::ledger::BeginRun;
-use common::ports::run::RUN_FORMAT;
 use common::ports::{
     IndexVersion, Ledger, MergeCompletion, PageCompletion, PageEffects, PageOutcome, Partition, Run,
     RunStatus,
 };
+use embedded::{Db, EmbeddedLedger};
 use hubsync_tests::moto::Moto;
 
 const LEASE_MS: i64 = 60_000;
@@ -29,7 +28,6 @@ fn run(run_id: &str) -> Run {
         started_at_ms: 10,
         updated_at_ms: 10,
         lease_until_ms: 10 + LEASE_MS,
-        format: RUN_FORMAT,
         ..Default::default()
     }
 }
@@ -294,7 +292,7 @@ async fn dynamo_on(moto: &Moto, prefix: &str) -> anyhow::Result<(DynamoLedger, S
         ..Default::default()
     };
     infra::provision::up(&names, &format!("lake-{prefix}"), "data", 2).await?;
-    let client = aws_sdk_dynamodb::Client::new(&common::aws::sdk_config().await);
+    let client = aws_sdk_dynamodb::Client::new(&aws::sdk_config().await);
     Ok((
         DynamoLedger::new(client, &names.runs_table(), LEASE_MS),
         names.runs_table(),
@@ -371,7 +369,7 @@ async fn a_run_of_20000_partitions_keeps_every_item_small_l6() -> anyhow::Result
     let merge = l.meter().snapshot()["complete_merge"];
 
     // Every item of the ledger, by its size.
-    let client = aws_sdk_dynamodb::Client::new(&common::aws::sdk_config().await);
+    let client = aws_sdk_dynamodb::Client::new(&aws::sdk_config().await);
     let mut largest = 0;
     let mut head = 0;
     let mut start = None;

@@ -6,8 +6,8 @@ use common::messages::{self, RequestedMode, SyncRequest};
 use common::ports::RunStatus;
 use consumer::JobOutcome;
 use hubsync_tests::harness::{live_files, sim_config, Harness};
-use infra::sim::{MutateRequest, ObjectType};
 use merger::TaskOutcome;
+use sim::{MutateRequest, ObjectType};
 
 /// Drives one run by hand, handling every message twice.
 async fn run_twice_each(h: &Harness, request_id: &str) -> anyhow::Result<(usize, usize, Vec<String>)> {
@@ -18,9 +18,9 @@ async fn run_twice_each(h: &Harness, request_id: &str) -> anyhow::Result<(usize,
         mode: RequestedMode::Auto,
         requested_at_ms: p.now_ms(),
     };
-    producer::handle_request(p, &request).await?;
+    producer::handle_request(p, &p.hubspot, &request).await?;
     // A redelivered request re-sends page 0 of each slice: harmless duplicates.
-    producer::handle_request(p, &request).await?;
+    producer::handle_request(p, &p.hubspot, &request).await?;
     let mut page_bodies = Vec::new();
     let (mut pages, mut merges) = (0, 0);
     loop {
@@ -30,8 +30,8 @@ async fn run_twice_each(h: &Harness, request_id: &str) -> anyhow::Result<(usize,
         }
         for m in got {
             let job = messages::decode_page_job(&m.body)?;
-            let first = consumer::process_job(p, &job).await?;
-            let second = consumer::process_job(p, &job).await?;
+            let first = consumer::process_job(p, &p.hubspot, &job).await?;
+            let second = consumer::process_job(p, &p.hubspot, &job).await?;
             assert_eq!(second, JobOutcome::Duplicate, "{}", job.job_id());
             if matches!(first, JobOutcome::Staged { .. }) {
                 pages += 1;
@@ -91,7 +91,7 @@ async fn redelivered_page_jobs_and_merge_tasks_change_nothing() -> anyhow::Resul
     let before = live_files(&h.pipeline, "deals").await?;
     let late = messages::decode_page_job(&page_bodies[0])?;
     assert!(matches!(
-        consumer::process_job(&h.pipeline, &late).await?,
+        consumer::process_job(&h.pipeline, &h.pipeline.hubspot, &late).await?,
         JobOutcome::Stale(_)
     ));
     let late_merge = messages::MergeTask {

@@ -5,12 +5,12 @@ use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use common::clock::iso;
-use common::flag::{FlagError, FlagSource};
 use common::messages::RequestedMode;
+use common::ports::flag::{FlagError, FlagSource};
 use common::ports::{RunMode, StateError, StateStore, SyncState};
 use hubsync_tests::harness::{sim_config, Harness};
-use infra::sim::ObjectType;
 use producer::decide::decide;
+use sim::ObjectType;
 
 #[derive(Clone, Default)]
 struct Captured(Arc<Mutex<Vec<u8>>>);

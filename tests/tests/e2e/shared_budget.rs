@@ -9,7 +9,6 @@ use common::ports::RunStatus;
 use hubsync_tests::deploy::{aws_pipeline, stop, tail, Deployment};
 use hubsync_tests::harness::{sim_config, wait_for};
 use hubsync_tests::moto::Moto;
-use infra::sim;
 
 /// Requests per rolling 10 s the simulated account allows (HubSpot's is 190; smaller here so
 /// the limit binds with few records).

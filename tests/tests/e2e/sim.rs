@@ -10,15 +10,15 @@ mod search;
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
-use common::hubspot::wire::{
-    headers, parse_ms, Direction, ErrorBody, Filter, FilterGroup, ListResponse, ObjectRecord, Operator,
-    Paging, PropertiesResponse, SearchRequest, SearchResponse, Sort,
-};
-use infra::sim::{
+use reqwest::{Client, StatusCode};
+use sim::{
     self, ConfigPatch, FaultKind, MutateRequest, MutateResponse, ObjectType, RuntimeConfig, Secret,
     SimConfig, SimServer, SimStats,
 };
-use reqwest::{Client, StatusCode};
+use wire::{
+    headers, parse_ms, Direction, ErrorBody, Filter, FilterGroup, ListResponse, ObjectRecord, Operator,
+    Paging, PropertiesResponse, SearchRequest, SearchResponse, Sort,
+};
 
 /// A simulator with every limit off (tests that need limits turn them on).
 async fn start(records: u64, types: &[ObjectType], tweak: impl FnOnce(&mut SimConfig)) -> SimServer {

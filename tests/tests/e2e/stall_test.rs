@@ -13,7 +13,7 @@ use common::ports::RunStatus;
 use hubsync_tests::deploy::{aws_pipeline, stop, tail, Deployment, Service};
 use hubsync_tests::harness::{sim_config, wait_for};
 use hubsync_tests::moto::Moto;
-use infra::sim::{self, MutateRequest, ObjectType};
+use sim::{MutateRequest, ObjectType};
 
 /// Whether the process is stopped (its state in `/proc/<pid>/stat` is `T`).
 fn is_stopped(service: &Service) -> bool {

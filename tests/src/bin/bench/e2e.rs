@@ -13,7 +13,7 @@ use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
 use clap::Args;
-use infra::sim::{self, MutateRequest, ObjectType, RuntimeConfig, SimConfig};
+use sim::{MutateRequest, ObjectType, RuntimeConfig, SimConfig};
 
 use crate::{measured, release_bins, Measured};
 

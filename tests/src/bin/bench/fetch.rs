@@ -13,15 +13,15 @@ use anyhow::{Context, Result};
 use clap::Args;
 use common::catalog::Catalog;
 use common::clock;
-use common::hubspot::{ClientConfig, HubSpotClient, RateBudget};
 use common::messages::RequestedMode;
-use common::pipeline::{Pipeline, Settings};
+use common::pipeline::Settings;
 use common::ports::RunStatus;
+use hubspot::{ClientConfig, HubSpotClient, RateBudget};
 use hubsync_tests::deploy::{aws_pipeline, stop, tail, Deployment};
 use hubsync_tests::harness::{latest_run, wait_for};
 use hubsync_tests::moto::Moto;
 use infra::runner::{run_embedded, RunOptions};
-use infra::sim::{self, ObjectType, RuntimeConfig, SimConfig, SimServer, SimStats};
+use sim::{ObjectType, RuntimeConfig, SimConfig, SimServer, SimStats};
 
 use crate::release_bins;
 
@@ -172,10 +172,9 @@ async fn fetch_embedded(
         },
         RateBudget::new(runtime.rate_limit as usize, runtime.search_rate as usize),
     )?;
-    let p = Pipeline::embedded(
+    let p = embedded::pipeline(
         dir.path(),
         Catalog::default(),
-        client,
         clock::system(),
         Settings::default(),
     )?;
@@ -204,7 +203,7 @@ async fn fetch_embedded(
             }
         }
     };
-    let (reports, fetched) = tokio::join!(run_embedded(&p, &options), watcher);
+    let (reports, fetched) = tokio::join!(run_embedded(&p, &client, &options), watcher);
     let (elapsed, stats) = fetched?;
     let run = reports?.pop().and_then(|r| r.run).context("the backfill's run")?;
     anyhow::ensure!(

@@ -13,12 +13,11 @@ use std::collections::BTreeSet;
 use std::time::Instant;
 
 use anyhow::Result;
+use aws::{AwsNames, DynamoLedger, WriteStats};
 use clap::Args;
-use common::aws::{AwsNames, DynamoLedger, WriteStats};
 use common::clock::dt_of_day;
 use common::messages::{MergeTask, Slice};
 use common::ports::ledger::BeginRun;
-use common::ports::run::RUN_FORMAT;
 use common::ports::{Ledger, PageOutcome, Run};
 use futures::StreamExt;
 use hubsync_tests::moto::Moto;
@@ -61,7 +60,7 @@ pub async fn bench_ledger(args: LedgerBench) -> Result<Vec<LedgerResult>> {
             ..Default::default()
         };
         infra::provision::up(&names, &format!("lake-bench{i}"), "data", 5).await?;
-        let client = aws_sdk_dynamodb::Client::new(&common::aws::sdk_config().await);
+        let client = aws_sdk_dynamodb::Client::new(&aws::sdk_config().await);
         let ledger = DynamoLedger::new(client, &names.runs_table(), 3_600_000);
         let r = one_run(&ledger, &args, partitions).await?;
         println!(
@@ -91,7 +90,6 @@ async fn one_run(l: &DynamoLedger, args: &LedgerBench, partitions: u64) -> Resul
         request_id: "bench".into(),
         window_to_ms: 1,
         lease_until_ms: i64::MAX / 2,
-        format: RUN_FORMAT,
         ..Default::default()
     };
     anyhow::ensure!(matches!(l.begin_run(&run, 0).await?, BeginRun::Started(_)));

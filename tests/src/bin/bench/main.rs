@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand};
-use infra::sim::{self, ObjectType, RuntimeConfig, SimConfig};
+use sim::{ObjectType, RuntimeConfig, SimConfig};
 
 #[derive(Parser)]
 #[command(name = "bench", about = "hubsync benchmarks")]
@@ -188,7 +188,7 @@ async fn client_loop(
         }
         let body = req.send().await?.error_for_status()?.bytes().await?;
         let records = if parse {
-            let page: common::hubspot::wire::ListResponse = serde_json::from_slice(&body)?;
+            let page: wire::ListResponse = serde_json::from_slice(&body)?;
             page.results.len() as u64
         } else {
             count_records(&body)

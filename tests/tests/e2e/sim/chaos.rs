@@ -90,7 +90,7 @@ async fn bursts_get_429_with_hubspot_body_and_headers() {
         (1, 1, 2)
     );
     // Limits off at runtime: bursts pass.
-    s.configure(&infra::sim::ConfigPatch {
+    s.configure(&sim::ConfigPatch {
         rate_limit: Some(0),
         ..Default::default()
     })
@@ -179,7 +179,7 @@ async fn every_fault_kind_reaches_the_client() {
         StatusCode::BAD_REQUEST,
         "fault_rate outside [0,1] is refused"
     );
-    s.configure(&infra::sim::ConfigPatch {
+    s.configure(&sim::ConfigPatch {
         fault_rate: Some(0.0),
         ..Default::default()
     })
@@ -233,7 +233,7 @@ async fn latency_delays_responses() {
     assert!(took >= Duration::from_millis(150), "{took:?}");
     // With a ten-minute latency, /_sim answering at all (the client gives up after a minute)
     // shows it is never delayed.
-    s.configure(&infra::sim::ConfigPatch {
+    s.configure(&sim::ConfigPatch {
         latency_ms: Some(600_000),
         ..Default::default()
     })

@@ -1,0 +1,404 @@
+//! HubSpot CRM v3 wire types, shared by the client and the simulator so the two cannot drift.
+//!
+//! Field names follow HubSpot's JSON exactly (camelCase); see `../shared/HUBSPOT.md`.
+//! Every property value is a string or null on the wire, whatever its HubSpot type.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+/// A bearer token (a private app's access token): it never prints, in `Debug` or in logs. The
+/// client sends it and the simulator checks it; there is no other token type.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: impl Into<String>) -> Self {
+        Secret(value.into())
+    }
+    /// The token itself, for the `Authorization` header only.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret(***)")
+    }
+}
+
+/// Largest `limit` the list endpoint accepts.
+pub const LIST_PAGE_MAX: u32 = 100;
+/// Largest `limit` the search endpoint accepts (200 since September 2024).
+pub const SEARCH_PAGE_MAX: u32 = 200;
+/// The search endpoint answers 400 for any page that would reach past this many results.
+pub const SEARCH_RESULT_CAP: u64 = 10_000;
+
+/// One CRM object as the list and search endpoints return it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ObjectRecord {
+    pub id: String,
+    #[serde(default)]
+    pub properties: BTreeMap<String, Option<String>>,
+    /// ISO-8601 UTC, equal to the created property.
+    pub created_at: String,
+    /// ISO-8601 UTC, equal to the modified property to the millisecond.
+    pub updated_at: String,
+    #[serde(default)]
+    pub archived: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub archived_at: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NextPage {
+    /// Opaque cursor for the list endpoint; an offset for search.
+    pub after: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub link: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Paging {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next: Option<NextPage>,
+}
+
+impl Paging {
+    pub fn next_after(paging: &Option<Paging>) -> Option<&str> {
+        paging.as_ref()?.next.as_ref().map(|n| n.after.as_str())
+    }
+}
+
+/// `GET /crm/v3/objects/{type}`: no `paging` on the last page.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ListResponse {
+    pub results: Vec<ObjectRecord>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub paging: Option<Paging>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum Operator {
+    Eq,
+    Neq,
+    Lt,
+    Lte,
+    Gt,
+    Gte,
+    Between,
+    In,
+    NotIn,
+    HasProperty,
+    NotHasProperty,
+    ContainsToken,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Filter {
+    pub property_name: String,
+    pub operator: Operator,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub value: Option<String>,
+    /// Upper bound of `BETWEEN` (inclusive).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub high_value: Option<String>,
+    /// Operands of `IN` / `NOT_IN`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub values: Option<Vec<String>>,
+}
+
+impl Filter {
+    pub fn new(property: &str, operator: Operator, value: impl ToString) -> Self {
+        Filter {
+            property_name: property.to_string(),
+            operator,
+            value: Some(value.to_string()),
+            high_value: None,
+            values: None,
+        }
+    }
+
+    pub fn between(property: &str, low: impl ToString, high: impl ToString) -> Self {
+        Filter {
+            property_name: property.to_string(),
+            operator: Operator::Between,
+            value: Some(low.to_string()),
+            high_value: Some(high.to_string()),
+            values: None,
+        }
+    }
+}
+
+/// Filters in one group are ANDed; groups are ORed.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FilterGroup {
+    pub filters: Vec<Filter>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum Direction {
+    Ascending,
+    Descending,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Sort {
+    pub property_name: String,
+    pub direction: Direction,
+}
+
+/// `POST /crm/v3/objects/{type}/search` body. The schema lists exactly these five fields.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SearchRequest {
+    #[serde(default)]
+    pub filter_groups: Vec<FilterGroup>,
+    #[serde(default)]
+    pub sorts: Vec<Sort>,
+    #[serde(default)]
+    pub properties: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limit: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub after: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SearchResponse {
+    pub total: u64,
+    pub results: Vec<ObjectRecord>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub paging: Option<Paging>,
+}
+
+/// HubSpot's error body. `category`, `correlationId` and `message` are required by the
+/// published schema; 429s carry `errorType` and `policyName` instead of a category. Decoded
+/// leniently: HubSpot's own example has no `status`, and a body missing any field still gives
+/// what it has (the correlation id above all, which HubSpot's support asks for).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ErrorBody {
+    #[serde(default)]
+    pub status: String,
+    #[serde(default)]
+    pub message: String,
+    #[serde(default)]
+    pub correlation_id: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub category: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sub_category: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error_type: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub policy_name: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub errors: Option<Vec<serde_json::Value>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub context: Option<serde_json::Value>,
+}
+
+impl ErrorBody {
+    pub fn new(category: &str, message: impl Into<String>, correlation_id: String) -> Self {
+        ErrorBody {
+            status: "error".into(),
+            message: message.into(),
+            correlation_id,
+            category: Some(category.into()),
+            sub_category: None,
+            error_type: None,
+            policy_name: None,
+            errors: None,
+            context: None,
+        }
+    }
+}
+
+/// One entry of `GET /crm/v3/properties/{type}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PropertyDefinition {
+    pub name: String,
+    pub label: String,
+    /// `string`, `number`, `datetime`, `date`, `enumeration`, `bool`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub field_type: String,
+    pub group_name: String,
+    #[serde(default)]
+    pub description: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PropertiesResponse {
+    pub results: Vec<PropertyDefinition>,
+}
+
+/// Rate-limit headers HubSpot sends on ordinary (non-search) responses.
+pub mod headers {
+    pub const RATE_MAX: &str = "x-hubspot-ratelimit-max";
+    pub const RATE_REMAINING: &str = "x-hubspot-ratelimit-remaining";
+    pub const RATE_INTERVAL_MS: &str = "x-hubspot-ratelimit-interval-milliseconds";
+    pub const RATE_DAILY: &str = "x-hubspot-ratelimit-daily";
+    pub const RATE_DAILY_REMAINING: &str = "x-hubspot-ratelimit-daily-remaining";
+}
+
+/// Object type ids HubSpot accepts in place of names.
+pub const OBJECT_TYPE_IDS: &[(&str, &str)] = &[
+    ("0-1", "contacts"),
+    ("0-2", "companies"),
+    ("0-3", "deals"),
+    ("0-27", "tasks"),
+    ("0-46", "notes"),
+    ("0-47", "meetings"),
+    ("0-48", "calls"),
+    ("0-49", "emails"),
+];
+
+/// Resolves a type id (`0-3`) or name (`deals`) to the name; `None` if unknown.
+pub fn object_type_name(type_or_id: &str) -> Option<&'static str> {
+    OBJECT_TYPE_IDS
+        .iter()
+        .find(|(id, name)| *id == type_or_id || *name == type_or_id)
+        .map(|(_, name)| *name)
+}
+
+/// The modified property of an object type: `lastmodifieddate` for contacts,
+/// `hs_lastmodifieddate` for everything else (a connector that used the wrong one synced nothing).
+pub fn modified_property(object_type: &str) -> &'static str {
+    if object_type == "contacts" {
+        "lastmodifieddate"
+    } else {
+        "hs_lastmodifieddate"
+    }
+}
+
+/// The created property: `hs_createdate` for activities, `createdate` for the core objects.
+pub fn created_property(object_type: &str) -> &'static str {
+    match object_type {
+        "deals" | "contacts" | "companies" => "createdate",
+        _ => "hs_createdate",
+    }
+}
+
+/// Formats epoch milliseconds as HubSpot does: `2024-05-01T12:00:00.123Z`.
+pub fn format_ms(ms: i64) -> String {
+    match chrono::DateTime::from_timestamp_millis(ms) {
+        Some(t) => t.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string(),
+        None => ms.to_string(),
+    }
+}
+
+/// Parses a HubSpot timestamp: ISO-8601 (with or without fraction/offset), a bare date
+/// (`YYYY-MM-DD`, midnight UTC) or epoch milliseconds as a string.
+pub fn parse_ms(value: &str) -> Option<i64> {
+    let v = value.trim();
+    if v.is_empty() {
+        return None;
+    }
+    if v.bytes().all(|b| b.is_ascii_digit()) || (v.starts_with('-') && v.len() > 1) {
+        return v.parse::<i64>().ok();
+    }
+    if let Ok(t) = chrono::DateTime::parse_from_rfc3339(v) {
+        return Some(t.timestamp_millis());
+    }
+    if let Ok(t) = chrono::NaiveDateTime::parse_from_str(v, "%Y-%m-%dT%H:%M:%S%.f") {
+        return Some(t.and_utc().timestamp_millis());
+    }
+    if let Ok(d) = chrono::NaiveDate::parse_from_str(v, "%Y-%m-%d") {
+        return d.and_hms_opt(0, 0, 0).map(|t| t.and_utc().timestamp_millis());
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn search_request_uses_hubspot_field_names() {
+        let req = SearchRequest {
+            filter_groups: vec![FilterGroup {
+                filters: vec![Filter::new(
+                    "hs_lastmodifieddate",
+                    Operator::Gte,
+                    1700000000000i64,
+                )],
+            }],
+            sorts: vec![Sort {
+                property_name: "hs_lastmodifieddate".into(),
+                direction: Direction::Ascending,
+            }],
+            properties: vec!["dealname".into()],
+            limit: Some(200),
+            after: Some("200".into()),
+        };
+        let json = serde_json::to_value(&req).unwrap();
+        assert_eq!(
+            json,
+            serde_json::json!({"filterGroups":[{"filters":[{"propertyName":"hs_lastmodifieddate",
+                "operator":"GTE","value":"1700000000000"}]}],"sorts":[{"propertyName":
+                "hs_lastmodifieddate","direction":"ASCENDING"}],"properties":["dealname"],
+                "limit":200,"after":"200"})
+        );
+    }
+
+    #[test]
+    fn error_bodies_without_status_keep_their_category_and_correlation_id() {
+        // HubSpot's published Error example: no `status`.
+        let b: ErrorBody = serde_json::from_str(
+            r#"{"category":"VALIDATION_ERROR","correlationId":"aeb5f871-7f07-4993-9211-075dc63e7cbf",
+            "links":{"knowledge-base":"https://www.hubspot.com/products/service/knowledge-base"},
+            "message":"Invalid input JSON on line 1, column 15: Cannot build ObjectSchemaEgg"}"#,
+        )
+        .unwrap();
+        assert_eq!(b.category.as_deref(), Some("VALIDATION_ERROR"));
+        assert_eq!(b.correlation_id, "aeb5f871-7f07-4993-9211-075dc63e7cbf");
+        assert!(b.status.is_empty());
+        let only: ErrorBody = serde_json::from_str(r#"{"correlationId":"c1"}"#).unwrap();
+        assert_eq!((only.correlation_id.as_str(), only.message.as_str()), ("c1", ""));
+    }
+
+    #[test]
+    fn list_response_without_paging_is_last_page() {
+        let r: ListResponse = serde_json::from_str(
+            r#"{"results":[{"id":"1","properties":{"a":null,"b":"x"},
+            "createdAt":"2021-03-04T05:06:07.890Z","updatedAt":"2021-03-04T05:06:07.890Z",
+            "archived":false}]}"#,
+        )
+        .unwrap();
+        assert_eq!(Paging::next_after(&r.paging), None);
+        assert_eq!(r.results[0].properties["a"], None);
+    }
+
+    #[test]
+    fn timestamps_round_trip_in_every_accepted_form() {
+        let ms = 1_614_834_367_890;
+        assert_eq!(format_ms(ms), "2021-03-04T05:06:07.890Z");
+        assert_eq!(parse_ms("2021-03-04T05:06:07.890Z"), Some(ms));
+        assert_eq!(parse_ms("1614834367890"), Some(ms));
+        assert_eq!(parse_ms("2021-03-04T06:06:07.890+01:00"), Some(ms));
+        assert_eq!(parse_ms("2021-03-04"), Some(1_614_816_000_000));
+        assert_eq!(parse_ms("yesterday"), None);
+        assert_eq!(parse_ms(""), None);
+    }
+
+    #[test]
+    fn type_ids_resolve_to_names() {
+        assert_eq!(object_type_name("0-3"), Some("deals"));
+        assert_eq!(object_type_name("contacts"), Some("contacts"));
+        assert_eq!(object_type_name("0-999"), None);
+        assert_eq!(modified_property("contacts"), "lastmodifieddate");
+        assert_eq!(created_property("calls"), "hs_createdate");
+    }
+}

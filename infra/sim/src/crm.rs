@@ -1,0 +1,228 @@
+//! The CRM v3 endpoints: list, search and properties, answered from the portal.
+
+use std::sync::Arc;
+
+use axum::extract::rejection::{JsonRejection, QueryRejection};
+use axum::extract::{Path, Query, State};
+use axum::http::{Method, Uri};
+use axum::Json;
+use wire::{
+    ListResponse, NextPage, Paging, PropertiesResponse, SearchRequest, SearchResponse, LIST_PAGE_MAX,
+};
+
+use super::catalog::ObjectType;
+use super::errors::ApiError;
+use super::portal::{render, select_properties};
+use super::search;
+use super::server::{wall_ms, AppState, CRM_BASE_PATH};
+
+/// The list page size when a request names none (HubSpot's default).
+const DEFAULT_LIST_LIMIT: usize = 10;
+
+fn object_type(raw: &str) -> Result<ObjectType, ApiError> {
+    ObjectType::parse(raw)
+        .ok_or_else(|| ApiError::not_found(format!("Unable to infer object type from: {raw}")))
+}
+
+/// The list endpoint's query: `limit` (1..=100; more is refused with a 400, not clamped, so
+/// a client that asks for more learns it at once), `after` (an opaque cursor, see
+/// [`cursor`]), `properties` (comma lists, repeatable), `archived`. Other parameters are
+/// ignored, as HubSpot does.
+#[derive(Debug, PartialEq)]
+struct ListParams {
+    limit: usize,
+    after: u64,
+    properties: Option<Vec<String>>,
+    archived: bool,
+}
+
+fn list_params(pairs: &[(String, String)]) -> Result<ListParams, ApiError> {
+    let mut p = ListParams {
+        limit: DEFAULT_LIST_LIMIT,
+        after: 0,
+        properties: None,
+        archived: false,
+    };
+    for (key, value) in pairs {
+        match key.as_str() {
+            "limit" => {
+                p.limit = value
+                    .parse::<usize>()
+                    .ok()
+                    .filter(|l| (1..=LIST_PAGE_MAX as usize).contains(l))
+                    .ok_or_else(|| {
+                        ApiError::validation(format!(
+                            "limit must be between 1 and {LIST_PAGE_MAX}, got '{value}'"
+                        ))
+                    })?;
+            }
+            "after" => {
+                p.after = parse_cursor(value)
+                    .ok_or_else(|| ApiError::validation(format!("after '{value}' is not a valid cursor")))?;
+            }
+            "properties" => p.properties.get_or_insert_with(Vec::new).extend(
+                value
+                    .split(',')
+                    .map(str::trim)
+                    .filter(|s| !s.is_empty())
+                    .map(String::from),
+            ),
+            "archived" => {
+                p.archived = match value.as_str() {
+                    "true" => true,
+                    "false" => false,
+                    other => {
+                        return Err(ApiError::validation(format!(
+                            "archived must be true or false, got '{other}'"
+                        )))
+                    }
+                };
+            }
+            _ => {}
+        }
+    }
+    Ok(p)
+}
+
+/// A list cursor as HubSpot writes them: an opaque base64 token (recorded answers carry
+/// `"NTI1Cg=="`, the id `525` and a newline), so a client that parses cursors breaks here as
+/// it would against HubSpot.
+pub fn cursor(id: u64) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD.encode(format!("{id}\n"))
+}
+
+/// The id of a cursor from [`cursor`] (a bare id is accepted too).
+fn parse_cursor(raw: &str) -> Option<u64> {
+    use base64::Engine;
+    let raw = raw.trim();
+    if let Ok(bytes) = base64::engine::general_purpose::STANDARD.decode(raw) {
+        if let Some(id) = std::str::from_utf8(&bytes)
+            .ok()
+            .and_then(|t| t.trim_end().parse().ok())
+        {
+            return Some(id);
+        }
+    }
+    raw.parse().ok()
+}
+
+/// `GET /crm/v3/objects/{type}`.
+pub async fn list(
+    State(state): State<Arc<AppState>>,
+    Path(raw_type): Path<String>,
+    query: Result<Query<Vec<(String, String)>>, QueryRejection>,
+) -> Result<Json<ListResponse>, ApiError> {
+    let t = object_type(&raw_type)?;
+    let Query(pairs) = query.map_err(|e| ApiError::validation(e.body_text()))?;
+    let params = list_params(&pairs)?;
+    let props = select_properties(t, params.properties.as_deref());
+    let (page, next, ctx) = {
+        let portal = state.read_portal();
+        let (page, next) = portal.list_page(t, params.after, params.limit, params.archived);
+        (page, next, portal.value_ctx(t))
+    };
+    let paging = next.map(|after| {
+        let token = cursor(after);
+        Paging {
+            next: Some(NextPage {
+                link: Some(format!(
+                    "{CRM_BASE_PATH}/objects/{}?limit={}&after={}",
+                    t.name(),
+                    params.limit,
+                    token.replace('=', "%3D").replace('+', "%2B").replace('/', "%2F")
+                )),
+                after: token,
+            }),
+        }
+    });
+    let results = page.iter().map(|r| render(&ctx, r, &props)).collect();
+    Ok(Json(ListResponse { results, paging }))
+}
+
+/// `POST /crm/v3/objects/{type}/search`.
+pub async fn search(
+    State(state): State<Arc<AppState>>,
+    Path(raw_type): Path<String>,
+    body: Result<Json<SearchRequest>, JsonRejection>,
+) -> Result<Json<SearchResponse>, ApiError> {
+    let t = object_type(&raw_type)?;
+    let Json(request) =
+        body.map_err(|e| ApiError::validation(format!("Invalid input JSON: {}", e.body_text())))?;
+    let query = search::compile(t, &request).map_err(ApiError::validation)?;
+    // A scan of a large portal is CPU work: keep it off the async workers.
+    let worker = tokio::task::spawn_blocking(move || {
+        let portal = state.read_portal();
+        let (total, page) = search::run(&portal, t, &query, wall_ms());
+        let ctx = portal.value_ctx(t);
+        drop(portal);
+        let results = page.iter().map(|r| render(&ctx, r, &query.properties)).collect();
+        let end = (query.after + query.limit) as u64;
+        let paging = (end < total).then(|| Paging {
+            next: Some(NextPage {
+                after: end.to_string(),
+                link: None,
+            }),
+        });
+        SearchResponse {
+            total,
+            results,
+            paging,
+        }
+    });
+    worker
+        .await
+        .map(Json)
+        .map_err(|e| ApiError::internal(format!("search failed: {e}")))
+}
+
+/// `GET /crm/v3/properties/{type}`.
+pub async fn properties(Path(raw_type): Path<String>) -> Result<Json<PropertiesResponse>, ApiError> {
+    let t = object_type(&raw_type)?;
+    Ok(Json(PropertiesResponse {
+        results: t.property_definitions(),
+    }))
+}
+
+/// Any other path under the API.
+pub async fn not_found(method: Method, uri: Uri) -> ApiError {
+    ApiError::not_found(format!("No endpoint for {method} {}", uri.path()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pairs(q: &[(&str, &str)]) -> Vec<(String, String)> {
+        q.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    }
+
+    #[test]
+    fn list_params_parse_and_refuse_bad_values() {
+        let p = list_params(&pairs(&[
+            ("limit", "100"),
+            ("properties", "a,b"),
+            ("properties", "c"),
+            ("archived", "true"),
+        ]));
+        let p = p.unwrap();
+        assert_eq!(p.properties, Some(vec!["a".into(), "b".into(), "c".into()]));
+        assert!(p.archived && p.limit == 100);
+        for bad in [
+            ("limit", "101"),
+            ("limit", "0"),
+            ("after", "x"),
+            ("archived", "yes"),
+        ] {
+            assert!(list_params(&pairs(&[bad])).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn cursors_are_opaque_tokens_as_hubspot_writes_them() {
+        assert_eq!(cursor(525), "NTI1Cg==", "HubSpot's own example");
+        assert_eq!(parse_cursor(&cursor(9_000_000_123)), Some(9_000_000_123));
+        assert_eq!(parse_cursor("124"), Some(124));
+        assert_eq!(list_params(&pairs(&[("after", "NTA=")])).unwrap().after, 50);
+    }
+}

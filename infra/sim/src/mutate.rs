@@ -1,0 +1,411 @@
+//! Time moving on request (`POST /_sim/mutate`): updates, creates and archives stamped as
+//! HubSpot stamps them.
+//!
+//! - U1: an update bumps `version` (so values change) and sets the modified property to a
+//!   millisecond after the record's previous one and not after `now`.
+//! - U2: an archive sets `archivedAt` and leaves the modified property alone (HubSpot does).
+//! - U3: a create takes a fresh id above every id of its space (activities share one), unless
+//!   the request gives `ids_from`: then it takes free ids inside the range in use, from that
+//!   id up, as HubSpot does (it hands out ids from several blocks at once: recorded answers
+//!   show a contact created 0.6 s after another with a lower id).
+//! - U4: with a search lag, search keeps seeing the record as it was (or not at all, if new)
+//!   until `now + lag`.
+//! - U5: a created-date move (imports and integrations set `createdate` on deals and
+//!   companies) changes the created property and bumps the modified one (U1), so the record
+//!   shows up in the next incremental window with its new created day.
+//! - U6: `creates_at` creates records with the created dates given (imports carry 1900-01-01,
+//!   or dates in the future); their modified time is now, which may be before their created
+//!   one (seeded records keep P2, such imports do not).
+
+use std::collections::HashMap;
+
+use serde::{Deserialize, Serialize};
+use wire::format_ms;
+
+use super::catalog::ObjectType;
+use super::portal::{Pending, Portal, Rec, ID_STRIDE};
+use super::rng::SplitMix64;
+
+/// `POST /_sim/mutate` body: counts of each change; all but `object_type` optional.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MutateRequest {
+    /// A name (`deals`) or type id (`0-3`).
+    pub object_type: String,
+    #[serde(default)]
+    pub updates: u64,
+    #[serde(default)]
+    pub creates: u64,
+    #[serde(default)]
+    pub archives: u64,
+    /// Stamp every update with one identical millisecond, as bulk edits do.
+    #[serde(default)]
+    pub same_timestamp: bool,
+    /// Pick the updated and archived records among the newest this many live records (by
+    /// id, which grows with creation) instead of among all: a CRM's edits concentrate on
+    /// recent records (open deals, new contacts). `None`: uniformly among all.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub among_newest: Option<u64>,
+    /// More creates, one per timestamp here, with that created date (U6).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub creates_at: Vec<i64>,
+    /// Live records whose created date moves by `move_days` (U5).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub moves: u64,
+    /// Days a move shifts the created date by (negative: earlier); 0 means -400.
+    #[serde(default, skip_serializing_if = "is_zero_i")]
+    pub move_days: i64,
+    /// Creates take free ids inside the range in use, from this id up (U3).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ids_from: Option<u64>,
+    /// These live records are archived too (U2), besides `archives` picked at random.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub archive_ids: Vec<u64>,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
+}
+
+fn is_zero_i(n: &i64) -> bool {
+    *n == 0
+}
+
+/// The default of [`MutateRequest::move_days`].
+const DEFAULT_MOVE_DAYS: i64 = -400;
+
+/// What a mutation changed: ids per kind and the instant used.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MutateResponse {
+    pub object_type: String,
+    pub timestamp_ms: i64,
+    pub timestamp: String,
+    pub updated: Vec<String>,
+    pub created: Vec<String>,
+    pub archived: Vec<String>,
+    /// Records whose created date moved (U5).
+    #[serde(default)]
+    pub moved: Vec<String>,
+}
+
+impl Portal {
+    /// Applies one mutation at `now_ms` (raised if needed so stamps never go back in time).
+    /// Updated and archived records are distinct live records picked with `rng`.
+    pub fn mutate(
+        &mut self,
+        t: ObjectType,
+        req: &MutateRequest,
+        now_ms: i64,
+        search_lag_ms: u64,
+        rng: &mut SplitMix64,
+    ) -> MutateResponse {
+        let now = now_ms.max(self.last_stamp_ms + 1);
+        self.last_stamp_ms = now;
+        let visible_at = now + search_lag_ms as i64;
+        let store = &mut self.stores[t.index()];
+        store.pending.retain(|_, p| p.visible_at_ms > now);
+
+        let mut live: Vec<usize> = (0..store.records.len())
+            .filter(|i| store.records[*i].is_live())
+            .collect();
+        if let Some(newest) = req.among_newest {
+            let keep = usize::try_from(newest).unwrap_or(usize::MAX).min(live.len());
+            live.drain(..live.len() - keep);
+        }
+        let picks = (req.updates.saturating_add(req.archives).saturating_add(req.moves))
+            .min(live.len() as u64) as usize;
+        for i in 0..picks {
+            let j = i + rng.below((live.len() - i) as u64) as usize;
+            live.swap(i, j);
+        }
+        let n_updates = (req.updates as usize).min(picks);
+        let n_archives = (req.archives as usize).min(picks - n_updates);
+        let mut updates = live[..n_updates].to_vec();
+        let mut archives = live[n_updates..n_updates + n_archives].to_vec();
+        let mut moves = live[n_updates + n_archives..picks].to_vec();
+        for id in &req.archive_ids {
+            if let Ok(idx) = store.records.binary_search_by_key(id, |r| r.id) {
+                if store.records[idx].is_live() && !archives.contains(&idx) {
+                    updates.retain(|u| *u != idx);
+                    moves.retain(|m| *m != idx);
+                    archives.push(idx);
+                }
+            }
+        }
+        updates.sort_unstable();
+        archives.sort_unstable();
+        moves.sort_unstable();
+
+        let mut out = MutateResponse {
+            object_type: t.name().to_string(),
+            timestamp_ms: now,
+            timestamp: format_ms(now),
+            updated: Vec::with_capacity(updates.len()),
+            created: Vec::new(),
+            archived: Vec::with_capacity(archives.len()),
+            moved: Vec::with_capacity(moves.len()),
+        };
+        // What search answers until its index catches up with a change (HubSpot's lag).
+        let pend = |pending: &mut HashMap<u64, Pending>, id: u64, old: Option<Rec>| {
+            note_pending(pending, search_lag_ms, visible_at, id, old, now)
+        };
+        let n = updates.len() as i64;
+        for (i, idx) in updates.into_iter().enumerate() {
+            let old = store.records[idx];
+            let stamp = if req.same_timestamp {
+                now
+            } else {
+                (now - (n - 1 - i as i64)).max(old.modified_ms + 1).min(now)
+            };
+            let rec = &mut store.records[idx];
+            rec.version = rec.version.saturating_add(1);
+            rec.modified_ms = stamp.max(old.modified_ms);
+            pend(&mut store.pending, old.id, Some(old));
+            out.updated.push(old.id.to_string());
+        }
+        for idx in archives {
+            let old = store.records[idx];
+            store.records[idx].archived_at_ms = Some(now);
+            pend(&mut store.pending, old.id, Some(old));
+            out.archived.push(old.id.to_string());
+        }
+        let shift = if req.move_days == 0 {
+            DEFAULT_MOVE_DAYS
+        } else {
+            req.move_days
+        } * 86_400_000;
+        for idx in moves {
+            let old = store.records[idx];
+            let rec = &mut store.records[idx];
+            rec.created_ms = old.created_ms.saturating_add(shift);
+            rec.version = rec.version.saturating_add(1);
+            rec.modified_ms = now.max(old.modified_ms + 1);
+            pend(&mut store.pending, old.id, Some(old));
+            out.moved.push(old.id.to_string());
+        }
+        if !out.moved.is_empty() {
+            store.index_created();
+        }
+        let created: Vec<i64> = std::iter::repeat_n(now, req.creates as usize)
+            .chain(req.creates_at.iter().copied())
+            .collect();
+        let low = match req.ids_from {
+            Some(from) => self.free_ids(t, from, created.len()),
+            None => Vec::new(),
+        };
+        for (i, created_ms) in created.into_iter().enumerate() {
+            let id = match low.get(i) {
+                Some(id) => *id,
+                None => {
+                    let id = if t.is_activity() {
+                        self.next_engagement_id
+                    } else {
+                        self.next_id[t.index()]
+                    };
+                    let next = id + 1 + rng.below(ID_STRIDE);
+                    if t.is_activity() {
+                        self.next_engagement_id = next;
+                    } else {
+                        self.next_id[t.index()] = next;
+                    }
+                    id
+                }
+            };
+            let store = &mut self.stores[t.index()];
+            let rec = Rec {
+                id,
+                created_ms,
+                modified_ms: now,
+                archived_at_ms: None,
+                version: 0,
+            };
+            store.insert(rec);
+            pend(&mut store.pending, id, None);
+            out.created.push(id.to_string());
+        }
+        out
+    }
+
+    /// Up to `n` ids nobody holds inside the range in use of `t`'s id space, from `from` up
+    /// (the gaps between seeded ids, U3).
+    fn free_ids(&self, t: ObjectType, from: u64, n: usize) -> Vec<u64> {
+        let space: Vec<ObjectType> = if t.is_activity() {
+            ObjectType::ALL.into_iter().filter(|o| o.is_activity()).collect()
+        } else {
+            vec![t]
+        };
+        let mut taken: Vec<u64> = space
+            .iter()
+            .flat_map(|o| self.stores[o.index()].records.iter().map(|r| r.id))
+            .collect();
+        taken.sort_unstable();
+        let mut out = Vec::with_capacity(n);
+        for w in taken.windows(2).filter(|w| w[1] > from) {
+            let mut id = (w[0] + 1).max(from);
+            while id < w[1] && out.len() < n {
+                out.push(id);
+                id += 1;
+            }
+            if out.len() == n {
+                break;
+            }
+        }
+        out
+    }
+}
+
+/// Records what search sees until `visible_at` (U4). A record changed again while a change
+/// is pending keeps the older view: search shows what it showed before the first change.
+fn note_pending(
+    pending: &mut HashMap<u64, Pending>,
+    lag_ms: u64,
+    visible_at_ms: i64,
+    id: u64,
+    previous: Option<Rec>,
+    now: i64,
+) {
+    if lag_ms == 0 {
+        return;
+    }
+    let previous = match pending.get(&id) {
+        Some(p) if p.visible_at_ms > now => p.previous,
+        _ => previous,
+    };
+    pending.insert(
+        id,
+        Pending {
+            visible_at_ms,
+            previous,
+        },
+    );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::portal::portal_for_test;
+
+    fn req(updates: u64, creates: u64, archives: u64, same: bool) -> MutateRequest {
+        MutateRequest {
+            object_type: "deals".into(),
+            updates,
+            creates,
+            archives,
+            same_timestamp: same,
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn created_dates_move_given_dates_create_and_low_ids_fill_gaps_u3_u5_u6() {
+        let t = ObjectType::Deals;
+        let mut p = portal_for_test(3, 100, &[t]);
+        let max_id = p.store(t).records.iter().map(|r| r.id).max().unwrap();
+        let before = p.store(t).records.clone();
+        let now = 1_800_000_000_000;
+        let r = MutateRequest {
+            moves: 3,
+            creates_at: vec![-2_208_988_800_000, -1, 1_900_000_000_000],
+            ids_from: Some(p.store(t).records[50].id),
+            ..req(0, 2, 0, false)
+        };
+        let out = p.mutate(t, &r, now, 0, &mut SplitMix64::new(9));
+        assert_eq!((out.moved.len(), out.created.len()), (3, 5));
+        let recs = &p.store(t).records;
+        assert!(recs.windows(2).all(|w| w[0].id < w[1].id), "P1 holds");
+        for id in &out.moved {
+            let new = recs.iter().find(|r| r.id.to_string() == *id).unwrap();
+            let old = before.iter().find(|r| r.id == new.id).unwrap();
+            assert_eq!(new.created_ms, old.created_ms - 400 * 86_400_000, "U5");
+            assert!(new.modified_ms > old.modified_ms && new.version == old.version + 1);
+        }
+        let created: Vec<u64> = out.created.iter().map(|i| i.parse().unwrap()).collect();
+        let from = before[50].id;
+        assert!(
+            created.iter().all(|id| *id < max_id && *id > from),
+            "U3: inside the range in use, from the id asked"
+        );
+        let dates: Vec<i64> = created
+            .iter()
+            .map(|id| recs.iter().find(|r| r.id == *id).unwrap().created_ms)
+            .collect();
+        assert_eq!(dates, [now, now, -2_208_988_800_000, -1, 1_900_000_000_000]);
+        let by_created = &p.store(t).by_created;
+        assert!(by_created.windows(2).all(|w| w[0] <= w[1]) && by_created.len() == recs.len());
+    }
+
+    #[test]
+    fn updates_bump_modified_and_version_u1() {
+        let mut p = portal_for_test(3, 50, &[ObjectType::Deals]);
+        let before = p.store(ObjectType::Deals).records.clone();
+        let now = 1_800_000_000_000;
+        let out = p.mutate(
+            ObjectType::Deals,
+            &req(5, 0, 0, false),
+            now,
+            0,
+            &mut SplitMix64::new(1),
+        );
+        assert_eq!(out.updated.len(), 5);
+        let after = &p.store(ObjectType::Deals).records;
+        let mut stamps = Vec::new();
+        for (old, new) in before.iter().zip(after) {
+            if out.updated.contains(&old.id.to_string()) {
+                assert_eq!(new.version, old.version + 1);
+                assert!(new.modified_ms > old.modified_ms && new.modified_ms <= now);
+                stamps.push(new.modified_ms);
+            } else {
+                assert_eq!(old, new);
+            }
+        }
+        stamps.sort_unstable();
+        stamps.dedup();
+        assert_eq!(stamps.len(), 5, "each update has its own millisecond");
+    }
+
+    #[test]
+    fn same_timestamp_archives_and_creates_u2_u3() {
+        let t = ObjectType::Calls;
+        let mut p = portal_for_test(3, 20, &[ObjectType::Calls, ObjectType::Notes]);
+        let max_engagement = p.store(ObjectType::Notes).records.iter().map(|r| r.id).max();
+        let r = MutateRequest {
+            object_type: "calls".into(),
+            ..req(4, 2, 3, true)
+        };
+        let out = p.mutate(t, &r, 1_800_000_000_000, 0, &mut SplitMix64::new(2));
+        let recs = &p.store(t).records;
+        let get = |id: &String| recs.iter().find(|r| r.id.to_string() == *id).copied();
+        for id in &out.updated {
+            assert_eq!(get(id).map(|r| r.modified_ms), Some(out.timestamp_ms));
+        }
+        for id in &out.archived {
+            let rec = get(id).filter(|r| r.archived_at_ms == Some(out.timestamp_ms));
+            assert!(rec.is_some_and(|r| r.modified_ms < out.timestamp_ms), "U2");
+            assert!(!out.updated.contains(id));
+        }
+        assert_eq!(out.created.len(), 2);
+        let first_new: u64 = out.created[0].parse().unwrap_or(0);
+        assert!(Some(first_new) > max_engagement, "U3: shared engagement id space");
+        assert!(recs.windows(2).all(|w| w[0].id < w[1].id));
+    }
+
+    #[test]
+    fn among_newest_picks_only_recent_records() {
+        let t = ObjectType::Deals;
+        let mut p = portal_for_test(3, 100, &[t]);
+        let newest: Vec<String> = p.store(t).records[80..]
+            .iter()
+            .map(|r| r.id.to_string())
+            .collect();
+        let r = MutateRequest {
+            among_newest: Some(20),
+            ..req(10, 0, 5, false)
+        };
+        let out = p.mutate(t, &r, 1_800_000_000_000, 0, &mut SplitMix64::new(3));
+        assert_eq!((out.updated.len(), out.archived.len()), (10, 5));
+        assert!(out
+            .updated
+            .iter()
+            .chain(&out.archived)
+            .all(|id| newest.contains(id)));
+    }
+}

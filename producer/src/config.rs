@@ -1,0 +1,82 @@
+//! The producer's settings: the incremental window's overlap and how a full sync is sliced.
+//! Flags with environment twins, flattened into the `producer` service and `hubsync run`.
+
+use common::pipeline::{Settings, DEFAULT_LIST_WALK_MAX_RECORDS, DEFAULT_SLICES_IN_FLIGHT};
+
+/// A setting that cannot be used, with what to pass instead.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct ConfigError(pub String);
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct ProducerConfig {
+    /// Hours of overlap subtracted from the watermark to open an incremental window (the seed:
+    /// 2). Records modified within it are fetched again and merged away.
+    #[arg(long = "overlap-hours", env = "HUBSYNC_OVERLAP_HOURS", default_value_t = 2.0)]
+    pub overlap_hours: f64,
+    /// Slices of a run fetched at once; each finished slice starts the next, so a backfill's
+    /// partitions merge and become visible one after another.
+    #[arg(long = "slices-in-flight", env = "HUBSYNC_SLICES_IN_FLIGHT", default_value_t = DEFAULT_SLICES_IN_FLIGHT,
+          value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=10_000))]
+    pub slices_in_flight: usize,
+    /// A full sync reads an object type of at most this many records with one list walk (the
+    /// general rate limit); larger ones with parallel search slices over created-date windows.
+    #[arg(long = "list-walk-max", env = "HUBSYNC_LIST_WALK_MAX", default_value_t = DEFAULT_LIST_WALK_MAX_RECORDS)]
+    pub list_walk_max_records: u64,
+    /// Records one slice should hold at most (at most HubSpot's search cap, 10,000).
+    #[arg(long = "slice-records", env = "HUBSYNC_SLICE_RECORDS", default_value_t = wire::SEARCH_RESULT_CAP,
+          value_parser = clap::value_parser!(u64).range(1..=wire::SEARCH_RESULT_CAP))]
+    pub slice_records: u64,
+}
+
+impl Default for ProducerConfig {
+    fn default() -> Self {
+        ProducerConfig {
+            overlap_hours: 2.0,
+            slices_in_flight: DEFAULT_SLICES_IN_FLIGHT,
+            list_walk_max_records: DEFAULT_LIST_WALK_MAX_RECORDS,
+            slice_records: wire::SEARCH_RESULT_CAP,
+        }
+    }
+}
+
+impl ProducerConfig {
+    /// `settings` with the producer's part set from this config, validated.
+    pub fn apply(&self, settings: Settings) -> Result<Settings, ConfigError> {
+        if !(self.overlap_hours.is_finite() && self.overlap_hours >= 0.0) {
+            return Err(ConfigError(format!(
+                "--overlap-hours (HUBSYNC_OVERLAP_HOURS) must be a non-negative number of hours, got {}",
+                self.overlap_hours
+            )));
+        }
+        Ok(Settings {
+            overlap_buffer_ms: (self.overlap_hours * 3_600_000.0) as i64,
+            slices_in_flight: self.slices_in_flight,
+            list_walk_max_records: self.list_walk_max_records,
+            backfill_slice_records: self.slice_records,
+            ..settings
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn overlap_is_hours_and_must_be_a_non_negative_number() {
+        let s = ProducerConfig::default().apply(Settings::default()).unwrap();
+        assert_eq!(s.overlap_buffer_ms, 2 * 3_600_000);
+        for bad in [-1.0, f64::NAN, f64::INFINITY] {
+            let c = ProducerConfig {
+                overlap_hours: bad,
+                ..Default::default()
+            };
+            assert!(c
+                .apply(Settings::default())
+                .unwrap_err()
+                .to_string()
+                .contains("--overlap-hours"));
+        }
+    }
+}
