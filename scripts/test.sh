@@ -14,8 +14,10 @@ if ! "$tools/bin/cargo-machete" --version 2>/dev/null | grep -qx '0.9.2'; then
 fi
 "$tools/bin/cargo-machete"
 cargo clippy --workspace --all-targets --locked -- -D warnings
-# The crash and AWS tests run the real binaries (hubsync, producer, consumer, merger).
-cargo build --workspace --bins --locked
+# The crash and AWS tests run the real binaries (hubsync, producer, consumer, merger). Built
+# with every target, so their dependencies resolve to the same features as the test build below
+# (building `--bins` alone would compile a second copy of the dependency graph).
+cargo build --workspace --all-targets --locked
 # The AWS tests install the moto emulator themselves (pip, into ~/.cache/hubsync-moto) when
 # it is missing, and start one on a free port per test.
 log="$(mktemp)"

@@ -1,13 +1,15 @@
 //! The step for one page job, and its handler for the service loop.
 //!
 //! Order of effects (each safe to repeat): staged files and the quarantine file under this
-//! attempt's own names (S1) → done-marker with the attempt, the partitions, the next cursor
-//! and the counters (L2) → successors (next page, the slice it started, the merges of a
-//! finished slice) → the close, after the last slice. The message is acked only after all of
-//! them; a redelivery finding the marker repeats the successors and the close from it.
+//! attempt's own names (S1, `stage_page`) → done-marker with the attempt, the partitions, the
+//! next cursor and the counters (L2, `record_page`) → successors (next page, the slice it
+//! started, the merges of a finished slice) → the close, after the last slice
+//! (`send_successors`). The message is acked only after all of them; a redelivery finding the
+//! marker repeats the successors and the close from it (`resend_from_marker`).
 
 use hubspot::HubSpotClient;
 use std::collections::BTreeSet;
+use std::ops::ControlFlow;
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -22,13 +24,13 @@ use common::messages::Slice;
 use common::messages::{self, PageJob};
 use common::pipeline::Pipeline;
 use common::pipeline::Settings;
-use common::ports::{PageCompletion, PageDone, PageOutcome, Run, RunMode, RunStatus};
+use common::ports::{PageCompletion, PageDone, PageEffects, PageOutcome, Run, RunMode, RunStatus};
 use common::worker::{Failure, Handled, Handler};
 use futures::{StreamExt, TryStreamExt};
 use object_store::path::Path;
 use object_store::ObjectStoreExt;
 
-use crate::fetch::fetch_page;
+use crate::fetch::{fetch_page, Page};
 use crate::stage::{batches_by_dt, rejected_jsonl, to_parquet, validate, Row, Staged};
 use crate::ConsumerError;
 
@@ -57,23 +59,62 @@ pub async fn process_job(
     hubspot: &HubSpotClient,
     job: &PageJob,
 ) -> Result<JobOutcome, ConsumerError> {
+    let run = match run_to_stage(p, job).await? {
+        ControlFlow::Continue(run) => run,
+        ControlFlow::Break(outcome) => return Ok(outcome),
+    };
+    let (table, source) = table_source(p, job)?;
+    if let Some(note) = walk_outpaced(&run, job, &p.settings) {
+        return abandon(p, &run, note).await;
+    }
+    let page = fetch(p, hubspot, &run, job, source).await?;
+    let mut staged = stage_page(p, &run, job, table, source, page).await?;
+    let Some((pages_outstanding, effects)) = record_page(p, &run, job, &mut staged).await? else {
+        return Ok(JobOutcome::Duplicate);
+    };
+    send_successors(p, &run, job, staged, pages_outstanding, effects).await
+}
+
+/// The job's live run, checked lineage and all, or its outcome if there is nothing to stage.
+async fn run_to_stage(p: &Pipeline, job: &PageJob) -> Result<ControlFlow<JobOutcome, Run>, ConsumerError> {
+    // A job of a finished, abandoned or unknown run is dropped (L4).
     let run = match flow::live_run(p.ledger.as_ref(), &job.run_id, &job.table, Step::Page, p.now_ms()).await?
     {
         Ok(run) => run,
-        Err(why) => return Ok(JobOutcome::Stale(why)),
+        Err(why) => return Ok(ControlFlow::Break(JobOutcome::Stale(why))),
     };
     let job_id = job.job_id();
     check_lineage(p, &run, job).await?;
+    // A job whose marker exists was recorded before: nothing is staged or counted again (L2).
     if let Some(done) = p.ledger.page_done(&run.run_id, &job_id).await? {
-        // Redelivered after its marker was written: the crash may have come before the next
-        // page, the started slice or the due merges were sent, or before the close. Each is
-        // repeated from the marker (pages already recorded excepted); the receivers' own
-        // markers (and FIFO deduplication) absorb the repeats.
-        let due = flow::page_due(p.ledger.as_ref(), &run, job, &done).await?;
-        flow::send_page_due(p, &due, Resend::Unrecorded).await?;
-        flow::hand_over(p, &run.run_id, &job_id).await?;
-        return Ok(JobOutcome::Duplicate);
+        resend_from_marker(p, &run, job, &done).await?;
+        return Ok(ControlFlow::Break(JobOutcome::Duplicate));
     }
+    Ok(ControlFlow::Continue(run))
+}
+
+/// Repeats, for a redelivered job, the successors and the close its recorded marker names.
+async fn resend_from_marker(
+    p: &Pipeline,
+    run: &Run,
+    job: &PageJob,
+    done: &PageDone,
+) -> Result<(), ConsumerError> {
+    // Redelivered after its marker was written: the crash may have come before the next
+    // page, the started slice or the due merges were sent, or before the close. Each is
+    // repeated from the marker (pages already recorded excepted); the receivers' own
+    // markers (and FIFO deduplication) absorb the repeats.
+    let due = flow::page_due(p.ledger.as_ref(), run, job, done).await?;
+    flow::send_page_due(p, &due, Resend::Unrecorded).await?;
+    flow::hand_over(p, &run.run_id, &job.job_id()).await?;
+    Ok(())
+}
+
+/// The job's table and the source it reads the job's object type from.
+fn table_source<'p>(
+    p: &'p Pipeline,
+    job: &PageJob,
+) -> Result<(&'p TableSpec, &'p SourceSpec), ConsumerError> {
     let table = p
         .catalog
         .table(&job.table)
@@ -85,79 +126,149 @@ pub async fn process_job(
             job.slice.object_type()
         ))
     })?;
+    Ok((table, source))
+}
 
-    if let Some(note) = walk_outpaced(&run, job, &p.settings) {
-        // Nothing of the run is committed: the lake and the watermark stay as they were.
-        tracing::error!(run_id = %run.run_id, table = %run.table, %note, "run abandoned");
-        p.ledger
-            .finish(&run.run_id, RunStatus::Abandoned, Some(&note), None, p.now_ms())
-            .await?;
-        return Ok(JobOutcome::Stale(note));
-    }
+/// Abandons a run whose list walk was outpaced (C2); the job is dropped with the note.
+async fn abandon(p: &Pipeline, run: &Run, note: String) -> Result<JobOutcome, ConsumerError> {
+    // Nothing of the run is committed: the lake and the watermark stay as they were.
+    tracing::error!(run_id = %run.run_id, table = %run.table, %note, "run abandoned");
+    p.ledger
+        .finish(&run.run_id, RunStatus::Abandoned, Some(&note), None, p.now_ms())
+        .await?;
+    Ok(JobOutcome::Stale(note))
+}
+
+/// Fetches the job's page, then lets the pipeline's hooks act before anything is staged.
+async fn fetch(
+    p: &Pipeline,
+    hubspot: &HubSpotClient,
+    run: &Run,
+    job: &PageJob,
+    source: &SourceSpec,
+) -> Result<Page, ConsumerError> {
     let page = fetch_page(hubspot, source, &job.slice, job.cursor.as_deref(), &p.settings).await?;
     if let Some(hooks) = &p.hooks {
-        hooks.after_fetch(&run.run_id, &job_id).await;
+        hooks.after_fetch(&run.run_id, &job.job_id()).await;
     }
+    Ok(page)
+}
 
-    // K1: an incremental run stages a tombstone where the index places a key elsewhere.
-    let index = match run.mode {
-        RunMode::Incremental => p
-            .indexes
-            .for_run(p.ledger.as_ref(), &p.lake, &table.name, &run.run_id)
-            .await
-            .map_err(|e| ConsumerError::Stage(e.to_string()))?,
-        RunMode::Full => None,
-    };
+/// What one attempt staged: the outcome its marker will record and the files it wrote.
+struct StagedPage {
+    outcome: PageOutcome,
+    /// This attempt's files, deleted if another copy records the page first (S1).
+    written: Vec<Path>,
+    records: usize,
+    rejected: usize,
+}
 
-    // 1. Stage under this attempt's own names (S1), encoding off the async threads.
+/// Stages the page under this attempt's own names (S1): a file per partition, and a quarantine file (Q1).
+async fn stage_page(
+    p: &Pipeline,
+    run: &Run,
+    job: &PageJob,
+    table: &TableSpec,
+    source: &SourceSpec,
+    page: Page,
+) -> Result<StagedPage, ConsumerError> {
+    let job_id = job.job_id();
+    let index = key_index(p, run, &table.name).await?;
+    // Encoded off the async threads.
     let attempt = new_attempt();
     let synced_at = p.now_ms();
-    let (table_c, source_c, run_id) = (table.clone(), source.clone(), run.run_id.clone());
-    let records = page.records;
-    let encoded = tokio::task::spawn_blocking(move || {
-        encode_page(&table_c, &source_c, &records, index, &run_id, synced_at)
-    })
-    .await
-    .map_err(|e| ConsumerError::Stage(format!("encoding task: {e}")))??;
-    let mut outcome = PageOutcome {
-        slice_no: job.slice_no,
-        attempt: attempt.clone(),
-        records: encoded.records as i64,
-        rejected: encoded.rejected_count as i64,
-        max_created_ms: encoded.max_created_ms,
-        max_modified_ms: encoded.max_modified_ms,
-        next_cursor: page.next_cursor,
-        fingerprint: job.slice.fingerprint(),
-        ..Default::default()
+    let encoded = encode_off_thread(table, source, page.records, index, &run.run_id, synced_at).await?;
+    let mut staged = StagedPage {
+        outcome: PageOutcome {
+            slice_no: job.slice_no,
+            attempt: attempt.clone(),
+            records: encoded.records as i64,
+            rejected: encoded.rejected_count as i64,
+            max_created_ms: encoded.max_created_ms,
+            max_modified_ms: encoded.max_modified_ms,
+            next_cursor: page.next_cursor,
+            fingerprint: job.slice.fingerprint(),
+            ..Default::default()
+        },
+        written: Vec::new(),
+        records: encoded.records,
+        rejected: encoded.rejected_count,
     };
-    let mut written: Vec<Path> = Vec::new();
     if let Some(lines) = encoded.rejected {
         let path = p.lake.rejected_file(&table.name, &run.run_id, &job_id, &attempt);
         put(p, &path, lines).await?;
         tracing::warn!(run_id = %run.run_id, job = %job_id, rejected = encoded.rejected_count, file = %path,
             "records that cannot be staged were quarantined (Q1); the run goes on");
-        written.push(path);
+        staged.written.push(path);
     }
-    let uploads = encoded.files.into_iter().map(|(dt, bytes)| {
-        let path = p
-            .lake
-            .staged_file(&table.name, &run.run_id, &dt, &job_id, &attempt);
+    let files = upload_partitions(p, &table.name, &run.run_id, &job_id, &attempt, encoded.files).await?;
+    staged.outcome.dts.extend(files.iter().map(|(dt, _)| dt.clone()));
+    staged.written.extend(files.into_iter().map(|(_, path)| path));
+    failpoint::hit(failpoint::CONSUMER_AFTER_STAGE);
+    Ok(staged)
+}
+
+/// The table's key index for an incremental run's tombstones (K1); none for a full run.
+async fn key_index(p: &Pipeline, run: &Run, table: &str) -> Result<Option<Arc<KeyIndex>>, ConsumerError> {
+    // K1: an incremental run stages a tombstone where the index places a key elsewhere.
+    match run.mode {
+        RunMode::Incremental => p
+            .indexes
+            .for_run(p.ledger.as_ref(), &p.lake, table, &run.run_id)
+            .await
+            .map_err(|e| ConsumerError::Stage(e.to_string())),
+        RunMode::Full => Ok(None),
+    }
+}
+
+/// Validates and encodes the page's records off the async threads (see [`encode_page`]).
+async fn encode_off_thread(
+    table: &TableSpec,
+    source: &SourceSpec,
+    records: Vec<wire::ObjectRecord>,
+    index: Option<Arc<KeyIndex>>,
+    run_id: &str,
+    synced_at: i64,
+) -> Result<Encoded, ConsumerError> {
+    let (table, source, run_id) = (table.clone(), source.clone(), run_id.to_string());
+    tokio::task::spawn_blocking(move || encode_page(&table, &source, &records, index, &run_id, synced_at))
+        .await
+        .map_err(|e| ConsumerError::Stage(format!("encoding task: {e}")))?
+}
+
+/// Writes the page's partition files, a few at once; returns each file's partition and path.
+async fn upload_partitions(
+    p: &Pipeline,
+    table: &str,
+    run_id: &str,
+    job_id: &str,
+    attempt: &str,
+    files: Vec<(String, Vec<u8>)>,
+) -> Result<Vec<(String, Path)>, ConsumerError> {
+    let uploads = files.into_iter().map(|(dt, bytes)| {
+        let path = p.lake.staged_file(table, run_id, &dt, job_id, attempt);
         async move {
             put(p, &path, bytes).await?;
             Ok::<_, ConsumerError>((dt, path))
         }
     });
-    let staged: Vec<(String, Path)> = futures::stream::iter(uploads)
+    futures::stream::iter(uploads)
         .buffer_unordered(STAGE_UPLOAD_CONCURRENCY)
         .try_collect()
-        .await?;
-    outcome.dts.extend(staged.iter().map(|(dt, _)| dt.clone()));
-    written.extend(staged.into_iter().map(|(_, path)| path));
-    failpoint::hit(failpoint::CONSUMER_AFTER_STAGE);
+        .await
+}
 
-    // 2. Marker, counters and what the page made due, atomically (L2, L3, L5). A page that
-    //    finishes a slice owning its partitions counts one merge for each partition the slice
-    //    staged into: its recorded pages' and its own (L6: read back from the markers).
+/// Records the page's marker, counters and what it made due, atomically (L2, L3, L5); `None`: a copy did.
+async fn record_page(
+    p: &Pipeline,
+    run: &Run,
+    job: &PageJob,
+    staged: &mut StagedPage,
+) -> Result<Option<(i64, PageEffects)>, ConsumerError> {
+    let job_id = job.job_id();
+    // A page that finishes a slice owning its partitions counts one merge for each partition
+    // the slice staged into: its recorded pages' and its own (L6: read back from the markers).
+    let outcome = &mut staged.outcome;
     if outcome.next_cursor.is_none() && job.slice.owns_its_days() {
         let mut dts: BTreeSet<String> =
             flow::slice_partitions(p.ledger.as_ref(), &run.run_id, job.slice_no).await?;
@@ -166,44 +277,55 @@ pub async fn process_job(
     }
     let completion = p
         .ledger
-        .complete_page(&run.run_id, &job_id, &outcome, p.now_ms())
+        .complete_page(&run.run_id, &job_id, outcome, p.now_ms())
         .await?;
     failpoint::hit(failpoint::CONSUMER_AFTER_PAGE_DONE);
-    let (pages_outstanding, effects) = match completion {
+    match completion {
         PageCompletion::Recorded {
             pages_outstanding,
             effects,
-        } => (pages_outstanding, effects),
+        } => Ok(Some((pages_outstanding, effects))),
         // Another copy of this job recorded it first (SQS delivered it twice, or this copy
         // stalled past its visibility). Its marker names its own attempt: this copy's files
         // are never read (S1), so they go now; the winner sends the successors.
         PageCompletion::AlreadyDone => {
-            discard(p, &run.run_id, &job_id, &written).await?;
-            return Ok(JobOutcome::Duplicate);
+            discard(p, &run.run_id, &job_id, &staged.written).await?;
+            Ok(None)
         }
-    };
+    }
+}
 
-    // 3. Successors only after the marker: a page cannot be recorded before this one (which
-    //    would let the count reach 0 with this page's partitions unknown). A crash before the
-    //    sends is repaired by the redelivery, which reads them back from the marker.
+/// Sends what the recorded page made due and, after the last slice, hands the run over (L3).
+async fn send_successors(
+    p: &Pipeline,
+    run: &Run,
+    job: &PageJob,
+    staged: StagedPage,
+    pages_outstanding: i64,
+    effects: PageEffects,
+) -> Result<JobOutcome, ConsumerError> {
+    // Successors only after the marker: a page cannot be recorded before this one (which
+    // would let the count reach 0 with this page's partitions unknown). A crash before the
+    // sends is repaired by the redelivery, which reads them back from the marker.
+    let outcome = staged.outcome;
     let done = PageDone {
-        attempt,
+        attempt: outcome.attempt,
         dts: outcome.dts.clone(),
-        next_cursor: outcome.next_cursor.clone(),
-        fingerprint: outcome.fingerprint.clone(),
+        next_cursor: outcome.next_cursor,
+        fingerprint: outcome.fingerprint,
         effects,
     };
-    let due = flow::page_due(p.ledger.as_ref(), &run, job, &done).await?;
+    let due = flow::page_due(p.ledger.as_ref(), run, job, &done).await?;
     flow::send_page_due(p, &due, Resend::All).await?;
 
-    // 4. The last slice hands the run to the merger (L3).
+    // The last slice hands the run to the merger (L3).
     let last_page = pages_outstanding == 0;
     if last_page {
-        flow::hand_over(p, &run.run_id, &job_id).await?;
+        flow::hand_over(p, &run.run_id, &job.job_id()).await?;
     }
     Ok(JobOutcome::Staged {
-        records: encoded.records,
-        rejected: encoded.rejected_count,
+        records: staged.records,
+        rejected: staged.rejected,
         partitions: outcome.dts.len(),
         last_page,
     })

@@ -67,6 +67,17 @@ pub fn new_request_id(now: EpochMs) -> String {
     format!("{t}-{}", &uuid::Uuid::new_v4().simple().to_string()[..8])
 }
 
+/// The run each table waits on, by table: its run id and whether it was resumed.
+type Waiting = BTreeMap<String, (String, bool)>;
+
+/// How waiting for the runs ended, when every read of the ledger and queues succeeded.
+enum WaitEnd {
+    /// Every run is over: one report per table.
+    Finished(BTreeMap<String, RunReport>),
+    /// Waiting stopped first (new dead letters, the timeout): returned once the workers stop.
+    GaveUp(anyhow::Error),
+}
+
 /// Runs one sync of each table to the end (or resumes active runs) and reports.
 pub async fn run_embedded(
     p: &Pipeline,
@@ -80,10 +91,35 @@ pub async fn run_embedded(
         .map(|t| t.name.clone())
         .collect();
     sweep_staging(p, &tables).await?;
-    // Resume what a previous process left active; request the rest.
-    let mut waiting: BTreeMap<String, (String, bool)> = BTreeMap::new();
+    let (waiting, requests) = resume_or_request(p, &tables, options.mode).await?;
+    ensure_resumed_runs_not_dead_lettered(p, &waiting).await?;
+    p.requests.send(requests).await?;
+    let dead_before = dead_letters(p).await?;
+
+    let shutdown = CancellationToken::new();
+    let workers = spawn_roles(p, hubspot, options, shutdown.clone());
+    // A failed read returns at once, before the workers are stopped.
+    let end = wait_for_runs(p, &waiting, dead_before, options.timeout).await?;
+    shutdown.cancel();
+    for w in workers {
+        let _ = w.await;
+    }
+    let mut reports = match end {
+        WaitEnd::Finished(reports) => reports,
+        WaitEnd::GaveUp(e) => return Err(e),
+    };
+    Ok(tables.iter().filter_map(|t| reports.remove(t)).collect())
+}
+
+/// Resumes what a previous process left active; prepares a sync request for each other table.
+async fn resume_or_request(
+    p: &Pipeline,
+    tables: &[String],
+    mode: RequestedMode,
+) -> anyhow::Result<(Waiting, Vec<Outgoing>)> {
+    let mut waiting = Waiting::new();
     let mut requests = Vec::new();
-    for table in &tables {
+    for table in tables {
         if let Some(active) = p.ledger.active_run(table).await? {
             tracing::info!(table, run_id = %active.run_id, status = active.status.as_str(), "resuming the table's active run");
             waiting.insert(table.clone(), (active.run_id, true));
@@ -92,12 +128,17 @@ pub async fn run_embedded(
         let request = SyncRequest {
             request_id: new_request_id(p.now_ms()),
             table: table.clone(),
-            mode: options.mode,
+            mode,
             requested_at_ms: p.now_ms(),
         };
         waiting.insert(table.clone(), (producer::worker::run_id_for(&request), false));
         requests.push(Outgoing::standard(messages::encode(&Body::SyncRequest(request))));
     }
+    Ok((waiting, requests))
+}
+
+/// Fails, saying what to do, if a resumed run waits on messages in the dead-letter queues.
+async fn ensure_resumed_runs_not_dead_lettered(p: &Pipeline, waiting: &Waiting) -> anyhow::Result<()> {
     // E2: a resumed run that waits on a dead letter would wait for its lease (30 minutes)
     // and then be abandoned: say so now, with what to do.
     let dead = crate::dead::dead_letters(p).await?;
@@ -115,97 +156,125 @@ pub async fn run_embedded(
         })
         .collect();
     anyhow::ensure!(stuck.is_empty(), "{}", stuck.join("\n"));
-    p.requests.send(requests).await?;
-    let dead_before = dead_letters(p).await?;
+    Ok(())
+}
 
-    let shutdown = CancellationToken::new();
-    let workers = spawn_roles(p, hubspot, options, shutdown.clone());
+/// Polls every 100 ms until each table's run is over, new dead letters appear or time is up.
+async fn wait_for_runs(
+    p: &Pipeline,
+    waiting: &Waiting,
+    dead_before: u64,
+    timeout: Option<Duration>,
+) -> anyhow::Result<WaitEnd> {
     let started = tokio::time::Instant::now();
     let mut reports: BTreeMap<String, RunReport> = BTreeMap::new();
     let mut polls: u64 = 0;
-    let outcome: anyhow::Result<()> = loop {
+    loop {
         polls += 1;
-        for (table, (run_id, resumed)) in &waiting {
+        for (table, (run_id, resumed)) in waiting {
             if reports.contains_key(table) {
                 continue;
             }
-            let run = p.ledger.get_run(run_id).await?;
-            let finished = run.as_ref().is_some_and(|r| !r.status.is_active());
-            if finished {
-                let problem = run
-                    .as_ref()
-                    .filter(|r| r.status != RunStatus::Committed)
-                    .map(|r| {
-                        format!(
-                            "run {} ended {}: {}",
-                            r.run_id,
-                            r.status.as_str(),
-                            r.note.clone().unwrap_or_default()
-                        )
-                    });
-                reports.insert(
-                    table.clone(),
-                    RunReport {
-                        table: table.clone(),
-                        run,
-                        problem,
-                        resumed: *resumed,
-                    },
-                );
-            } else if run.is_none() && requests_drained(p).await? && p.ledger.get_run(run_id).await?.is_none()
-            {
-                // The request was handled (the queue is empty) and still no run exists: it was
-                // refused. The run is read again after the queue because the producer may
-                // create it and ack its request between our two reads.
-                let active = p.ledger.active_run(table).await?;
-                reports.insert(
-                    table.clone(),
-                    RunReport {
-                        table: table.clone(),
-                        run: None,
-                        problem: Some(match active {
-                            Some(a) => format!(
-                                "refused: run {} of {table} is active ({})",
-                                a.run_id,
-                                a.status.as_str()
-                            ),
-                            None => "the sync request was dead-lettered; see the log".into(),
-                        }),
-                        resumed: false,
-                    },
-                );
+            if let Some(report) = report_if_over(p, table, run_id, *resumed).await? {
+                reports.insert(table.clone(), report);
             }
         }
         if reports.len() == waiting.len() {
-            break Ok(());
+            return Ok(WaitEnd::Finished(reports));
         }
-        // Dead letters are counted every tenth look (once a second): counting scans the
-        // queues, and a backfill's merge queue holds thousands of tasks.
-        let dead_now = if polls.is_multiple_of(10) {
-            dead_letters(p).await?
-        } else {
-            dead_before
-        };
-        if dead_now > dead_before {
-            break Err(anyhow::anyhow!(
-                "{} message(s) were dead-lettered after their retries (see the errors above); \
-                 fix the cause, then `hubsync replay` and `hubsync run` again to finish the active runs",
-                dead_now - dead_before
-            ));
-        }
-        if options.timeout.is_some_and(|t| started.elapsed() > t) {
-            break Err(anyhow::anyhow!(
-                "timed out; the runs stay active and resume on the next `hubsync run`"
-            ));
+        if let Some(e) = reason_to_give_up(p, polls, dead_before, started, timeout).await? {
+            return Ok(WaitEnd::GaveUp(e));
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
-    };
-    shutdown.cancel();
-    for w in workers {
-        let _ = w.await;
     }
-    outcome?;
-    Ok(tables.iter().filter_map(|t| reports.remove(t)).collect())
+}
+
+/// The report of `table`'s run if it is over: finished, or never created (request refused).
+async fn report_if_over(
+    p: &Pipeline,
+    table: &str,
+    run_id: &str,
+    resumed: bool,
+) -> anyhow::Result<Option<RunReport>> {
+    match p.ledger.get_run(run_id).await? {
+        Some(run) if run.status.is_active() => Ok(None),
+        Some(run) => Ok(Some(finished_report(table, run, resumed))),
+        None => {
+            // The request was handled (the queue is empty) and still no run exists: it was
+            // refused. The run is read again after the queue because the producer may
+            // create it and ack its request between our two reads.
+            if requests_drained(p).await? && p.ledger.get_run(run_id).await?.is_none() {
+                return Ok(Some(refused_report(p, table).await?));
+            }
+            Ok(None)
+        }
+    }
+}
+
+/// The report of a run that ended, with a problem unless it committed.
+fn finished_report(table: &str, run: Run, resumed: bool) -> RunReport {
+    let problem = (run.status != RunStatus::Committed).then(|| {
+        format!(
+            "run {} ended {}: {}",
+            run.run_id,
+            run.status.as_str(),
+            run.note.clone().unwrap_or_default()
+        )
+    });
+    RunReport {
+        table: table.to_string(),
+        run: Some(run),
+        problem,
+        resumed,
+    }
+}
+
+/// The report of a request that made no run: refused for another active run, or dead-lettered.
+async fn refused_report(p: &Pipeline, table: &str) -> anyhow::Result<RunReport> {
+    let active = p.ledger.active_run(table).await?;
+    Ok(RunReport {
+        table: table.to_string(),
+        run: None,
+        problem: Some(match active {
+            Some(a) => format!(
+                "refused: run {} of {table} is active ({})",
+                a.run_id,
+                a.status.as_str()
+            ),
+            None => "the sync request was dead-lettered; see the log".into(),
+        }),
+        resumed: false,
+    })
+}
+
+/// Why waiting must stop before every run is over: messages newly dead-lettered, or the timeout.
+async fn reason_to_give_up(
+    p: &Pipeline,
+    polls: u64,
+    dead_before: u64,
+    started: tokio::time::Instant,
+    timeout: Option<Duration>,
+) -> anyhow::Result<Option<anyhow::Error>> {
+    // Dead letters are counted every tenth look (once a second): counting scans the
+    // queues, and a backfill's merge queue holds thousands of tasks.
+    let dead_now = if polls.is_multiple_of(10) {
+        dead_letters(p).await?
+    } else {
+        dead_before
+    };
+    if dead_now > dead_before {
+        return Ok(Some(anyhow::anyhow!(
+            "{} message(s) were dead-lettered after their retries (see the errors above); \
+             fix the cause, then `hubsync replay` and `hubsync run` again to finish the active runs",
+            dead_now - dead_before
+        )));
+    }
+    if timeout.is_some_and(|t| started.elapsed() > t) {
+        return Ok(Some(anyhow::anyhow!(
+            "timed out; the runs stay active and resume on the next `hubsync run`"
+        )));
+    }
+    Ok(None)
 }
 
 /// Deletes the staged files of runs that are over: a copy of a page that lost (S1) and died

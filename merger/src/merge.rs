@@ -18,7 +18,7 @@ use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::execution::context::SessionContext;
 use datafusion::execution::memory_pool::FairSpillPool;
 use datafusion::execution::runtime_env::RuntimeEnvBuilder;
-use datafusion::prelude::{ParquetReadOptions, SessionConfig};
+use datafusion::prelude::{DataFrame, ParquetReadOptions, SessionConfig};
 use futures::StreamExt;
 use object_store::buffered::BufWriter;
 use object_store::path::Path;
@@ -170,6 +170,18 @@ pub(crate) async fn merge_with_datafusion(
     output: &Path,
     keys: &MergeKeys,
 ) -> Result<MergeStats, MergerError> {
+    let ctx = session(keys)?;
+    let schema = register_inputs(&ctx, &store, inputs, keys).await?;
+    let result = ctx.sql(&keep_latest_sql(&schema, keys)).await?;
+    let rows_out = write_output(store, output, result).await?;
+    Ok(MergeStats {
+        input_files: inputs.len(),
+        rows_out,
+    })
+}
+
+/// A DataFusion session whose memory pool and sorts keep within `keys.memory_limit`.
+fn session(keys: &MergeKeys) -> Result<SessionContext, MergerError> {
     let mut config = SessionConfig::new().with_target_partitions(2);
     let mut runtime = RuntimeEnvBuilder::new();
     if let Some(limit) = keys.memory_limit {
@@ -186,7 +198,16 @@ pub(crate) async fn merge_with_datafusion(
         // pool it would starve beside them. Merges of different partitions run in parallel.
         config = config.with_batch_size(4096).with_target_partitions(1);
     }
-    let ctx = SessionContext::new_with_config_rt(config, runtime.build_arc()?);
+    Ok(SessionContext::new_with_config_rt(config, runtime.build_arc()?))
+}
+
+/// Registers the inputs as the table `inputs`; returns its schema, checked for the key and modified columns.
+async fn register_inputs(
+    ctx: &SessionContext,
+    store: &Arc<dyn ObjectStore>,
+    inputs: &[Path],
+    keys: &MergeKeys,
+) -> Result<SchemaRef, MergerError> {
     let url = url::Url::parse(LAKE_URL).map_err(|e| MergerError::Merge(e.to_string()))?;
     ctx.register_object_store(&url, store.clone());
     let paths: Vec<String> = inputs.iter().map(|p| format!("{LAKE_URL}{p}")).collect();
@@ -207,6 +228,40 @@ pub(crate) async fn merge_with_datafusion(
             )));
         }
     }
+    ctx.register_table("inputs", df.into_view())?;
+    Ok(schema)
+}
+
+/// The keep-latest-per-key query over `inputs` (see the module doc), sorted by key.
+fn keep_latest_sql(schema: &SchemaRef, keys: &MergeKeys) -> String {
+    let has = |c: &str| schema.field_with_name(c).is_ok();
+    // NULLS LAST: a null version is older than any value (DataFusion puts nulls first in DESC).
+    let mut order_by = vec![format!("{} DESC NULLS LAST", quote(&keys.modified))];
+    for tiebreak in [columns::SYNCED_AT, columns::RUN_ID] {
+        if has(tiebreak) {
+            order_by.push(format!("{} DESC NULLS LAST", quote(tiebreak)));
+        }
+    }
+    let filter = if keys.drop_archived && has(columns::ARCHIVED) {
+        format!(" AND {} IS NOT TRUE", quote(columns::ARCHIVED))
+    } else {
+        String::new()
+    };
+    let select = output_columns(schema, keys)
+        .iter()
+        .map(|c| quote(c))
+        .collect::<Vec<_>>()
+        .join(", ");
+    format!(
+        "SELECT {select} FROM (SELECT *, row_number() OVER (PARTITION BY {key} ORDER BY {order}) AS __hubsync_rn FROM inputs) \
+         WHERE __hubsync_rn = 1{filter} ORDER BY {key}",
+        key = quote(&keys.key),
+        order = order_by.join(", "),
+    )
+}
+
+/// The output's columns: those of `keys.column_order` the inputs have, then the others, sorted.
+fn output_columns(schema: &SchemaRef, keys: &MergeKeys) -> Vec<String> {
     let mut ordered: Vec<String> = keys
         .column_order
         .iter()
@@ -221,34 +276,21 @@ pub(crate) async fn merge_with_datafusion(
         .collect();
     extra.sort();
     ordered.extend(extra);
-    let has = |c: &str| schema.field_with_name(c).is_ok();
-    // NULLS LAST: a null version is older than any value (DataFusion puts nulls first in DESC).
-    let mut order_by = vec![format!("{} DESC NULLS LAST", quote(&keys.modified))];
-    for tiebreak in [columns::SYNCED_AT, columns::RUN_ID] {
-        if has(tiebreak) {
-            order_by.push(format!("{} DESC NULLS LAST", quote(tiebreak)));
-        }
-    }
-    let filter = if keys.drop_archived && has(columns::ARCHIVED) {
-        format!(" AND {} IS NOT TRUE", quote(columns::ARCHIVED))
-    } else {
-        String::new()
-    };
-    ctx.register_table("inputs", df.into_view())?;
-    let select = ordered.iter().map(|c| quote(c)).collect::<Vec<_>>().join(", ");
-    let sql = format!(
-        "SELECT {select} FROM (SELECT *, row_number() OVER (PARTITION BY {key} ORDER BY {order}) AS __hubsync_rn FROM inputs) \
-         WHERE __hubsync_rn = 1{filter} ORDER BY {key}",
-        key = quote(&keys.key),
-        order = order_by.join(", "),
-    );
-    let result = ctx.sql(&sql).await?;
+    ordered
+}
+
+/// Streams the query's rows into `output` as one Snappy Parquet file; returns the rows written.
+async fn write_output(
+    store: Arc<dyn ObjectStore>,
+    output: &Path,
+    result: DataFrame,
+) -> Result<u64, MergerError> {
     let out_schema: SchemaRef = Arc::new(result.schema().as_arrow().clone());
     let mut stream = result.execute_stream().await?;
     let props = WriterProperties::builder()
         .set_compression(Compression::SNAPPY)
         .build();
-    let object_writer = BufWriter::new(store.clone(), output.clone());
+    let object_writer = BufWriter::new(store, output.clone());
     let mut writer = AsyncArrowWriter::try_new(object_writer, out_schema, Some(props))
         .map_err(|e| MergerError::Merge(e.to_string()))?;
     let mut rows_out = 0u64;
@@ -264,8 +306,5 @@ pub(crate) async fn merge_with_datafusion(
         .close()
         .await
         .map_err(|e| MergerError::Merge(format!("closing {output}: {e}")))?;
-    Ok(MergeStats {
-        input_files: inputs.len(),
-        rows_out,
-    })
+    Ok(rows_out)
 }

@@ -1,8 +1,11 @@
 //! The producer's request handler and service loop.
 
+use std::ops::ControlFlow;
 use std::sync::Arc;
 
 use async_trait::async_trait;
+use common::catalog::TableSpec;
+use common::clock::EpochMs;
 use common::failpoint;
 use common::messages::{self, Body, PageJob, SyncRequest};
 use common::pipeline::Pipeline;
@@ -11,7 +14,7 @@ use common::ports::{Outgoing, Run, RunStatus};
 use common::worker::{Failure, Handled, Handler};
 use hubspot::HubSpotClient;
 
-use crate::decide::decide;
+use crate::decide::{decide, Decision};
 use crate::plan::{plan, PlanOptions};
 use crate::ProducerError;
 
@@ -43,75 +46,108 @@ pub async fn handle_request(
 ) -> Result<RequestOutcome, ProducerError> {
     let table = p.catalog.table(&request.table)?;
     let run_id = run_id_for(request);
-    let now = p.now_ms();
-    let run = match p.ledger.get_run(&run_id).await? {
-        Some(existing) => existing,
-        None => {
-            let decision = decide(p, &table.name, request.mode, now).await;
-            let run = Run {
-                run_id: run_id.clone(),
-                table: table.name.clone(),
-                request_id: request.request_id.clone(),
-                mode: decision.mode,
-                window_from_ms: decision.window_from_ms,
-                window_to_ms: decision.window_to_ms,
-                status: RunStatus::Planning,
-                lease_until_ms: now + p.settings.lease_ms,
-                started_at_ms: now,
-                updated_at_ms: now,
-                ..Default::default()
-            };
-            match p.ledger.begin_run(&run, now).await? {
-                BeginRun::Started(r) => {
-                    failpoint::hit(failpoint::PRODUCER_AFTER_BEGIN_RUN);
-                    r
-                }
-                BeginRun::Existing(r) => r,
-                BeginRun::Refused(active) => {
-                    tracing::warn!(
-                        table = %table.name,
-                        active_run = %active.run_id,
-                        status = active.status.as_str(),
-                        "sync refused: a run of this table is already active; wait for it to commit \
-                         (or for its lease to expire) and request again"
-                    );
-                    return Ok(RequestOutcome::Refused {
-                        active_run_id: active.run_id,
-                        status: active.status,
-                    });
-                }
-            }
-        }
+    let run = match begin_or_find_run(p, table, request, &run_id).await? {
+        ControlFlow::Continue(run) => run,
+        ControlFlow::Break(refused) => return Ok(refused),
     };
     if !run.status.is_active() {
         return Ok(RequestOutcome::AlreadyFinished { run_id });
     }
     if run.status == RunStatus::Planning {
-        let decision = crate::decide::Decision {
-            mode: run.mode,
-            window_from_ms: run.window_from_ms,
-            window_to_ms: run.window_to_ms,
-        };
-        let slices = plan(hubspot, table, &decision, PlanOptions::from_settings(&p.settings)).await?;
-        // Record the plan before sending anything: a redelivery reuses it.
-        let started = p
-            .ledger
-            .start_fetching(&run_id, &slices, p.settings.slices_in_flight, p.now_ms())
-            .await?;
-        if started {
-            failpoint::hit(failpoint::PRODUCER_AFTER_PLAN);
+        plan_and_record(p, hubspot, table, &run, &run_id).await?;
+    }
+    send_first_pages(p, &table.name, &run_id).await
+}
+
+/// The request's run, found under `run_id` or begun; or the refusal if another of the table is active (L1).
+async fn begin_or_find_run(
+    p: &Pipeline,
+    table: &TableSpec,
+    request: &SyncRequest,
+    run_id: &str,
+) -> Result<ControlFlow<RequestOutcome, Run>, ProducerError> {
+    let now = p.now_ms();
+    if let Some(existing) = p.ledger.get_run(run_id).await? {
+        return Ok(ControlFlow::Continue(existing));
+    }
+    let run = new_run(p, &table.name, request, run_id, now).await;
+    match p.ledger.begin_run(&run, now).await? {
+        BeginRun::Started(r) => {
+            failpoint::hit(failpoint::PRODUCER_AFTER_BEGIN_RUN);
+            Ok(ControlFlow::Continue(r))
+        }
+        BeginRun::Existing(r) => Ok(ControlFlow::Continue(r)),
+        BeginRun::Refused(active) => {
+            tracing::warn!(
+                table = %table.name,
+                active_run = %active.run_id,
+                status = active.status.as_str(),
+                "sync refused: a run of this table is already active; wait for it to commit \
+                 (or for its lease to expire) and request again"
+            );
+            Ok(ControlFlow::Break(RequestOutcome::Refused {
+                active_run_id: active.run_id,
+                status: active.status,
+            }))
         }
     }
+}
+
+/// A new run of `table` in planning, with the mode and window `decide` chose at `now`.
+async fn new_run(p: &Pipeline, table: &str, request: &SyncRequest, run_id: &str, now: EpochMs) -> Run {
+    let decision = decide(p, table, request.mode, now).await;
+    Run {
+        run_id: run_id.to_string(),
+        table: table.to_string(),
+        request_id: request.request_id.clone(),
+        mode: decision.mode,
+        window_from_ms: decision.window_from_ms,
+        window_to_ms: decision.window_to_ms,
+        status: RunStatus::Planning,
+        lease_until_ms: now + p.settings.lease_ms,
+        started_at_ms: now,
+        updated_at_ms: now,
+        ..Default::default()
+    }
+}
+
+/// Plans the slices of the run's recorded mode and window through `hubspot`; records them under `run_id`.
+async fn plan_and_record(
+    p: &Pipeline,
+    hubspot: &HubSpotClient,
+    table: &TableSpec,
+    run: &Run,
+    run_id: &str,
+) -> Result<(), ProducerError> {
+    let decision = Decision {
+        mode: run.mode,
+        window_from_ms: run.window_from_ms,
+        window_to_ms: run.window_to_ms,
+    };
+    let slices = plan(hubspot, table, &decision, PlanOptions::from_settings(&p.settings)).await?;
+    // Record the plan before sending anything: a redelivery reuses it.
+    let started = p
+        .ledger
+        .start_fetching(run_id, &slices, p.settings.slices_in_flight, p.now_ms())
+        .await?;
+    if started {
+        failpoint::hit(failpoint::PRODUCER_AFTER_PLAN);
+    }
+    Ok(())
+}
+
+/// Sends page 0 of each slice the recorded run has started (L5).
+async fn send_first_pages(p: &Pipeline, table: &str, run_id: &str) -> Result<RequestOutcome, ProducerError> {
     // The run as recorded: a redelivered request, or a concurrent one, sends the same slices.
     let run = p
         .ledger
-        .get_run(&run_id)
+        .get_run(run_id)
         .await?
-        .ok_or_else(|| common::ports::LedgerError::UnknownRun(run_id.clone()))?;
+        .ok_or_else(|| common::ports::LedgerError::UnknownRun(run_id.to_string()))?;
     // Page 0 of the slices started so far (L5); each finished slice starts the next.
     let first_pages: Vec<Outgoing> = p
         .ledger
-        .slices(&run_id, run.slices_started)
+        .slices(run_id, run.slices_started)
         .await?
         .into_iter()
         .enumerate()
@@ -122,10 +158,10 @@ pub async fn handle_request(
         .collect();
     p.pages.send(first_pages).await?;
     failpoint::hit(failpoint::PRODUCER_AFTER_FIRST_PAGES);
-    tracing::info!(run_id = %run_id, table = %table.name, mode = run.mode.as_str(), slices = run.slices,
+    tracing::info!(run_id = %run_id, table = %table, mode = run.mode.as_str(), slices = run.slices,
         started = run.slices_started, "run planned");
     Ok(RequestOutcome::Started {
-        run_id,
+        run_id: run_id.to_string(),
         slices: run.slices as usize,
     })
 }

@@ -1,6 +1,14 @@
 //! What the three service binaries share: configuration from flags with environment twins,
 //! JSON logs, and one cancellation token fired by SIGTERM or Ctrl-C. This is where AWS mode's
 //! adapters are wired in: the roles' libraries know only the ports.
+//!
+//! # Layout
+//!
+//! - [`ServiceArgs`]: the flags every queue-worker service takes (lake, queues, message
+//!   handling) and the AWS pipeline they open; each role's own settings are its `config`.
+//! - [`HubSpotArgs`]: how a process reaches HubSpot (URL, rate limits, retries; the token from
+//!   `HUBSPOT_TOKEN` only).
+//! - [`init_json_logs`], [`shutdown_on_signals`]: JSON logs and SIGTERM handling.
 
 use std::path::PathBuf;
 use std::time::Duration;

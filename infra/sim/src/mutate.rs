@@ -23,7 +23,7 @@ use serde::{Deserialize, Serialize};
 use wire::format_ms;
 
 use super::catalog::ObjectType;
-use super::portal::{Pending, Portal, Rec, ID_STRIDE};
+use super::portal::{Pending, Portal, Rec, TypeStore, ID_STRIDE};
 use super::rng::SplitMix64;
 
 /// `POST /_sim/mutate` body: counts of each change; all but `object_type` optional.
@@ -87,6 +87,28 @@ pub struct MutateResponse {
     pub moved: Vec<String>,
 }
 
+/// The instant a mutation stamps its changes with, and when search sees them (U4).
+#[derive(Debug, Clone, Copy)]
+struct Stamp {
+    now: i64,
+    search_lag_ms: u64,
+    visible_at_ms: i64,
+}
+
+impl Stamp {
+    /// Notes what search answers for `id` until its index catches up with a change (U4).
+    fn pend(&self, pending: &mut HashMap<u64, Pending>, id: u64, old: Option<Rec>) {
+        note_pending(pending, self.search_lag_ms, self.visible_at_ms, id, old, self.now)
+    }
+}
+
+/// The live records one mutation changes, as indexes into the store: distinct, each sorted.
+struct Picks {
+    updates: Vec<usize>,
+    archives: Vec<usize>,
+    moves: Vec<usize>,
+}
+
 impl Portal {
     /// Applies one mutation at `now_ms` (raised if needed so stamps never go back in time).
     /// Updated and archived records are distinct live records picked with `rng`.
@@ -100,92 +122,41 @@ impl Portal {
     ) -> MutateResponse {
         let now = now_ms.max(self.last_stamp_ms + 1);
         self.last_stamp_ms = now;
-        let visible_at = now + search_lag_ms as i64;
+        let stamp = Stamp {
+            now,
+            search_lag_ms,
+            visible_at_ms: now + search_lag_ms as i64,
+        };
         let store = &mut self.stores[t.index()];
         store.pending.retain(|_, p| p.visible_at_ms > now);
-
-        let mut live: Vec<usize> = (0..store.records.len())
-            .filter(|i| store.records[*i].is_live())
-            .collect();
-        if let Some(newest) = req.among_newest {
-            let keep = usize::try_from(newest).unwrap_or(usize::MAX).min(live.len());
-            live.drain(..live.len() - keep);
-        }
-        let picks = (req.updates.saturating_add(req.archives).saturating_add(req.moves))
-            .min(live.len() as u64) as usize;
-        for i in 0..picks {
-            let j = i + rng.below((live.len() - i) as u64) as usize;
-            live.swap(i, j);
-        }
-        let n_updates = (req.updates as usize).min(picks);
-        let n_archives = (req.archives as usize).min(picks - n_updates);
-        let mut updates = live[..n_updates].to_vec();
-        let mut archives = live[n_updates..n_updates + n_archives].to_vec();
-        let mut moves = live[n_updates + n_archives..picks].to_vec();
-        for id in &req.archive_ids {
-            if let Ok(idx) = store.records.binary_search_by_key(id, |r| r.id) {
-                if store.records[idx].is_live() && !archives.contains(&idx) {
-                    updates.retain(|u| *u != idx);
-                    moves.retain(|m| *m != idx);
-                    archives.push(idx);
-                }
-            }
-        }
-        updates.sort_unstable();
-        archives.sort_unstable();
-        moves.sort_unstable();
-
+        let picks = pick_records(store, req, rng);
         let mut out = MutateResponse {
             object_type: t.name().to_string(),
             timestamp_ms: now,
             timestamp: format_ms(now),
-            updated: Vec::with_capacity(updates.len()),
+            updated: Vec::with_capacity(picks.updates.len()),
             created: Vec::new(),
-            archived: Vec::with_capacity(archives.len()),
-            moved: Vec::with_capacity(moves.len()),
+            archived: Vec::with_capacity(picks.archives.len()),
+            moved: Vec::with_capacity(picks.moves.len()),
         };
-        // What search answers until its index catches up with a change (HubSpot's lag).
-        let pend = |pending: &mut HashMap<u64, Pending>, id: u64, old: Option<Rec>| {
-            note_pending(pending, search_lag_ms, visible_at, id, old, now)
-        };
-        let n = updates.len() as i64;
-        for (i, idx) in updates.into_iter().enumerate() {
-            let old = store.records[idx];
-            let stamp = if req.same_timestamp {
-                now
-            } else {
-                (now - (n - 1 - i as i64)).max(old.modified_ms + 1).min(now)
-            };
-            let rec = &mut store.records[idx];
-            rec.version = rec.version.saturating_add(1);
-            rec.modified_ms = stamp.max(old.modified_ms);
-            pend(&mut store.pending, old.id, Some(old));
-            out.updated.push(old.id.to_string());
-        }
-        for idx in archives {
-            let old = store.records[idx];
-            store.records[idx].archived_at_ms = Some(now);
-            pend(&mut store.pending, old.id, Some(old));
-            out.archived.push(old.id.to_string());
-        }
-        let shift = if req.move_days == 0 {
-            DEFAULT_MOVE_DAYS
-        } else {
-            req.move_days
-        } * 86_400_000;
-        for idx in moves {
-            let old = store.records[idx];
-            let rec = &mut store.records[idx];
-            rec.created_ms = old.created_ms.saturating_add(shift);
-            rec.version = rec.version.saturating_add(1);
-            rec.modified_ms = now.max(old.modified_ms + 1);
-            pend(&mut store.pending, old.id, Some(old));
-            out.moved.push(old.id.to_string());
-        }
-        if !out.moved.is_empty() {
-            store.index_created();
-        }
-        let created: Vec<i64> = std::iter::repeat_n(now, req.creates as usize)
+        apply_updates(store, picks.updates, req.same_timestamp, stamp, &mut out.updated);
+        apply_archives(store, picks.archives, stamp, &mut out.archived);
+        apply_moves(store, picks.moves, req.move_days, stamp, &mut out.moved);
+        self.apply_creates(t, req, stamp, rng, &mut out.created);
+        out
+    }
+
+    /// Creates `req.creates` records at `now` and one per `req.creates_at` date (U6), with
+    /// free low ids from `req.ids_from` first, then fresh ones (U3).
+    fn apply_creates(
+        &mut self,
+        t: ObjectType,
+        req: &MutateRequest,
+        stamp: Stamp,
+        rng: &mut SplitMix64,
+        created_ids: &mut Vec<String>,
+    ) {
+        let created: Vec<i64> = std::iter::repeat_n(stamp.now, req.creates as usize)
             .chain(req.creates_at.iter().copied())
             .collect();
         let low = match req.ids_from {
@@ -195,34 +166,37 @@ impl Portal {
         for (i, created_ms) in created.into_iter().enumerate() {
             let id = match low.get(i) {
                 Some(id) => *id,
-                None => {
-                    let id = if t.is_activity() {
-                        self.next_engagement_id
-                    } else {
-                        self.next_id[t.index()]
-                    };
-                    let next = id + 1 + rng.below(ID_STRIDE);
-                    if t.is_activity() {
-                        self.next_engagement_id = next;
-                    } else {
-                        self.next_id[t.index()] = next;
-                    }
-                    id
-                }
+                None => self.fresh_id(t, rng),
             };
             let store = &mut self.stores[t.index()];
             let rec = Rec {
                 id,
                 created_ms,
-                modified_ms: now,
+                modified_ms: stamp.now,
                 archived_at_ms: None,
                 version: 0,
             };
             store.insert(rec);
-            pend(&mut store.pending, id, None);
-            out.created.push(id.to_string());
+            stamp.pend(&mut store.pending, id, None);
+            created_ids.push(id.to_string());
         }
-        out
+    }
+
+    /// Takes the next id of `t`'s space, above every id in it (U3; activities share one), and
+    /// moves the space's next id on by a random stride.
+    fn fresh_id(&mut self, t: ObjectType, rng: &mut SplitMix64) -> u64 {
+        let id = if t.is_activity() {
+            self.next_engagement_id
+        } else {
+            self.next_id[t.index()]
+        };
+        let next = id + 1 + rng.below(ID_STRIDE);
+        if t.is_activity() {
+            self.next_engagement_id = next;
+        } else {
+            self.next_id[t.index()] = next;
+        }
+        id
     }
 
     /// Up to `n` ids nobody holds inside the range in use of `t`'s id space, from `from` up
@@ -250,6 +224,113 @@ impl Portal {
             }
         }
         out
+    }
+}
+
+/// Picks the distinct live records to update, archive and move: at random among all (or the
+/// newest `among_newest`), plus the live ones `archive_ids` names, which are archived only.
+fn pick_records(store: &TypeStore, req: &MutateRequest, rng: &mut SplitMix64) -> Picks {
+    let mut live: Vec<usize> = (0..store.records.len())
+        .filter(|i| store.records[*i].is_live())
+        .collect();
+    if let Some(newest) = req.among_newest {
+        let keep = usize::try_from(newest).unwrap_or(usize::MAX).min(live.len());
+        live.drain(..live.len() - keep);
+    }
+    let picks =
+        (req.updates.saturating_add(req.archives).saturating_add(req.moves)).min(live.len() as u64) as usize;
+    for i in 0..picks {
+        let j = i + rng.below((live.len() - i) as u64) as usize;
+        live.swap(i, j);
+    }
+    let n_updates = (req.updates as usize).min(picks);
+    let n_archives = (req.archives as usize).min(picks - n_updates);
+    let mut updates = live[..n_updates].to_vec();
+    let mut archives = live[n_updates..n_updates + n_archives].to_vec();
+    let mut moves = live[n_updates + n_archives..picks].to_vec();
+    for id in &req.archive_ids {
+        if let Ok(idx) = store.records.binary_search_by_key(id, |r| r.id) {
+            if store.records[idx].is_live() && !archives.contains(&idx) {
+                updates.retain(|u| *u != idx);
+                moves.retain(|m| *m != idx);
+                archives.push(idx);
+            }
+        }
+    }
+    updates.sort_unstable();
+    archives.sort_unstable();
+    moves.sort_unstable();
+    Picks {
+        updates,
+        archives,
+        moves,
+    }
+}
+
+/// Bumps each updated record's version and modified property (U1), noting its ids.
+fn apply_updates(
+    store: &mut TypeStore,
+    updates: Vec<usize>,
+    same_timestamp: bool,
+    stamp: Stamp,
+    updated: &mut Vec<String>,
+) {
+    let n = updates.len() as i64;
+    for (i, idx) in updates.into_iter().enumerate() {
+        let old = store.records[idx];
+        let modified_ms = update_stamp(same_timestamp, stamp.now, n, i as i64, old.modified_ms);
+        let rec = &mut store.records[idx];
+        rec.version = rec.version.saturating_add(1);
+        rec.modified_ms = modified_ms.max(old.modified_ms);
+        stamp.pend(&mut store.pending, old.id, Some(old));
+        updated.push(old.id.to_string());
+    }
+}
+
+/// The stamp of the `i`th of `n` updates (U1): `now` for all in a bulk edit, else one
+/// millisecond each, ending at `now`, after the record's previous modified time.
+fn update_stamp(same_timestamp: bool, now: i64, n: i64, i: i64, previous_ms: i64) -> i64 {
+    if same_timestamp {
+        now
+    } else {
+        (now - (n - 1 - i)).max(previous_ms + 1).min(now)
+    }
+}
+
+/// Sets `archivedAt` to now on each archived record, leaving its modified property (U2).
+fn apply_archives(store: &mut TypeStore, archives: Vec<usize>, stamp: Stamp, archived: &mut Vec<String>) {
+    for idx in archives {
+        let old = store.records[idx];
+        store.records[idx].archived_at_ms = Some(stamp.now);
+        stamp.pend(&mut store.pending, old.id, Some(old));
+        archived.push(old.id.to_string());
+    }
+}
+
+/// Shifts each moved record's created date by `move_days` and bumps it as an update (U5).
+fn apply_moves(
+    store: &mut TypeStore,
+    moves: Vec<usize>,
+    move_days: i64,
+    stamp: Stamp,
+    moved: &mut Vec<String>,
+) {
+    let shift = if move_days == 0 {
+        DEFAULT_MOVE_DAYS
+    } else {
+        move_days
+    } * 86_400_000;
+    for idx in moves {
+        let old = store.records[idx];
+        let rec = &mut store.records[idx];
+        rec.created_ms = old.created_ms.saturating_add(shift);
+        rec.version = rec.version.saturating_add(1);
+        rec.modified_ms = stamp.now.max(old.modified_ms + 1);
+        stamp.pend(&mut store.pending, old.id, Some(old));
+        moved.push(old.id.to_string());
+    }
+    if !moved.is_empty() {
+        store.index_created();
     }
 }
 
