@@ -224,24 +224,112 @@ impl ErrorBody {
     }
 }
 
-/// One entry of `GET /crm/v3/properties/{type}`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// One entry of `GET /crm/v3/properties/{type}` (HubSpot's `Property` schema; the fields a
+/// lake needs, the others ignored).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct PropertyDefinition {
     pub name: String,
     pub label: String,
-    /// `string`, `number`, `datetime`, `date`, `enumeration`, `bool`.
+    /// `string`, `number`, `datetime`, `date`, `enumeration`, `bool`, `phone_number`,
+    /// `object_coordinates`, `json`.
     #[serde(rename = "type")]
     pub kind: String,
+    /// How HubSpot's UI edits it: `text`, `textarea`, `number`, `date`, `select`, `radio`,
+    /// `checkbox` (multi-select, values `;`-separated), `booleancheckbox`, `calculation_equation`,
+    /// `phonenumber`, `html`, `file`.
     pub field_type: String,
+    #[serde(default)]
     pub group_name: String,
     #[serde(default)]
     pub description: String,
+    /// Archived properties are listed only with `?archived=true`.
+    #[serde(default)]
+    pub archived: bool,
+    #[serde(default)]
+    pub hidden: bool,
+    #[serde(default)]
+    pub calculated: bool,
+    /// HubSpot-defined (`true`) or a custom property of the portal (`false`).
+    #[serde(default)]
+    pub hubspot_defined: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PropertiesResponse {
     pub results: Vec<PropertyDefinition>,
+}
+
+/// HubSpot's batch read is capped at this many ids a request.
+pub const BATCH_READ_MAX: usize = 100;
+
+/// One id of a batch read.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BatchId {
+    pub id: String,
+}
+
+/// `POST /crm/v3/objects/{type}/batch/read` body (`BatchReadInputSimplePublicObjectId`):
+/// the properties travel in the body, so no URL limit applies to them.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct BatchReadRequest {
+    pub properties: Vec<String>,
+    #[serde(default)]
+    pub properties_with_history: Vec<String>,
+    pub inputs: Vec<BatchId>,
+}
+
+/// Its answer: `200` with every id found, `207` with `errors` naming those that were not.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct BatchReadResponse {
+    pub status: String,
+    pub results: Vec<ObjectRecord>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub num_errors: Option<u32>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub errors: Vec<serde_json::Value>,
+}
+
+/// Singular and plural labels of a custom object schema.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ObjectLabels {
+    #[serde(default)]
+    pub singular: String,
+    #[serde(default)]
+    pub plural: String,
+}
+
+/// One custom object type of `GET /crm/v3/schemas` (HubSpot's `ObjectSchema`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ObjectSchema {
+    pub id: String,
+    /// The schema's name (`cars`); records are read under `objectTypeId` or
+    /// `fullyQualifiedName`.
+    pub name: String,
+    #[serde(default)]
+    pub labels: ObjectLabels,
+    /// `2-<id>`.
+    pub object_type_id: String,
+    /// `p<portal id>_<name>`.
+    pub fully_qualified_name: String,
+    #[serde(default)]
+    pub primary_display_property: Option<String>,
+    #[serde(default)]
+    pub required_properties: Vec<String>,
+    #[serde(default)]
+    pub searchable_properties: Vec<String>,
+    #[serde(default)]
+    pub properties: Vec<PropertyDefinition>,
+    #[serde(default)]
+    pub archived: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SchemasResponse {
+    pub results: Vec<ObjectSchema>,
 }
 
 /// Rate-limit headers HubSpot sends on ordinary (non-search) responses.
@@ -258,6 +346,10 @@ pub const OBJECT_TYPE_IDS: &[(&str, &str)] = &[
     ("0-1", "contacts"),
     ("0-2", "companies"),
     ("0-3", "deals"),
+    ("0-5", "tickets"),
+    ("0-7", "products"),
+    ("0-8", "line_items"),
+    ("0-14", "quotes"),
     ("0-27", "tasks"),
     ("0-46", "notes"),
     ("0-47", "meetings"),
@@ -283,10 +375,30 @@ pub fn modified_property(object_type: &str) -> &'static str {
     }
 }
 
-/// The created property: `hs_createdate` for activities, `createdate` for the core objects.
+/// Whether `type_or_id` names a custom object type: its type id (`2-<digits>`) or its fully
+/// qualified name (`p<portal id>_<name>`), as `GET /crm/v3/schemas` lists them.
+pub fn is_custom_object_type(type_or_id: &str) -> bool {
+    let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+    if let Some(id) = type_or_id.strip_prefix("2-") {
+        return digits(id);
+    }
+    match type_or_id.strip_prefix('p').and_then(|rest| rest.split_once('_')) {
+        Some((portal, name)) => {
+            digits(portal)
+                && !name.is_empty()
+                && name
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+        }
+        None => false,
+    }
+}
+
+/// The created property: `createdate` for the core objects, `hs_createdate` for activities,
+/// quotes and custom objects.
 pub fn created_property(object_type: &str) -> &'static str {
     match object_type {
-        "deals" | "contacts" | "companies" => "createdate",
+        "deals" | "contacts" | "companies" | "tickets" | "products" | "line_items" => "createdate",
         _ => "hs_createdate",
     }
 }
@@ -398,6 +510,13 @@ mod tests {
         assert_eq!(object_type_name("0-3"), Some("deals"));
         assert_eq!(object_type_name("contacts"), Some("contacts"));
         assert_eq!(object_type_name("0-999"), None);
+        assert_eq!(object_type_name("0-5"), Some("tickets"));
+        for custom in ["2-3508482", "p1234_cars", "p99_fleet_cars"] {
+            assert!(is_custom_object_type(custom), "{custom}");
+        }
+        for not in ["2-", "2-x1", "p_cars", "pabc_cars", "cars", "p12_Cars", "deals"] {
+            assert!(!is_custom_object_type(not), "{not}");
+        }
         assert_eq!(modified_property("contacts"), "lastmodifieddate");
         assert_eq!(created_property("calls"), "hs_createdate");
     }

@@ -128,7 +128,8 @@ impl ObjectType {
                 kind: p.kind.type_name().to_string(),
                 field_type: p.kind.field_type().to_string(),
                 group_name: format!("{}information", self.name().trim_end_matches('s')),
-                description: String::new(),
+                hubspot_defined: true,
+                ..Default::default()
             })
             .collect()
     }
