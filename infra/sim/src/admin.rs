@@ -14,7 +14,6 @@ use axum::{Json, Router};
 use bytes::Bytes;
 use futures::StreamExt;
 
-use super::catalog::ObjectType;
 use super::config::{ConfigPatch, RuntimeConfig, SimError};
 use super::errors::ApiError;
 use super::mutate::{MutateRequest, MutateResponse};
@@ -78,12 +77,8 @@ async fn configure(
 
 /// Streams every live record as JSON lines, all properties, in id order.
 async fn truth(State(state): State<Arc<AppState>>, Path(raw): Path<String>) -> Result<Response, ApiError> {
-    let t = ObjectType::parse(&raw).ok_or_else(|| to_api_error(SimError::UnknownObjectType(raw)))?;
-    let (records, ctx) = {
-        let portal = state.read_portal();
-        (portal.live_records(t), portal.value_ctx(t))
-    };
-    let props: Vec<_> = t.properties().iter().collect();
+    let t = state.admin_type(&raw).map_err(to_api_error)?;
+    let (records, ctx, props) = state.truth_parts(t);
     let chunks = futures::stream::iter(0..records.len().div_ceil(TRUTH_CHUNK)).map(move |i| {
         let mut out = Vec::new();
         let end = ((i + 1) * TRUTH_CHUNK).min(records.len());

@@ -1,11 +1,14 @@
-//! The simulated portal's schema: the eight object types and, per type, its properties with
-//! how each value is generated. `GET /crm/v3/properties/{type}` is rendered from this table.
+//! The simulated portal's vocabulary: the object types (standard and built-in custom schemas)
+//! and, per type, its built-in properties with how each value is generated. A portal's own
+//! property table (custom properties, retypes, archives) lives in `schema.rs`.
 
 use wire::PropertyDefinition;
 
-use super::properties;
+use super::{commerce, custom_objects, properties};
 
-/// The object types the simulator serves. Activities share one engagement id space.
+/// The object types the simulator serves: HubSpot's standard types, then the built-in custom
+/// object schemas a portal may enable (`SimConfig::custom_objects`). Activities share one
+/// engagement id space; every other type has its own.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum ObjectType {
     Deals,
@@ -16,10 +19,19 @@ pub enum ObjectType {
     Meetings,
     Notes,
     Tasks,
+    Tickets,
+    LineItems,
+    Products,
+    Quotes,
+    /// Custom object `cars` (HubSpot's own example schema).
+    Cars,
+    /// Custom object `shipments`.
+    Shipments,
 }
 
 impl ObjectType {
-    pub const ALL: [ObjectType; 8] = [
+    /// Every standard (HubSpot-defined) type; the default set a portal seeds.
+    pub const ALL: [ObjectType; 12] = [
         ObjectType::Deals,
         ObjectType::Contacts,
         ObjectType::Companies,
@@ -28,8 +40,25 @@ impl ObjectType {
         ObjectType::Meetings,
         ObjectType::Notes,
         ObjectType::Tasks,
+        ObjectType::Tickets,
+        ObjectType::LineItems,
+        ObjectType::Products,
+        ObjectType::Quotes,
     ];
 
+    /// The built-in custom object schemas; a portal serves those it enables.
+    pub const CUSTOM: [ObjectType; 2] = [ObjectType::Cars, ObjectType::Shipments];
+
+    /// How many types there are, standard and custom: the length of per-type tables.
+    pub const COUNT: usize = 14;
+
+    /// Every type, standard then custom, in [`ObjectType::index`] order.
+    pub fn every() -> impl Iterator<Item = ObjectType> {
+        ObjectType::ALL.into_iter().chain(ObjectType::CUSTOM)
+    }
+
+    /// HubSpot's name of the type; for a custom object its schema name (`cars`), which the
+    /// API knows only as [`ObjectType::custom_type_id`] or its fully qualified name.
     pub fn name(self) -> &'static str {
         match self {
             ObjectType::Deals => "deals",
@@ -40,25 +69,56 @@ impl ObjectType {
             ObjectType::Meetings => "meetings",
             ObjectType::Notes => "notes",
             ObjectType::Tasks => "tasks",
+            ObjectType::Tickets => "tickets",
+            ObjectType::LineItems => "line_items",
+            ObjectType::Products => "products",
+            ObjectType::Quotes => "quotes",
+            ObjectType::Cars => "cars",
+            ObjectType::Shipments => "shipments",
         }
     }
 
-    /// Resolves a name (`deals`) or a type id (`0-3`), as HubSpot accepts both.
+    /// Resolves a name (`deals`) or a type id (`0-3`), as HubSpot accepts both; for a custom
+    /// object also its schema name (`cars`), type id (`2-3508482`) or fully qualified name
+    /// (`p<any portal id>_cars`). The HTTP API is stricter: see `Portal::resolve`.
     pub fn parse(type_or_id: &str) -> Option<Self> {
-        let name = wire::object_type_name(type_or_id)?;
-        ObjectType::ALL.into_iter().find(|t| t.name() == name)
+        if let Some(name) = wire::object_type_name(type_or_id) {
+            return ObjectType::ALL.into_iter().find(|t| t.name() == name);
+        }
+        ObjectType::CUSTOM.into_iter().find(|t| {
+            t.name() == type_or_id
+                || t.custom_type_id() == Some(type_or_id)
+                || custom_fqn_name(type_or_id) == Some(t.name())
+        })
     }
 
-    /// Position in [`ObjectType::ALL`], for per-type arrays.
+    /// Position in [`ObjectType::every`], for per-type tables.
     pub fn index(self) -> usize {
         self as usize
     }
 
     pub fn is_activity(self) -> bool {
-        !matches!(
+        matches!(
             self,
-            ObjectType::Deals | ObjectType::Contacts | ObjectType::Companies
+            ObjectType::Calls
+                | ObjectType::Emails
+                | ObjectType::Meetings
+                | ObjectType::Notes
+                | ObjectType::Tasks
         )
+    }
+
+    pub fn is_custom(self) -> bool {
+        ObjectType::CUSTOM.contains(&self)
+    }
+
+    /// A custom object's `objectTypeId` (`2-<schema id>`); `None` for standard types.
+    pub fn custom_type_id(self) -> Option<&'static str> {
+        match self {
+            ObjectType::Cars => Some("2-3508482"),
+            ObjectType::Shipments => Some("2-3508519"),
+            _ => None,
+        }
     }
 
     pub fn modified_property(self) -> &'static str {
@@ -66,7 +126,11 @@ impl ObjectType {
     }
 
     pub fn created_property(self) -> &'static str {
-        wire::created_property(self.name())
+        if self.is_custom() {
+            "hs_createdate"
+        } else {
+            wire::created_property(self.name())
+        }
     }
 
     /// The properties HubSpot returns when a request names none.
@@ -97,11 +161,48 @@ impl ObjectType {
                 "hs_object_id",
                 "name",
             ],
+            ObjectType::Tickets => &[
+                "content",
+                "createdate",
+                "hs_lastmodifieddate",
+                "hs_object_id",
+                "hs_pipeline",
+                "hs_pipeline_stage",
+                "hs_ticket_category",
+                "hs_ticket_priority",
+                "subject",
+            ],
+            ObjectType::LineItems => &[
+                "amount",
+                "createdate",
+                "hs_lastmodifieddate",
+                "hs_object_id",
+                "hs_product_id",
+                "name",
+                "price",
+                "quantity",
+            ],
+            ObjectType::Products => &[
+                "createdate",
+                "description",
+                "hs_lastmodifieddate",
+                "hs_object_id",
+                "name",
+                "price",
+            ],
+            ObjectType::Quotes => &[
+                "hs_createdate",
+                "hs_expiration_date",
+                "hs_lastmodifieddate",
+                "hs_object_id",
+                "hs_title",
+            ],
             _ => &["hs_createdate", "hs_lastmodifieddate", "hs_object_id"],
         }
     }
 
-    /// Every property of the type, in a stable order.
+    /// The type's built-in properties (HubSpot-defined, or the schema's for a custom object),
+    /// in a stable order. A portal starts from these and adds its own (`schema.rs`).
     pub fn properties(self) -> &'static [PropSpec] {
         match self {
             ObjectType::Deals => properties::DEALS,
@@ -112,26 +213,65 @@ impl ObjectType {
             ObjectType::Meetings => properties::MEETINGS,
             ObjectType::Notes => properties::NOTES,
             ObjectType::Tasks => properties::TASKS,
+            ObjectType::Tickets => commerce::TICKETS,
+            ObjectType::LineItems => commerce::LINE_ITEMS,
+            ObjectType::Products => commerce::PRODUCTS,
+            ObjectType::Quotes => commerce::QUOTES,
+            ObjectType::Cars => custom_objects::CARS,
+            ObjectType::Shipments => custom_objects::SHIPMENTS,
         }
     }
 
+    /// A built-in property by name.
     pub fn property(self, name: &str) -> Option<&'static PropSpec> {
         self.properties().iter().find(|p| p.name == name)
     }
 
-    pub fn property_definitions(self) -> Vec<PropertyDefinition> {
-        self.properties()
-            .iter()
-            .map(|p| PropertyDefinition {
-                name: p.name.to_string(),
-                label: p.label.to_string(),
-                kind: p.kind.type_name().to_string(),
-                field_type: p.kind.field_type().to_string(),
-                group_name: format!("{}information", self.name().trim_end_matches('s')),
-                hubspot_defined: true,
-                ..Default::default()
-            })
-            .collect()
+    /// The `groupName` of the type's properties.
+    pub fn group_name(self) -> String {
+        match self {
+            ObjectType::LineItems => "line_item_information".to_string(),
+            t => format!("{}information", t.name().trim_end_matches('s')),
+        }
+    }
+}
+
+/// The schema name of a fully qualified custom object name (`p1234_cars` gives `cars`).
+pub fn custom_fqn_name(fqn: &str) -> Option<&str> {
+    if !wire::is_custom_object_type(fqn) || fqn.starts_with("2-") {
+        return None;
+    }
+    fqn.split_once('_').map(|(_, name)| name)
+}
+
+impl PropSpec {
+    /// The definition `GET /crm/v3/properties/{type}` lists.
+    pub fn definition(&self, t: ObjectType) -> PropertyDefinition {
+        PropertyDefinition {
+            name: self.name.to_string(),
+            label: self.label.to_string(),
+            kind: self.kind.type_name().to_string(),
+            field_type: self.field_type().to_string(),
+            group_name: t.group_name(),
+            archived: self.archived,
+            calculated: self.calculated,
+            hubspot_defined: self.hubspot_defined,
+            ..Default::default()
+        }
+    }
+
+    /// HubSpot's `fieldType`: the one given, else the usual one of the kind.
+    pub fn field_type(&self) -> &'static str {
+        if self.field_type.is_empty() {
+            self.kind.field_type()
+        } else {
+            self.field_type
+        }
+    }
+
+    /// A multi-select enumeration (`fieldType` `checkbox`): values are `;`-separated.
+    pub fn is_multi(&self) -> bool {
+        self.kind == Kind::Enumeration && self.field_type() == "checkbox"
     }
 }
 
@@ -143,25 +283,43 @@ pub enum Kind {
     DateTime,
     Date,
     Enumeration,
+    Bool,
 }
 
 impl Kind {
-    fn type_name(self) -> &'static str {
+    /// Every kind, for parsing and for drawing custom properties.
+    pub const ALL: [Kind; 6] = [
+        Kind::String,
+        Kind::Number,
+        Kind::DateTime,
+        Kind::Date,
+        Kind::Enumeration,
+        Kind::Bool,
+    ];
+
+    /// Parses HubSpot's `type` (`string`, `number`, `datetime`, `date`, `enumeration`, `bool`).
+    pub fn parse(raw: &str) -> Option<Kind> {
+        Kind::ALL.into_iter().find(|k| k.type_name() == raw)
+    }
+
+    pub fn type_name(self) -> &'static str {
         match self {
             Kind::String => "string",
             Kind::Number => "number",
             Kind::DateTime => "datetime",
             Kind::Date => "date",
             Kind::Enumeration => "enumeration",
+            Kind::Bool => "bool",
         }
     }
 
-    fn field_type(self) -> &'static str {
+    pub fn field_type(self) -> &'static str {
         match self {
             Kind::String => "text",
             Kind::Number => "number",
             Kind::DateTime | Kind::Date => "date",
             Kind::Enumeration => "select",
+            Kind::Bool => "booleancheckbox",
         }
     }
 }
@@ -200,6 +358,34 @@ pub enum Gen {
     ActivityTime,
     /// A meeting's end: 15 to 120 minutes after its start (`ActivityTime`).
     MeetingEnd,
+    /// `"true"` with this chance in 1000, else `"false"`.
+    Flag {
+        true_per_mille: u16,
+    },
+    /// `"true"` when the pick of `options` under the property's key is one of `set` (a
+    /// calculated flag consistent with the enumeration it is calculated from).
+    InSet {
+        options: &'static [&'static str],
+        set: &'static [&'static str],
+    },
+    /// A multi-select value: a `;`-joined subset of the options (one, several, or empty).
+    Multi(&'static [&'static str]),
+    /// A date-only value up to `max_days` after creation: `YYYY-MM-DD`, one in five as the
+    /// epoch milliseconds of that midnight (recorded answers carry both).
+    Day {
+        max_days: u64,
+    },
+    /// A line item's amount: `quantity` times `price` of the same record.
+    LineAmount,
+    /// A reference to one of the seeded products.
+    ProductRef,
+    /// A stock keeping unit, `SKU-` and digits.
+    Sku,
+    /// A vehicle identification number (17 characters).
+    Vin,
+    /// A portal's own property: the value follows the property's current kind, so a retype
+    /// changes what is rendered; may be uncastable (`SimConfig::uncastable_per_mille`).
+    Custom,
 }
 
 /// One property of an object type.
@@ -216,6 +402,15 @@ pub struct PropSpec {
     pub null_per_mille: u16,
     /// Stable properties keep their first value through updates (names, ids, places).
     pub stable: bool,
+    /// HubSpot's `fieldType`; empty means the kind's usual one.
+    pub field_type: &'static str,
+    /// Options of a custom enumeration (built-in ones carry theirs in `gen`).
+    pub options: &'static [&'static str],
+    pub calculated: bool,
+    /// `false` for the portal's custom properties.
+    pub hubspot_defined: bool,
+    /// An archived property is listed only with `?archived=true`; records render it null.
+    pub archived: bool,
 }
 
 pub(super) const fn p(name: &'static str, label: &'static str, kind: Kind, gen: Gen) -> PropSpec {
@@ -227,6 +422,11 @@ pub(super) const fn p(name: &'static str, label: &'static str, kind: Kind, gen: 
         key: name,
         null_per_mille: 0,
         stable: false,
+        field_type: "",
+        options: &[],
+        calculated: false,
+        hubspot_defined: true,
+        archived: false,
     }
 }
 
@@ -243,6 +443,14 @@ impl PropSpec {
         self.key = key;
         self
     }
+    pub(super) const fn field(mut self, field_type: &'static str) -> Self {
+        self.field_type = field_type;
+        self
+    }
+    pub(super) const fn calculated(mut self) -> Self {
+        self.calculated = true;
+        self
+    }
 }
 
 #[cfg(test)]
@@ -251,7 +459,7 @@ mod tests {
 
     #[test]
     fn every_type_has_id_created_and_modified_properties() {
-        for t in ObjectType::ALL {
+        for t in ObjectType::every() {
             for name in ["hs_object_id", t.created_property(), t.modified_property()] {
                 assert!(t.property(name).is_some(), "{} lacks {name}", t.name());
             }
@@ -266,5 +474,11 @@ mod tests {
         }
         assert_eq!(ObjectType::parse("0-3"), Some(ObjectType::Deals));
         assert_eq!(ObjectType::parse("widgets"), None);
+        assert_eq!(ObjectType::parse("0-5"), Some(ObjectType::Tickets));
+        assert_eq!(ObjectType::parse("line_items"), Some(ObjectType::LineItems));
+        assert_eq!(ObjectType::parse("2-3508482"), Some(ObjectType::Cars));
+        assert_eq!(ObjectType::parse("p42_cars"), Some(ObjectType::Cars));
+        assert_eq!(ObjectType::every().count(), ObjectType::COUNT);
+        assert!(ObjectType::every().enumerate().all(|(i, t)| t.index() == i));
     }
 }

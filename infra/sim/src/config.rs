@@ -14,6 +14,31 @@ pub const DEFAULT_RATE_LIMIT: u32 = 190;
 pub const DEFAULT_SEARCH_RATE: u32 = 5;
 pub const DEFAULT_RECORDS_PER_TYPE: u64 = 1_000;
 pub const DEFAULT_SEED: u64 = 42;
+/// The account id of the simulated portal: custom objects are named `p<id>_<name>` after it.
+pub const DEFAULT_PORTAL_ID: u64 = 20_411_873;
+
+/// A count per object type: `deals=600` on the command line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TypeCount {
+    pub object_type: ObjectType,
+    pub count: u64,
+}
+
+impl TypeCount {
+    /// Parses `type=count` (a name, type id or, for custom objects, schema name).
+    pub fn parse(raw: &str) -> Result<TypeCount, String> {
+        let (t, n) = raw
+            .split_once('=')
+            .ok_or_else(|| format!("'{raw}' is not TYPE=COUNT"))?;
+        let object_type =
+            ObjectType::parse(t.trim()).ok_or_else(|| format!("unknown object type '{}'", t.trim()))?;
+        let count = n
+            .trim()
+            .parse()
+            .map_err(|_| format!("'{}' is not a count", n.trim()))?;
+        Ok(TypeCount { object_type, count })
+    }
+}
 
 /// Errors of the simulator's library API.
 #[derive(Debug, thiserror::Error)]
@@ -46,6 +71,17 @@ pub struct SimConfig {
     /// When set, CRM requests need `Authorization: Bearer <token>`.
     pub token: Option<Secret>,
     pub runtime: RuntimeConfig,
+    /// HubSpot account id, in custom objects' fully qualified names; default
+    /// [`DEFAULT_PORTAL_ID`].
+    pub portal_id: u64,
+    /// Seeded custom properties (`hubspotDefined: false`, mixed kinds) per type; default none.
+    pub custom_properties: Vec<TypeCount>,
+    /// Custom object types to serve (`ObjectType::CUSTOM`), with their record counts; default
+    /// none. Served at `/crm/v3/objects/{objectTypeId or fullyQualifiedName}`.
+    pub custom_objects: Vec<TypeCount>,
+    /// Chance in 1000 that a typed custom value (number, date, datetime, bool) is a string
+    /// that does not parse as its type (`"12;34"`, `"n/a"`); default 0.
+    pub uncastable_per_mille: u16,
 }
 
 impl Default for SimConfig {
@@ -58,6 +94,10 @@ impl Default for SimConfig {
             object_types: ObjectType::ALL.to_vec(),
             token: None,
             runtime: RuntimeConfig::default(),
+            portal_id: DEFAULT_PORTAL_ID,
+            custom_properties: Vec::new(),
+            custom_objects: Vec::new(),
+            uncastable_per_mille: 0,
         }
     }
 }
@@ -74,6 +114,22 @@ impl SimConfig {
             return Err(SimError::InvalidConfig {
                 field: "token",
                 reason: "is empty".into(),
+            });
+        }
+        if self.uncastable_per_mille > 1000 {
+            return Err(SimError::InvalidConfig {
+                field: "uncastable_per_mille",
+                reason: format!("{} is over 1000", self.uncastable_per_mille),
+            });
+        }
+        if let Some(c) = self.custom_objects.iter().find(|c| !c.object_type.is_custom()) {
+            return Err(SimError::InvalidConfig {
+                field: "custom_objects",
+                reason: format!(
+                    "{} is not a custom object (known: {})",
+                    c.object_type.name(),
+                    ObjectType::CUSTOM.map(|t| t.name()).join(", ")
+                ),
             });
         }
         self.runtime.validate()

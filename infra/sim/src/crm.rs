@@ -1,27 +1,47 @@
-//! The CRM v3 endpoints: list, search and properties, answered from the portal.
+//! The CRM v3 endpoints: list, search, batch read, properties and schemas, answered from the
+//! portal.
 
 use std::sync::Arc;
 
 use axum::extract::rejection::{JsonRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
-use axum::http::{Method, Uri};
+use axum::http::{Method, StatusCode, Uri};
 use axum::Json;
 use wire::{
-    ListResponse, NextPage, Paging, PropertiesResponse, SearchRequest, SearchResponse, LIST_PAGE_MAX,
+    BatchReadRequest, BatchReadResponse, ListResponse, NextPage, ObjectSchema, Paging, PropertiesResponse,
+    SchemasResponse, SearchRequest, SearchResponse, LIST_PAGE_MAX,
 };
 
 use super::catalog::ObjectType;
 use super::errors::ApiError;
-use super::portal::{render, select_properties};
-use super::search;
+use super::portal::{render, Portal};
 use super::server::{wall_ms, AppState, CRM_BASE_PATH};
+use super::{batch, custom_objects, search};
 
 /// The list page size when a request names none (HubSpot's default).
 const DEFAULT_LIST_LIMIT: usize = 10;
 
-fn object_type(raw: &str) -> Result<ObjectType, ApiError> {
-    ObjectType::parse(raw)
+/// The type of a CRM path as this portal serves it (P4 in `portal.rs`).
+fn object_type(portal: &Portal, raw: &str) -> Result<ObjectType, ApiError> {
+    portal
+        .resolve(raw)
         .ok_or_else(|| ApiError::not_found(format!("Unable to infer object type from: {raw}")))
+}
+
+/// The `archived` query parameter (`false` unless given).
+fn archived_param(pairs: &[(String, String)]) -> Result<bool, ApiError> {
+    match pairs
+        .iter()
+        .rev()
+        .find(|(k, _)| k == "archived")
+        .map(|(_, v)| v.as_str())
+    {
+        None | Some("false") => Ok(false),
+        Some("true") => Ok(true),
+        Some(other) => Err(ApiError::validation(format!(
+            "archived must be true or false, got '{other}'"
+        ))),
+    }
 }
 
 /// The list endpoint's query: `limit` (1..=100; more is refused with a 400, not clamped, so
@@ -113,14 +133,14 @@ pub async fn list(
     Path(raw_type): Path<String>,
     query: Result<Query<Vec<(String, String)>>, QueryRejection>,
 ) -> Result<Json<ListResponse>, ApiError> {
-    let t = object_type(&raw_type)?;
     let Query(pairs) = query.map_err(|e| ApiError::validation(e.body_text()))?;
     let params = list_params(&pairs)?;
-    let props = select_properties(t, params.properties.as_deref());
-    let (page, next, ctx) = {
+    let (t, page, next, ctx, props) = {
         let portal = state.read_portal();
+        let t = object_type(&portal, &raw_type)?;
+        let props = portal.select(t, params.properties.as_deref());
         let (page, next) = portal.list_page(t, params.after, params.limit, params.archived);
-        (page, next, portal.value_ctx(t))
+        (t, page, next, portal.value_ctx(t), props)
     };
     let paging = next.map(|after| {
         let token = cursor(after);
@@ -128,7 +148,11 @@ pub async fn list(
             next: Some(NextPage {
                 link: Some(format!(
                     "{CRM_BASE_PATH}/objects/{}?limit={}&after={}",
-                    t.name(),
+                    if t.is_custom() {
+                        raw_type.as_str()
+                    } else {
+                        t.name()
+                    },
                     params.limit,
                     token.replace('=', "%3D").replace('+', "%2B").replace('/', "%2F")
                 )),
@@ -146,10 +170,14 @@ pub async fn search(
     Path(raw_type): Path<String>,
     body: Result<Json<SearchRequest>, JsonRejection>,
 ) -> Result<Json<SearchResponse>, ApiError> {
-    let t = object_type(&raw_type)?;
     let Json(request) =
         body.map_err(|e| ApiError::validation(format!("Invalid input JSON: {}", e.body_text())))?;
-    let query = search::compile(t, &request).map_err(ApiError::validation)?;
+    let (t, query) = {
+        let portal = state.read_portal();
+        let t = object_type(&portal, &raw_type)?;
+        let query = search::compile(portal.schema(t), t, &request).map_err(ApiError::validation)?;
+        (t, query)
+    };
     // A scan of a large portal is CPU work: keep it off the async workers.
     let worker = tokio::task::spawn_blocking(move || {
         let portal = state.read_portal();
@@ -176,12 +204,67 @@ pub async fn search(
         .map_err(|e| ApiError::internal(format!("search failed: {e}")))
 }
 
-/// `GET /crm/v3/properties/{type}`.
-pub async fn properties(Path(raw_type): Path<String>) -> Result<Json<PropertiesResponse>, ApiError> {
-    let t = object_type(&raw_type)?;
+/// `POST /crm/v3/objects/{type}/batch/read` (`archived` in the query; B1-B3 in `batch.rs`).
+pub async fn batch_read(
+    State(state): State<Arc<AppState>>,
+    Path(raw_type): Path<String>,
+    query: Result<Query<Vec<(String, String)>>, QueryRejection>,
+    body: Result<Json<BatchReadRequest>, JsonRejection>,
+) -> Result<(StatusCode, Json<BatchReadResponse>), ApiError> {
+    let Query(pairs) = query.map_err(|e| ApiError::validation(e.body_text()))?;
+    let archived = archived_param(&pairs)?;
+    let Json(request) =
+        body.map_err(|e| ApiError::validation(format!("Invalid input JSON: {}", e.body_text())))?;
+    let portal = state.read_portal();
+    let t = object_type(&portal, &raw_type)?;
+    let (status, out) = batch::read(&portal, t, &request, archived).map_err(ApiError::validation)?;
+    Ok((status, Json(out)))
+}
+
+/// `GET /crm/v3/properties/{type}`: the portal's properties now; with `?archived=true` only
+/// the archived ones.
+pub async fn properties(
+    State(state): State<Arc<AppState>>,
+    Path(raw_type): Path<String>,
+    query: Result<Query<Vec<(String, String)>>, QueryRejection>,
+) -> Result<Json<PropertiesResponse>, ApiError> {
+    let Query(pairs) = query.map_err(|e| ApiError::validation(e.body_text()))?;
+    let archived = archived_param(&pairs)?;
+    let portal = state.read_portal();
+    let t = object_type(&portal, &raw_type)?;
     Ok(Json(PropertiesResponse {
-        results: t.property_definitions(),
+        results: portal.schema(t).definitions(t, archived),
     }))
+}
+
+fn object_schema(portal: &Portal, t: ObjectType) -> ObjectSchema {
+    let properties = portal.schema(t).definitions(t, false);
+    custom_objects::object_schema(t, portal.portal_id, properties)
+}
+
+/// `GET /crm/v3/schemas`: the portal's custom object schemas.
+pub async fn schemas(State(state): State<Arc<AppState>>) -> Json<SchemasResponse> {
+    let portal = state.read_portal();
+    let results = portal
+        .custom_types()
+        .into_iter()
+        .map(|t| object_schema(&portal, t))
+        .collect();
+    Json(SchemasResponse { results })
+}
+
+/// `GET /crm/v3/schemas/{objectTypeId or fullyQualifiedName}`.
+pub async fn schema(
+    State(state): State<Arc<AppState>>,
+    Path(raw_type): Path<String>,
+) -> Result<Json<ObjectSchema>, ApiError> {
+    let portal = state.read_portal();
+    let t = object_type(&portal, &raw_type).and_then(|t| {
+        t.is_custom()
+            .then_some(t)
+            .ok_or_else(|| ApiError::not_found(format!("Unable to infer object type from: {raw_type}")))
+    })?;
+    Ok(Json(object_schema(&portal, t)))
 }
 
 /// Any other path under the API.

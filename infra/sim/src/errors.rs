@@ -38,6 +38,21 @@ impl ApiError {
         Self::new(StatusCode::NOT_FOUND, "OBJECT_NOT_FOUND", message)
     }
 
+    /// 414: the request target is longer than `URL_LIMIT_CHARS` (HubSpot's edge answers this
+    /// before the API sees the request; its body may not be JSON there, so clients must not
+    /// rely on it).
+    pub fn uri_too_long(len: usize) -> Self {
+        Self::new(
+            StatusCode::URI_TOO_LONG,
+            "URI_TOO_LONG",
+            format!(
+                "URI Too Long: the request URL is {len} characters, over the limit of {}; \
+                 ask for fewer properties per request or use batch read",
+                super::gate::URL_LIMIT_CHARS
+            ),
+        )
+    }
+
     /// 401: missing or wrong bearer token.
     pub fn unauthorized() -> Self {
         Self::new(

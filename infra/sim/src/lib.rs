@@ -6,47 +6,77 @@
 //!
 //! - `config`: [`SimConfig`] (fixed at start) and [`RuntimeConfig`] (limits, latency,
 //!   faults, search lag; changed at runtime by `POST /_sim/config`), validated once.
-//! - `catalog`: the eight object types and the vocabulary of their properties;
-//!   `properties` holds the tables (name, HubSpot type, how each value is generated).
+//! - `catalog`: the object types (twelve standard ones, and the built-in custom object schemas
+//!   a portal may enable) and the vocabulary of their properties; `properties` (CRM and
+//!   activities), `commerce` (tickets, products, line items, quotes) and `custom_objects`
+//!   (`cars`, `shipments`, and their `GET /crm/v3/schemas` entries) hold the built-in tables
+//!   (name, HubSpot type and field type, how each value is generated).
+//! - `schema`: a portal's own property table per type: built-ins plus seeded custom
+//!   properties, changed at run time by add, retype and archive; invariants PS1-PS2.
 //! - `rng`: splitmix64, the only source of randomness, so one seed is one portal.
 //! - `portal`: compact records (id, created, modified, archived, version), their seeded
 //!   generation and rendering; invariants P1-P3.
-//! - `values`: property values derived from (seed, type, id, version), never stored.
-//! - `mutate`: time moving on request (updates, creates, archives); invariants U1-U4.
+//! - `values`: property values derived from (seed, type, id, version), never stored, drawn
+//!   from the pools in `pools`; typed
+//!   custom values may be uncastable (`uncastable_per_mille`).
+//! - `mutate`: time moving on request (updates, creates, archives, property changes);
+//!   invariants U1-U7.
+//! - `batch`: batch read by id; invariants B1-B3.
 //! - `search`: filter, sort and page evaluation of a search request; invariants SR1-SR2.
-//!   (P, U and SR name the simulator's invariants; the pipeline's are W, M, L, S, G, Q, K,
-//!   R, C and E, so the two never share a name.)
+//!   (P, PS, U, B and SR name the simulator's invariants; the pipeline's are W, M, L, S, G,
+//!   Q, K, R, C and E, so the two never share a name.)
 //! - `limits`, `faults`, `errors`: HubSpot's rate limits, failures and error bodies.
-//! - `gate`: the middleware applying auth, limits, latency and faults to CRM requests.
+//! - `gate`: the middleware applying the URL limit ([`URL_LIMIT_CHARS`]), auth, limits,
+//!   latency and faults to CRM requests.
 //! - `crm`, `admin`: the handlers of `/crm/v3/...` and of `/_sim/...`.
 //! - `stats`: counters of what was served.
-//! - `server`: the shared state, the router, [`start`] and [`SimServer`].
+//! - `server`: the shared state, the router, [`start`] and [`SimServer`]; `http_tests` drives
+//!   the newer routes over HTTP.
 //!
 //! # Endpoints
 //!
 //! - `GET /crm/v3/objects/{type}` (`limit` 1..=100, larger is a 400; `after`; `properties`;
 //!   `archived`), `POST /crm/v3/objects/{type}/search` (`limit` 1..=200, at most one sort as
-//!   HubSpot allows, a 400 when `after + limit > 10000`), `GET /crm/v3/properties/{type}`;
-//!   a type is a name (`deals`) or type id (`0-3`); an unknown one is a 404.
-//! - `POST /_sim/mutate`, `GET|POST /_sim/config`, `GET /_sim/truth/{type}` (JSON lines),
-//!   `GET /_sim/stats`, `POST /_sim/stats/reset`, `GET /_sim/health`.
+//!   HubSpot allows, a 400 when `after + limit > 10000`), `POST
+//!   /crm/v3/objects/{type}/batch/read` (`archived` in the query; at most 100 inputs, else
+//!   400; 200 `COMPLETE`, or 207 with `numErrors` and `OBJECT_NOT_FOUND` errors naming the ids
+//!   not found; charged to the general window, not lagged), `GET /crm/v3/properties/{type}`
+//!   (`?archived=true` lists only archived properties), `GET /crm/v3/schemas` and `GET
+//!   /crm/v3/schemas/{type}` (the portal's custom object schemas).
+//! - A standard type is a name (`deals`, `tickets`, `line_items`...) or type id (`0-3`); a
+//!   custom object its `objectTypeId` (`2-3508482`) or `fullyQualifiedName`
+//!   (`p<portal id>_cars`), not its bare name; an unknown or not enabled one is a 404.
+//! - Any CRM request whose path and query exceed [`URL_LIMIT_CHARS`] characters is a 414
+//!   (`URI_TOO_LONG`), counted in `SimStats::uri_too_long`.
+//! - `POST /_sim/mutate` (record changes; property changes `add_property`, `retype_property`,
+//!   `archive_property`, see [`MutateRequest`]), `GET|POST /_sim/config`, `GET
+//!   /_sim/truth/{type}` (JSON lines; every unarchived property; a custom object also by bare
+//!   name), `GET /_sim/stats`, `POST /_sim/stats/reset`, `GET /_sim/health`.
 
 mod admin;
+mod batch;
 mod catalog;
+mod commerce;
 mod config;
 mod crm;
+mod custom_objects;
 mod errors;
 mod faults;
 mod gate;
 mod limits;
 mod mutate;
+mod pools;
 mod portal;
 mod properties;
 mod rng;
+mod schema;
 mod search;
 mod server;
 mod stats;
 mod values;
+
+#[cfg(test)]
+mod http_tests;
 
 use std::net::{IpAddr, Ipv4Addr};
 
@@ -54,10 +84,11 @@ use anyhow::{anyhow, Context};
 
 pub use catalog::ObjectType;
 pub use config::{
-    ConfigPatch, FaultKind, FaultKinds, RuntimeConfig, Secret, SimConfig, SimError, DEFAULT_RATE_LIMIT,
-    DEFAULT_RECORDS_PER_TYPE, DEFAULT_SEARCH_RATE, DEFAULT_SEED,
+    ConfigPatch, FaultKind, FaultKinds, RuntimeConfig, Secret, SimConfig, SimError, TypeCount,
+    DEFAULT_PORTAL_ID, DEFAULT_RATE_LIMIT, DEFAULT_RECORDS_PER_TYPE, DEFAULT_SEARCH_RATE, DEFAULT_SEED,
 };
-pub use mutate::{MutateRequest, MutateResponse};
+pub use gate::URL_LIMIT_CHARS;
+pub use mutate::{MutateRequest, MutateResponse, NewProperty, PropertyName};
 pub use portal::{PORTAL_END_MS, PORTAL_START_MS};
 pub use server::{start, SimHandle, SimServer, CRM_BASE_PATH, SIM_BASE_PATH};
 pub use stats::{EndpointCounts, FaultCounts, RateLimitedCounts, SimStats};
@@ -105,9 +136,22 @@ pub struct SimArgs {
     /// How long search lags writes, in milliseconds.
     #[arg(long, env = "HUBSYNC_SIM_SEARCH_LAG_MS", default_value_t = 0)]
     pub search_lag_ms: u64,
-    /// Object types to seed (comma list of names or type ids; default all eight).
+    /// Object types to seed (comma list of names or type ids; default every standard type).
     #[arg(long, env = "HUBSYNC_SIM_TYPES", value_delimiter = ',', value_parser = parse_type)]
     pub types: Vec<ObjectType>,
+    /// HubSpot account id of the portal (custom objects are named `p<ID>_<name>`).
+    #[arg(long, env = "HUBSYNC_SIM_PORTAL_ID", default_value_t = DEFAULT_PORTAL_ID)]
+    pub portal_id: u64,
+    /// Seeded custom properties per type (comma list of TYPE=COUNT, e.g. `deals=600,contacts=50`).
+    #[arg(long, env = "HUBSYNC_SIM_CUSTOM_PROPERTIES", value_delimiter = ',', value_parser = TypeCount::parse)]
+    pub custom_properties: Vec<TypeCount>,
+    /// Custom object types to serve with their record counts (comma list of NAME=COUNT; known:
+    /// `cars`, `shipments`).
+    #[arg(long, env = "HUBSYNC_SIM_CUSTOM_OBJECTS", value_delimiter = ',', value_parser = TypeCount::parse)]
+    pub custom_objects: Vec<TypeCount>,
+    /// Chance in 1000 that a typed custom value does not parse as its type (`"12;34"`, `"n/a"`).
+    #[arg(long, env = "HUBSYNC_SIM_UNCASTABLE_PER_MILLE", default_value_t = 0)]
+    pub uncastable_per_mille: u16,
 }
 
 fn parse_secret(raw: &str) -> Result<Secret, String> {
@@ -135,6 +179,10 @@ impl SimArgs {
                 self.types.clone()
             },
             token: self.token.clone(),
+            portal_id: self.portal_id,
+            custom_properties: self.custom_properties.clone(),
+            custom_objects: self.custom_objects.clone(),
+            uncastable_per_mille: self.uncastable_per_mille,
             runtime: RuntimeConfig {
                 rate_limit: self.rate_limit,
                 search_rate: self.search_rate,
@@ -211,6 +259,7 @@ mod tests {
         let args = cli.map(|c| c.sim).unwrap();
         let config = args.to_config().unwrap();
         assert_eq!(config.object_types, vec![ObjectType::Deals, ObjectType::Contacts]);
+        assert!(config.custom_objects.is_empty() && config.uncastable_per_mille == 0);
         assert_eq!(
             config.runtime.fault_kinds.kinds(),
             vec![FaultKind::ServerError, FaultKind::Dropped]
@@ -221,5 +270,27 @@ mod tests {
         let err = bad.to_config().unwrap_err().to_string();
         assert!(err.contains("--fault-rate"), "{err}");
         assert!(Cli::try_parse_from(["x", "--types", "widgets"]).is_err());
+        let cli = Cli::try_parse_from([
+            "x",
+            "--custom-properties",
+            "deals=600,0-1=50",
+            "--custom-objects",
+            "cars=500",
+            "--uncastable-per-mille",
+            "20",
+        ]);
+        let custom = cli.map(|c| c.sim).unwrap().to_config().unwrap();
+        let counts: Vec<(ObjectType, u64)> = custom
+            .custom_properties
+            .iter()
+            .map(|c| (c.object_type, c.count))
+            .collect();
+        assert_eq!(counts, [(ObjectType::Deals, 600), (ObjectType::Contacts, 50)]);
+        assert_eq!(custom.custom_objects[0].object_type, ObjectType::Cars);
+        assert_eq!(custom.uncastable_per_mille, 20);
+        let not_custom = Cli::try_parse_from(["x", "--custom-objects", "deals=5"]).map(|c| c.sim);
+        let err = not_custom.unwrap().to_config().unwrap_err().to_string();
+        assert!(err.contains("--custom-objects"), "{err}");
+        assert!(Cli::try_parse_from(["x", "--custom-objects", "cars"]).is_err());
     }
 }

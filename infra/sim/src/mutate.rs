@@ -16,6 +16,9 @@
 //! - U6: `creates_at` creates records with the created dates given (imports carry 1900-01-01,
 //!   or dates in the future); their modified time is now, which may be before their created
 //!   one (seeded records keep P2, such imports do not).
+//! - U7: property changes (`add_property`, `retype_property`, `archive_property`) change the
+//!   type's property table only (PS1, PS2 in `schema.rs`): no record's modified time or
+//!   version moves. They are applied first and all or none: a refused one changes nothing.
 
 use std::collections::HashMap;
 
@@ -25,6 +28,7 @@ use wire::format_ms;
 use super::catalog::ObjectType;
 use super::portal::{Pending, Portal, Rec, TypeStore, ID_STRIDE};
 use super::rng::SplitMix64;
+use super::schema::SchemaError;
 
 /// `POST /_sim/mutate` body: counts of each change; all but `object_type` optional.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -60,6 +64,34 @@ pub struct MutateRequest {
     /// These live records are archived too (U2), besides `archives` picked at random.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub archive_ids: Vec<u64>,
+    /// A new custom property; every record has a value for it at once (U7).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub add_property: Option<NewProperty>,
+    /// A property whose type changes; values render per the new type from now on (U7).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retype_property: Option<NewProperty>,
+    /// A property archived: gone from the listing, null on records (U7).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub archive_property: Option<PropertyName>,
+}
+
+/// A property's name and (new) type: `{"name":"fleet_size","type":"number","field_type":"number"}`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NewProperty {
+    pub name: String,
+    /// HubSpot's `type`: `string`, `number`, `date`, `datetime`, `bool`, `enumeration`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// HubSpot's `fieldType`; `None` takes the type's usual one (`text`, `number`, `date`,
+    /// `booleancheckbox`, `select`). `checkbox` makes an enumeration multi-select.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub field_type: Option<String>,
+}
+
+/// A property by name: `{"name":"fleet_size"}`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PropertyName {
+    pub name: String,
 }
 
 fn is_zero(n: &u64) -> bool {
@@ -85,6 +117,9 @@ pub struct MutateResponse {
     /// Records whose created date moved (U5).
     #[serde(default)]
     pub moved: Vec<String>,
+    /// Properties added, retyped or archived (U7), in that order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub properties: Vec<String>,
 }
 
 /// The instant a mutation stamps its changes with, and when search sees them (U4).
@@ -111,7 +146,8 @@ struct Picks {
 
 impl Portal {
     /// Applies one mutation at `now_ms` (raised if needed so stamps never go back in time).
-    /// Updated and archived records are distinct live records picked with `rng`.
+    /// Updated and archived records are distinct live records picked with `rng`. A refused
+    /// property change (U7) is the error, and nothing changed.
     pub fn mutate(
         &mut self,
         t: ObjectType,
@@ -119,7 +155,8 @@ impl Portal {
         now_ms: i64,
         search_lag_ms: u64,
         rng: &mut SplitMix64,
-    ) -> MutateResponse {
+    ) -> Result<MutateResponse, SchemaError> {
+        let properties = self.change_properties(t, req)?;
         let now = now_ms.max(self.last_stamp_ms + 1);
         self.last_stamp_ms = now;
         let stamp = Stamp {
@@ -138,12 +175,37 @@ impl Portal {
             created: Vec::new(),
             archived: Vec::with_capacity(picks.archives.len()),
             moved: Vec::with_capacity(picks.moves.len()),
+            properties,
         };
         apply_updates(store, picks.updates, req.same_timestamp, stamp, &mut out.updated);
         apply_archives(store, picks.archives, stamp, &mut out.archived);
         apply_moves(store, picks.moves, req.move_days, stamp, &mut out.moved);
         self.apply_creates(t, req, stamp, rng, &mut out.created);
-        out
+        Ok(out)
+    }
+
+    /// Applies the request's property changes to a copy of the type's table, and keeps it only
+    /// if all succeed (U7). Records are not touched: values derive from the table.
+    fn change_properties(&mut self, t: ObjectType, req: &MutateRequest) -> Result<Vec<String>, SchemaError> {
+        let mut changed = Vec::new();
+        if req.add_property.is_none() && req.retype_property.is_none() && req.archive_property.is_none() {
+            return Ok(changed);
+        }
+        let mut schema = self.schemas[t.index()].clone();
+        if let Some(p) = &req.add_property {
+            schema.add(&p.name, &p.kind, p.field_type.as_deref())?;
+            changed.push(p.name.clone());
+        }
+        if let Some(p) = &req.retype_property {
+            schema.retype(&p.name, &p.kind, p.field_type.as_deref())?;
+            changed.push(p.name.clone());
+        }
+        if let Some(p) = &req.archive_property {
+            schema.archive(&p.name)?;
+            changed.push(p.name.clone());
+        }
+        self.schemas[t.index()] = schema;
+        Ok(changed)
     }
 
     /// Creates `req.creates` records at `now` and one per `req.creates_at` date (U6), with
@@ -203,7 +265,7 @@ impl Portal {
     /// (the gaps between seeded ids, U3).
     fn free_ids(&self, t: ObjectType, from: u64, n: usize) -> Vec<u64> {
         let space: Vec<ObjectType> = if t.is_activity() {
-            ObjectType::ALL.into_iter().filter(|o| o.is_activity()).collect()
+            ObjectType::every().filter(|o| o.is_activity()).collect()
         } else {
             vec![t]
         };
@@ -389,7 +451,7 @@ mod tests {
             ids_from: Some(p.store(t).records[50].id),
             ..req(0, 2, 0, false)
         };
-        let out = p.mutate(t, &r, now, 0, &mut SplitMix64::new(9));
+        let out = p.mutate(t, &r, now, 0, &mut SplitMix64::new(9)).unwrap();
         assert_eq!((out.moved.len(), out.created.len()), (3, 5));
         let recs = &p.store(t).records;
         assert!(recs.windows(2).all(|w| w[0].id < w[1].id), "P1 holds");
@@ -419,13 +481,15 @@ mod tests {
         let mut p = portal_for_test(3, 50, &[ObjectType::Deals]);
         let before = p.store(ObjectType::Deals).records.clone();
         let now = 1_800_000_000_000;
-        let out = p.mutate(
-            ObjectType::Deals,
-            &req(5, 0, 0, false),
-            now,
-            0,
-            &mut SplitMix64::new(1),
-        );
+        let out = p
+            .mutate(
+                ObjectType::Deals,
+                &req(5, 0, 0, false),
+                now,
+                0,
+                &mut SplitMix64::new(1),
+            )
+            .unwrap();
         assert_eq!(out.updated.len(), 5);
         let after = &p.store(ObjectType::Deals).records;
         let mut stamps = Vec::new();
@@ -452,7 +516,9 @@ mod tests {
             object_type: "calls".into(),
             ..req(4, 2, 3, true)
         };
-        let out = p.mutate(t, &r, 1_800_000_000_000, 0, &mut SplitMix64::new(2));
+        let out = p
+            .mutate(t, &r, 1_800_000_000_000, 0, &mut SplitMix64::new(2))
+            .unwrap();
         let recs = &p.store(t).records;
         let get = |id: &String| recs.iter().find(|r| r.id.to_string() == *id).copied();
         for id in &out.updated {
@@ -481,7 +547,9 @@ mod tests {
             among_newest: Some(20),
             ..req(10, 0, 5, false)
         };
-        let out = p.mutate(t, &r, 1_800_000_000_000, 0, &mut SplitMix64::new(3));
+        let out = p
+            .mutate(t, &r, 1_800_000_000_000, 0, &mut SplitMix64::new(3))
+            .unwrap();
         assert_eq!((out.updated.len(), out.archived.len()), (10, 5));
         assert!(out
             .updated

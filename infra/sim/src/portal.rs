@@ -7,13 +7,17 @@
 //! - P2: `created_ms <= modified_ms`, and `modified_ms` is exactly what the modified
 //!   property and `updatedAt` say.
 //! - P3: activity ids come from one engagement id space: no id is used by two activity types.
+//! - P4: a custom object type is served only by a portal that enables it, and over HTTP only
+//!   under its type id or its fully qualified name with this portal's id.
 
 use std::collections::{BTreeMap, HashMap};
 
 use wire::{format_ms, ObjectRecord};
 
-use super::catalog::{ObjectType, PropSpec};
+use super::catalog::{custom_fqn_name, ObjectType, PropSpec};
+use super::config::TypeCount;
 use super::rng::{below, hash, mix, tag, unit};
+use super::schema::TypeSchema;
 use super::values::{value, ValueCtx};
 
 /// Seeded records are created from this instant on (2019-01-01T00:00:00Z): fixed anchors,
@@ -96,30 +100,52 @@ impl TypeStore {
 }
 
 /// What to generate.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct PortalSpec {
     pub seed: u64,
     pub records_per_type: u64,
+    /// Types seeded with `records_per_type` records (a custom type listed here is enabled).
     pub object_types: Vec<ObjectType>,
+    /// HubSpot's account id, in custom objects' fully qualified names (`p<id>_cars`).
+    pub portal_id: u64,
+    /// Seeded custom properties per type, beside the built-in ones.
+    pub custom_properties: Vec<TypeCount>,
+    /// Custom object types enabled, with their record counts.
+    pub custom_objects: Vec<TypeCount>,
+    /// Chance in 1000 that a typed custom value does not parse as its type.
+    pub uncastable_per_mille: u16,
 }
 
 #[derive(Debug)]
 pub struct Portal {
     pub seed: u64,
     pub records_per_type: u64,
-    pub stores: [TypeStore; 8],
-    /// Next id per core type (indexed like `ObjectType::ALL`); activities use `next_engagement_id`.
-    pub next_id: [u64; 8],
+    pub portal_id: u64,
+    pub uncastable_per_mille: u16,
+    /// Per type, indexed by [`ObjectType::index`].
+    pub stores: Vec<TypeStore>,
+    /// Per type: the properties the portal has now (`schema.rs`).
+    pub schemas: Vec<TypeSchema>,
+    /// Per type: served at all (standard types always; custom ones when enabled, P4).
+    pub enabled: Vec<bool>,
+    /// Next id per non-activity type; activities use `next_engagement_id`.
+    pub next_id: Vec<u64>,
     pub next_engagement_id: u64,
     /// The latest instant a mutation stamped: mutations never go back in time.
     pub last_stamp_ms: i64,
 }
 
-/// The id of the `k`-th seeded record of a core type (deals, contacts, companies).
+/// The id of the `k`-th seeded record of a non-activity type (each its own id space).
 pub fn core_id(seed: u64, object_type: ObjectType, k: u64) -> u64 {
     let base = match object_type {
         ObjectType::Contacts => 1_001,
         ObjectType::Companies => 4_000_000_001,
+        ObjectType::Tickets => 1_500_000_001,
+        ObjectType::Products => 1_200_000_001,
+        ObjectType::LineItems => 7_000_000_001,
+        ObjectType::Quotes => 2_500_000_001,
+        ObjectType::Cars => 30_000_000_001,
+        ObjectType::Shipments => 31_000_000_001,
         _ => 9_000_000_001,
     };
     base + k * ID_STRIDE + below(hash(&[seed, tag(object_type.name()), k]), ID_STRIDE)
@@ -135,17 +161,31 @@ impl Portal {
         let mut portal = Portal {
             seed: spec.seed,
             records_per_type: n,
-            stores: Default::default(),
-            next_id: [0; 8],
+            portal_id: spec.portal_id,
+            uncastable_per_mille: spec.uncastable_per_mille,
+            stores: (0..ObjectType::COUNT).map(|_| TypeStore::default()).collect(),
+            schemas: ObjectType::every().map(TypeSchema::builtin).collect(),
+            enabled: ObjectType::every().map(|t| !t.is_custom()).collect(),
+            next_id: vec![0; ObjectType::COUNT],
             next_engagement_id: engagement_id(spec.seed, 0),
             last_stamp_ms: PORTAL_END_MS,
         };
-        for t in ObjectType::ALL.into_iter().filter(|t| !t.is_activity()) {
+        for c in &spec.custom_properties {
+            portal.schemas[c.object_type.index()].add_seeded(c.object_type, spec.seed, c.count);
+        }
+        let seeded = |t: ObjectType| -> Option<u64> {
+            let custom = spec.custom_objects.iter().find(|c| c.object_type == t);
+            custom
+                .map(|c| c.count)
+                .or_else(|| spec.object_types.contains(&t).then_some(n))
+        };
+        for t in ObjectType::every().filter(|t| !t.is_activity()) {
             portal.next_id[t.index()] = core_id(spec.seed, t, 0);
-            if spec.object_types.contains(&t) {
-                let records = (0..n).map(|k| portal.seed_record(core_id(spec.seed, t, k), k, n));
+            if let Some(count) = seeded(t) {
+                portal.enabled[t.index()] = true;
+                let records = (0..count).map(|k| portal.seed_record(core_id(spec.seed, t, k), k, count));
                 portal.stores[t.index()].records = records.collect();
-                portal.next_id[t.index()] = core_id(spec.seed, t, n);
+                portal.next_id[t.index()] = core_id(spec.seed, t, count);
             }
         }
         let activities: Vec<ObjectType> = spec
@@ -234,7 +274,46 @@ impl Portal {
             seed: self.seed,
             object_type: t,
             company_count: self.records_per_type,
+            uncastable_per_mille: self.uncastable_per_mille,
         }
+    }
+
+    /// The properties `t` has in this portal now.
+    pub fn schema(&self, t: ObjectType) -> &TypeSchema {
+        &self.schemas[t.index()]
+    }
+
+    /// Resolves a CRM path's type as HubSpot does (P4): a standard name or type id; a custom
+    /// object by its type id or `p<this portal's id>_<name>` (not its bare name), if enabled.
+    pub fn resolve(&self, raw: &str) -> Option<ObjectType> {
+        if let Some(name) = wire::object_type_name(raw) {
+            return ObjectType::ALL.into_iter().find(|t| t.name() == name);
+        }
+        let t = ObjectType::CUSTOM.into_iter().find(|t| {
+            t.custom_type_id() == Some(raw)
+                || (custom_fqn_name(raw) == Some(t.name())
+                    && raw == super::custom_objects::fully_qualified_name(*t, self.portal_id))
+        })?;
+        self.enabled[t.index()].then_some(t)
+    }
+
+    /// Resolves a `/_sim/*` type: anything [`ObjectType::parse`] takes (a custom object's bare
+    /// name too), if the portal serves it.
+    pub fn resolve_admin(&self, raw: &str) -> Option<ObjectType> {
+        ObjectType::parse(raw).filter(|t| self.enabled[t.index()])
+    }
+
+    /// The custom object types this portal serves.
+    pub fn custom_types(&self) -> Vec<ObjectType> {
+        ObjectType::CUSTOM
+            .into_iter()
+            .filter(|t| self.enabled[t.index()])
+            .collect()
+    }
+
+    /// Resolves asked-for property names against this portal's table (see [`select_properties`]).
+    pub fn select(&self, t: ObjectType, asked: Option<&[String]>) -> Vec<&'static PropSpec> {
+        select_properties(self.schema(t), t, asked)
     }
 
     /// One list page: up to `limit` records with id >= `after`, live ones or (with
@@ -292,12 +371,16 @@ fn bulk_edit_ms(seed: u64, i: u64) -> i64 {
 }
 
 /// Resolves asked-for property names: `None` means the type's defaults; unknown names are
-/// dropped, as HubSpot does.
-pub fn select_properties(t: ObjectType, asked: Option<&[String]>) -> Vec<&'static PropSpec> {
+/// dropped, as HubSpot does; an archived property asked for renders null.
+pub fn select_properties(
+    schema: &TypeSchema,
+    t: ObjectType,
+    asked: Option<&[String]>,
+) -> Vec<&'static PropSpec> {
     match asked {
         Some(names) if !names.is_empty() => {
             let mut specs: Vec<&'static PropSpec> =
-                names.iter().filter_map(|n| t.property(n.trim())).collect();
+                names.iter().filter_map(|n| schema.get(n.trim())).collect();
             specs.sort_by_key(|s| s.name);
             specs.dedup_by_key(|s| s.name);
             specs
@@ -305,7 +388,7 @@ pub fn select_properties(t: ObjectType, asked: Option<&[String]>) -> Vec<&'stati
         _ => t
             .default_properties()
             .iter()
-            .filter_map(|n| t.property(n))
+            .filter_map(|n| schema.get(n))
             .collect(),
     }
 }
@@ -317,6 +400,8 @@ pub fn portal_for_test(seed: u64, n: u64, types: &[ObjectType]) -> Portal {
         seed,
         records_per_type: n,
         object_types: types.to_vec(),
+        portal_id: crate::config::DEFAULT_PORTAL_ID,
+        ..Default::default()
     })
 }
 
@@ -372,7 +457,7 @@ mod tests {
         let p = portal_for_test(1, 10, &[ObjectType::Contacts]);
         let t = ObjectType::Contacts;
         let rec = p.store(t).records[3];
-        let out = render(&p.value_ctx(t), &rec, &select_properties(t, None));
+        let out = render(&p.value_ctx(t), &rec, &p.select(t, None));
         assert_eq!(
             out.properties["lastmodifieddate"].as_deref(),
             Some(out.updated_at.as_str())
@@ -383,7 +468,7 @@ mod tests {
         );
         assert_eq!(out.properties["hs_object_id"], Some(out.id.clone()));
         let asked = vec!["email".to_string(), "nope".to_string()];
-        let only = render(&p.value_ctx(t), &rec, &select_properties(t, Some(&asked)));
+        let only = render(&p.value_ctx(t), &rec, &p.select(t, Some(&asked)));
         assert_eq!(only.properties.keys().collect::<Vec<_>>(), vec!["email"]);
     }
 }

@@ -1,15 +1,17 @@
-//! The property tables of the eight object types: names, labels, HubSpot types, and how
+//! The property tables of the CRM and activity types: names, labels, HubSpot types, and how
 //! each value is generated (see `catalog.rs` for the vocabulary, `values.rs` for the pools).
+//! Tickets, products, line items and quotes are in `commerce.rs`, custom objects in
+//! `custom_objects.rs`.
 
 use super::catalog::{p, Gen, Kind, PropSpec};
 use Gen::*;
-use Kind::{Date, DateTime, Enumeration, Number};
+use Kind::{Bool, Date, DateTime, Enumeration, Number};
 
-const ID: PropSpec = p("hs_object_id", "Record ID", Number, ObjectId).stable();
-const OWNER: PropSpec = p("hubspot_owner_id", "Owner", Enumeration, Owner).nulls(120);
-const CREATEDATE: PropSpec = p("createdate", "Create Date", DateTime, Created).stable();
-const HS_CREATEDATE: PropSpec = p("hs_createdate", "Create Date", DateTime, Created).stable();
-const HS_MODIFIED: PropSpec = p("hs_lastmodifieddate", "Last Modified Date", DateTime, Modified);
+pub(super) const ID: PropSpec = p("hs_object_id", "Record ID", Number, ObjectId).stable();
+pub(super) const OWNER: PropSpec = p("hubspot_owner_id", "Owner", Enumeration, Owner).nulls(120);
+pub(super) const CREATEDATE: PropSpec = p("createdate", "Create Date", DateTime, Created).stable();
+pub(super) const HS_CREATEDATE: PropSpec = p("hs_createdate", "Create Date", DateTime, Created).stable();
+pub(super) const HS_MODIFIED: PropSpec = p("hs_lastmodifieddate", "Last Modified Date", DateTime, Modified);
 const HS_TIMESTAMP: PropSpec = p("hs_timestamp", "Activity date", DateTime, ActivityTime).stable();
 const CITY: PropSpec = p("city", "City", Kind::String, City)
     .key("place")
@@ -28,7 +30,7 @@ pub(super) static DEALS: &[PropSpec] = &[
         "dealname",
         "Deal Name",
         Kind::String,
-        Title(crate::values::DEAL_NAMES),
+        Title(crate::pools::DEAL_NAMES),
     )
     .stable(),
     p("amount", "Amount", Number, Amount).nulls(80),
@@ -54,7 +56,45 @@ pub(super) static DEALS: &[PropSpec] = &[
         Pick(&["newbusiness", "existingbusiness"]),
     )
     .nulls(300),
+    p(
+        "hs_is_closed",
+        "Is Deal Closed?",
+        Bool,
+        InSet {
+            options: DEAL_STAGES,
+            set: &["closedwon", "closedlost"],
+        },
+    )
+    .key("dealstage")
+    .calculated(),
+    p(
+        "hs_is_closed_won",
+        "Is Closed Won",
+        Bool,
+        InSet {
+            options: DEAL_STAGES,
+            set: &["closedwon"],
+        },
+    )
+    .key("dealstage")
+    .calculated(),
+    p(
+        "hs_priority",
+        "Priority",
+        Enumeration,
+        Pick(&["low", "medium", "high"]),
+    )
+    .nulls(500),
+    p("hs_tag_ids", "Deal Tags", Enumeration, Multi(DEAL_TAGS))
+        .field("checkbox")
+        .nulls(600),
+    p("hs_projected_amount", "Weighted amount", Number, Amount)
+        .field("calculation_equation")
+        .calculated()
+        .nulls(80),
 ];
+
+const DEAL_TAGS: &[&str] = &["1028427", "1028428", "1029554", "1031210", "1031977"];
 
 const DEAL_STAGES: &[&str] = &[
     "appointmentscheduled",
@@ -87,7 +127,7 @@ pub(super) static CONTACTS: &[PropSpec] = &[
         "jobtitle",
         "Job Title",
         Kind::String,
-        Pick(crate::values::JOB_TITLES),
+        Pick(crate::pools::JOB_TITLES),
     )
     .nulls(250),
     p("lifecyclestage", "Lifecycle Stage", Enumeration, Pick(LIFECYCLE)).nulls(20),
@@ -101,6 +141,35 @@ pub(super) static CONTACTS: &[PropSpec] = &[
     .nulls(200),
     CITY,
     COUNTRY,
+    p(
+        "hs_email_optout",
+        "Unsubscribed from all email",
+        Bool,
+        Flag { true_per_mille: 80 },
+    )
+    .nulls(300),
+    p("hs_buying_role", "Buying Role", Enumeration, Multi(BUYING_ROLES))
+        .field("checkbox")
+        .nulls(500),
+    p(
+        "hs_marketable_until_renewal",
+        "Marketing contact until next update",
+        Bool,
+        Flag { true_per_mille: 350 },
+    )
+    .calculated()
+    .nulls(100),
+];
+
+const BUYING_ROLES: &[&str] = &[
+    "BLOCKER",
+    "BUDGET_HOLDER",
+    "CHAMPION",
+    "DECISION_MAKER",
+    "END_USER",
+    "EXECUTIVE_SPONSOR",
+    "INFLUENCER",
+    "LEGAL_AND_COMPLIANCE",
 ];
 
 const LIFECYCLE: &[&str] = &[
@@ -140,6 +209,21 @@ pub(super) static COMPANIES: &[PropSpec] = &[
     .nulls(250),
     p("annualrevenue", "Annual Revenue", Number, Amount).nulls(400),
     OWNER,
+    p("is_public", "Is Public", Bool, Flag { true_per_mille: 150 }).nulls(400),
+    p(
+        "hs_is_target_account",
+        "Target Account",
+        Bool,
+        Flag { true_per_mille: 200 },
+    )
+    .nulls(100),
+    p(
+        "hs_num_child_companies",
+        "Number of child companies",
+        Number,
+        Int { min: 0, max: 12 },
+    )
+    .calculated(),
 ];
 
 const INDUSTRIES: &[&str] = &[
@@ -163,7 +247,7 @@ pub(super) static CALLS: &[PropSpec] = &[
         "hs_call_title",
         "Call Title",
         Kind::String,
-        Title(crate::values::CALL_TITLES),
+        Title(crate::pools::CALL_TITLES),
     )
     .nulls(150),
     p("hs_call_body", "Call notes", Kind::String, Body).nulls(250),
@@ -206,7 +290,7 @@ pub(super) static EMAILS: &[PropSpec] = &[
         "hs_email_subject",
         "Email subject",
         Kind::String,
-        Title(crate::values::EMAIL_SUBJECTS),
+        Title(crate::pools::EMAIL_SUBJECTS),
     )
     .nulls(40)
     .stable(),
@@ -242,7 +326,7 @@ pub(super) static MEETINGS: &[PropSpec] = &[
         "hs_meeting_title",
         "Meeting name",
         Kind::String,
-        Title(crate::values::MEETING_TITLES),
+        Title(crate::pools::MEETING_TITLES),
     )
     .nulls(50),
     p("hs_meeting_body", "Meeting description", Kind::String, Body).nulls(300),
@@ -289,7 +373,7 @@ pub(super) static TASKS: &[PropSpec] = &[
         "hs_task_subject",
         "Task Title",
         Kind::String,
-        Title(crate::values::TASK_SUBJECTS),
+        Title(crate::pools::TASK_SUBJECTS),
     ),
     p("hs_task_body", "Task notes", Kind::String, Body).nulls(400),
     p("hs_task_status", "Task status", Enumeration, Pick(TASK_STATUS)),

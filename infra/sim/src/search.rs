@@ -13,6 +13,7 @@ use wire::{parse_ms, Direction, Filter, Operator, SearchRequest, SEARCH_PAGE_MAX
 
 use super::catalog::{Gen, Kind, ObjectType, PropSpec};
 use super::portal::{select_properties, Portal, Rec};
+use super::schema::TypeSchema;
 use super::values::{value, ValueCtx};
 
 /// HubSpot's current schema: up to 6 groups, 6 filters a group, 18 filters in all.
@@ -81,8 +82,9 @@ fn parse_operand(spec: &PropSpec, raw: &str) -> Result<Operand, String> {
         .ok_or_else(|| format!("'{raw}' is not a valid value for property {}", spec.name))
 }
 
-/// Validates a request for type `t` as HubSpot does; the error is the 400's message.
-pub fn compile(t: ObjectType, req: &SearchRequest) -> Result<Query, String> {
+/// Validates a request for type `t` (with the portal's properties `schema`) as HubSpot does;
+/// the error is the 400's message.
+pub fn compile(schema: &TypeSchema, t: ObjectType, req: &SearchRequest) -> Result<Query, String> {
     let total: usize = req.filter_groups.iter().map(|g| g.filters.len()).sum();
     if req.filter_groups.len() > MAX_GROUPS {
         return Err(format!(
@@ -106,7 +108,7 @@ pub fn compile(t: ObjectType, req: &SearchRequest) -> Result<Query, String> {
         .map(|g| {
             g.filters
                 .iter()
-                .map(|f| compile_filter(t, f))
+                .map(|f| compile_filter(schema, t, f))
                 .collect::<Result<Vec<_>, _>>()
         })
         .collect::<Result<Vec<_>, _>>()?;
@@ -114,7 +116,7 @@ pub fn compile(t: ObjectType, req: &SearchRequest) -> Result<Query, String> {
         return Err("Only one sort is allowed per search request".to_string());
     }
     let sort = match req.sorts.first() {
-        Some(s) => Some((property(t, &s.property_name)?, s.direction)),
+        Some(s) => Some((property(schema, t, &s.property_name)?, s.direction)),
         None => None,
     };
     let limit = req.limit.unwrap_or(DEFAULT_LIMIT);
@@ -139,12 +141,12 @@ pub fn compile(t: ObjectType, req: &SearchRequest) -> Result<Query, String> {
         sort,
         limit: limit as usize,
         after,
-        properties: select_properties(t, Some(&req.properties)),
+        properties: select_properties(schema, t, Some(&req.properties)),
     })
 }
 
-fn property(t: ObjectType, name: &str) -> Result<&'static PropSpec, String> {
-    t.property(name).ok_or_else(|| {
+fn property(schema: &TypeSchema, t: ObjectType, name: &str) -> Result<&'static PropSpec, String> {
+    schema.get(name).filter(|p| !p.archived).ok_or_else(|| {
         format!(
             "There was a problem with the request: property '{name}' does not exist on {}",
             t.name()
@@ -152,8 +154,8 @@ fn property(t: ObjectType, name: &str) -> Result<&'static PropSpec, String> {
     })
 }
 
-fn compile_filter(t: ObjectType, f: &Filter) -> Result<Cond, String> {
-    let spec = property(t, &f.property_name)?;
+fn compile_filter(schema: &TypeSchema, t: ObjectType, f: &Filter) -> Result<Cond, String> {
+    let spec = property(schema, t, &f.property_name)?;
     let need = |v: &Option<String>, what: &str| {
         v.as_deref()
             .ok_or_else(|| {
@@ -408,7 +410,7 @@ mod tests {
             Some(Direction::Descending),
             200,
         );
-        let q = compile(t, &req).unwrap();
+        let q = compile(p.schema(t), t, &req).unwrap();
         let (total, page) = run(&p, t, &q, 0);
         let expect = recs.iter().filter(|r| (lo..=hi).contains(&r.modified_ms)).count() as u64;
         assert_eq!(total, expect);
@@ -451,7 +453,7 @@ mod tests {
                 }],
                 ..query(filters.clone(), None, 200)
             };
-            let q = compile(t, &req).unwrap();
+            let q = compile(p.schema(t), t, &req).unwrap();
             let (total, page) = run(&p, t, &q, 0);
             let ctx = p.value_ctx(t);
             let expect: Vec<u64> = recs.iter().filter(|r| q.matches(&ctx, r)).map(|r| r.id).collect();
@@ -470,7 +472,7 @@ mod tests {
         let p = portal_for_test(4, 200, &[ObjectType::Deals]);
         let t = ObjectType::Deals;
         let req = query(vec![Filter::new("amount", Operator::Gt, "9999.5")], None, 200);
-        let (_, page) = run(&p, t, &compile(t, &req).unwrap(), 0);
+        let (_, page) = run(&p, t, &compile(p.schema(t), t, &req).unwrap(), 0);
         let ctx = p.value_ctx(t);
         let amount = t.property("amount").unwrap();
         let amounts: Vec<f64> = page
@@ -484,6 +486,8 @@ mod tests {
     #[test]
     fn rejects_what_hubspot_rejects() {
         let t = ObjectType::Deals;
+        let schema = TypeSchema::builtin(t);
+        let compile = |t, req: &SearchRequest| compile(&schema, t, req);
         let mut req = query(vec![], None, 200);
         req.after = Some("9900".into());
         assert!(compile(t, &req).is_err_and(|e| e.contains("capped")), "SR2");

@@ -13,13 +13,15 @@ use tokio_util::sync::CancellationToken;
 use wire::ObjectRecord;
 
 use super::catalog::ObjectType;
+use super::catalog::PropSpec;
 use super::config::{ConfigPatch, RuntimeConfig, Secret, SimConfig, SimError};
 use super::faults::FaultDice;
 use super::limits::Limits;
 use super::mutate::{MutateRequest, MutateResponse};
-use super::portal::{render, Portal, PortalSpec};
+use super::portal::{render, Portal, PortalSpec, Rec};
 use super::rng::SplitMix64;
 use super::stats::{SimStats, Stats};
+use super::values::ValueCtx;
 use super::{admin, crm, gate};
 
 /// Where the CRM API is served; every CRM route is built from it.
@@ -90,9 +92,15 @@ impl AppState {
         base.mul_f64(0.75 + 0.5 * u)
     }
 
+    /// Resolves a `/_sim/*` type name (a bare custom object name too) the portal serves.
+    pub fn admin_type(&self, raw: &str) -> Result<ObjectType, SimError> {
+        self.read_portal()
+            .resolve_admin(raw)
+            .ok_or_else(|| SimError::UnknownObjectType(raw.to_string()))
+    }
+
     pub async fn mutate(&self, req: &MutateRequest) -> Result<MutateResponse, SimError> {
-        let t = ObjectType::parse(&req.object_type)
-            .ok_or_else(|| SimError::UnknownObjectType(req.object_type.clone()))?;
+        let t = self.admin_type(&req.object_type)?;
         let mut rng = self.mutations.lock().await;
         // U1 wants each stamp after the previous mutation's: wait for the clock to move
         // past it (a millisecond at most) rather than stamp in the future.
@@ -104,18 +112,26 @@ impl AppState {
             tokio::time::sleep(Duration::from_millis(1)).await;
         }
         let lag = self.runtime().search_lag_ms;
-        Ok(self.write_portal().mutate(t, req, wall_ms(), lag, &mut rng))
+        self.write_portal()
+            .mutate(t, req, wall_ms(), lag, &mut rng)
+            .map_err(|reason| SimError::InvalidConfig {
+                field: "property",
+                reason,
+            })
     }
 
-    /// Every live record of a type with all its properties, in id order.
+    /// Every live record of a type with every property the properties endpoint lists (archived
+    /// properties left out), in id order, and those properties.
+    pub fn truth_parts(&self, t: ObjectType) -> (Vec<Rec>, ValueCtx, Vec<&'static PropSpec>) {
+        let portal = self.read_portal();
+        let props = portal.schema(t).live().collect();
+        (portal.live_records(t), portal.value_ctx(t), props)
+    }
+
+    /// Every live record of a type with all its (unarchived) properties, in id order.
     pub fn truth(&self, object_type: &str) -> Result<Vec<ObjectRecord>, SimError> {
-        let t = ObjectType::parse(object_type)
-            .ok_or_else(|| SimError::UnknownObjectType(object_type.to_string()))?;
-        let (records, ctx) = {
-            let portal = self.read_portal();
-            (portal.live_records(t), portal.value_ctx(t))
-        };
-        let props: Vec<_> = t.properties().iter().collect();
+        let t = self.admin_type(object_type)?;
+        let (records, ctx, props) = self.truth_parts(t);
         Ok(records.iter().map(|r| render(&ctx, r, &props)).collect())
     }
 }
@@ -132,8 +148,17 @@ pub fn router(state: Arc<AppState>) -> Router {
             post(crm::search),
         )
         .route(
+            &format!("{CRM_BASE_PATH}/objects/{{object_type}}/batch/read"),
+            post(crm::batch_read),
+        )
+        .route(
             &format!("{CRM_BASE_PATH}/properties/{{object_type}}"),
             get(crm::properties),
+        )
+        .route(&format!("{CRM_BASE_PATH}/schemas"), get(crm::schemas))
+        .route(
+            &format!("{CRM_BASE_PATH}/schemas/{{object_type}}"),
+            get(crm::schema),
         )
         .fallback(crm::not_found)
         .layer(from_fn_with_state(state.clone(), gate::gate))
@@ -157,6 +182,10 @@ pub async fn start(config: SimConfig) -> Result<SimServer, SimError> {
         seed: config.seed,
         records_per_type: config.records_per_type,
         object_types: config.object_types.clone(),
+        portal_id: config.portal_id,
+        custom_properties: config.custom_properties.clone(),
+        custom_objects: config.custom_objects.clone(),
+        uncastable_per_mille: config.uncastable_per_mille,
     };
     let portal = tokio::task::spawn_blocking(move || Portal::generate(&spec))
         .await
@@ -239,7 +268,8 @@ impl SimServer {
         self.state.mutate(req).await
     }
 
-    /// Every live record of a type (name or type id) with all properties, in id order.
+    /// Every live record of a type with all its unarchived properties, in id order. The type
+    /// is a name or type id; a custom object's schema name, type id or fully qualified name.
     pub fn truth(&self, object_type: &str) -> Result<Vec<ObjectRecord>, SimError> {
         self.state.truth(object_type)
     }

@@ -12,7 +12,9 @@ use super::limits::Policy;
 pub enum Endpoint {
     List,
     Search,
+    BatchRead,
     Properties,
+    Schemas,
     /// Anything else under the API (unknown paths).
     Other,
 }
@@ -23,9 +25,12 @@ pub struct Stats {
     requests: AtomicU64,
     list: AtomicU64,
     search: AtomicU64,
+    batch_read: AtomicU64,
     properties: AtomicU64,
+    schemas: AtomicU64,
     other: AtomicU64,
     unauthorized: AtomicU64,
+    uri_too_long: AtomicU64,
     limited_general: AtomicU64,
     limited_search: AtomicU64,
     faults: [AtomicU64; 5],
@@ -40,6 +45,9 @@ pub struct SimStats {
     pub by_endpoint: EndpointCounts,
     /// 401s answered.
     pub unauthorized: u64,
+    /// 414s answered (request target over `URL_LIMIT_CHARS`).
+    #[serde(default)]
+    pub uri_too_long: u64,
     pub rate_limited: RateLimitedCounts,
     pub faults: FaultCounts,
     /// `/_sim/*` requests (never limited or faulted).
@@ -50,7 +58,13 @@ pub struct SimStats {
 pub struct EndpointCounts {
     pub list: u64,
     pub search: u64,
+    /// `POST .../batch/read` (charged to the general window, as list is).
+    #[serde(default)]
+    pub batch_read: u64,
     pub properties: u64,
+    /// `GET /crm/v3/schemas[/{type}]`.
+    #[serde(default)]
+    pub schemas: u64,
     pub other: u64,
 }
 
@@ -79,7 +93,9 @@ impl Stats {
         let counter = match endpoint {
             Endpoint::List => &self.list,
             Endpoint::Search => &self.search,
+            Endpoint::BatchRead => &self.batch_read,
             Endpoint::Properties => &self.properties,
+            Endpoint::Schemas => &self.schemas,
             Endpoint::Other => &self.other,
         };
         counter.fetch_add(1, Relaxed);
@@ -87,6 +103,10 @@ impl Stats {
 
     pub fn unauthorized(&self) {
         self.unauthorized.fetch_add(1, Relaxed);
+    }
+
+    pub fn uri_too_long(&self) {
+        self.uri_too_long.fetch_add(1, Relaxed);
     }
 
     pub fn rate_limited(&self, policy: Policy) {
@@ -124,10 +144,13 @@ impl Stats {
             by_endpoint: EndpointCounts {
                 list: self.list.load(Relaxed),
                 search: self.search.load(Relaxed),
+                batch_read: self.batch_read.load(Relaxed),
                 properties: self.properties.load(Relaxed),
+                schemas: self.schemas.load(Relaxed),
                 other: self.other.load(Relaxed),
             },
             unauthorized: self.unauthorized.load(Relaxed),
+            uri_too_long: self.uri_too_long.load(Relaxed),
             rate_limited: RateLimitedCounts {
                 total: general + search,
                 general,
@@ -144,9 +167,12 @@ impl Stats {
             &self.requests,
             &self.list,
             &self.search,
+            &self.batch_read,
             &self.properties,
+            &self.schemas,
             &self.other,
             &self.unauthorized,
+            &self.uri_too_long,
             &self.limited_general,
             &self.limited_search,
             &self.admin,
