@@ -5,6 +5,8 @@
 //! <root>/_staging/<table>/run=<run_id>/dt=YYYY-MM-DD/<job>.<attempt>.parquet   (S1)
 //! <root>/_rejected/<table>/run=<run_id>/<job>.<attempt>.jsonl          quarantine (Q1)
 //! <root>/_hubsync/index/<table>/<run_id>.parquet                        key index (K1)
+//! <root>/_hubsync/schema/<table>.json                                   the table's schema
+//! <root>/_hubsync/schema/<table>/run=<run_id>.json                      as a run began
 //! ```
 //! `<root>` is a local directory (embedded mode) or `s3://bucket/prefix` (AWS mode), both
 //! through `object_store`. Readers point at `<root>/<table>/` and never see the `_` folders.
@@ -173,6 +175,22 @@ impl Lake {
     pub fn index_file(&self, table: &str, run_id: &str) -> Path {
         self.child(&[EMBEDDED_DIR, "index", table])
             .join(format!("{run_id}.parquet"))
+    }
+
+    /// Where the tables' recorded schemas live.
+    pub fn schema_dir(&self) -> Path {
+        self.child(&[EMBEDDED_DIR, "schema"])
+    }
+
+    /// The table's recorded schema (`schema`).
+    pub fn schema_file(&self, table: &str) -> Path {
+        self.schema_dir().join(format!("{table}.json"))
+    }
+
+    /// The schema `run_id` began with.
+    pub fn run_schema_file(&self, table: &str, run_id: &str) -> Path {
+        self.child(&[EMBEDDED_DIR, "schema", table])
+            .join(format!("run={run_id}.json"))
     }
 
     /// Where a table's key index versions live.

@@ -3,8 +3,10 @@
 //!
 //! # Layout
 //!
-//! - [`catalog`]: the table catalog (TOML data, five tables by default): which HubSpot object
-//!   types feed which lake table and which properties become columns.
+//! - [`catalog`]: the table catalog (TOML data): which HubSpot object types feed which lake
+//!   table, and which of their properties become columns.
+//! - [`schema`]: each table's recorded columns and their types, evolved by HubSpot's properties
+//!   run by run (E1–E5), and the casts from HubSpot's strings to typed values.
 //! - [`messages`]: the versioned JSON messages on the queues (sync request, page job, merge
 //!   task) and their deterministic ids.
 //! - [`lake`]: every lake path (live partitions, staging, quarantine), over `object_store`.
@@ -47,4 +49,5 @@ pub mod lake;
 pub mod messages;
 pub mod pipeline;
 pub mod ports;
+pub mod schema;
 pub mod worker;

@@ -76,6 +76,11 @@ pub enum Slice {
         id_min: u64,
         id_max: u64,
     },
+    /// A column backfill (E2): the list endpoint over every live record of one object type,
+    /// asking only for the run's backfill columns (with the created and modified properties).
+    /// Its pages are staged as patches: the merge writes those columns into the rows it already
+    /// holds at the same or an older version, and touches nothing else.
+    Backfill { object_type: String },
 }
 
 impl Slice {
@@ -84,7 +89,8 @@ impl Slice {
             Slice::List { object_type }
             | Slice::ListArchived { object_type, .. }
             | Slice::Search { object_type, .. }
-            | Slice::Created { object_type, .. } => object_type,
+            | Slice::Created { object_type, .. }
+            | Slice::Backfill { object_type } => object_type,
         }
     }
 

@@ -19,6 +19,8 @@ pub fn worker_id() -> String {
 
 /// Beats until `shutdown`, adjusting the client's budget to the members seen; then leaves.
 pub async fn share_budget(p: Pipeline, hubspot: HubSpotClient, worker: String, shutdown: CancellationToken) {
+    // R6: the producer plans from a part of the general window of its own.
+    hubspot.budget().general.leave_planning_part();
     let mut members = 0;
     loop {
         let now = p.now_ms();

@@ -16,16 +16,17 @@ pub struct Page {
     pub next_cursor: Option<String>,
 }
 
+/// Fetches one page of `slice` with `properties` (the created and modified ones first).
 pub async fn fetch_page(
     client: &HubSpotClient,
     source: &SourceSpec,
     slice: &Slice,
     cursor: Option<&str>,
+    properties: Vec<String>,
     settings: &Settings,
 ) -> Result<Page, ConsumerError> {
-    let properties = source.request_properties();
     match slice {
-        Slice::List { object_type } => {
+        Slice::List { object_type } | Slice::Backfill { object_type } => {
             let resp = client
                 .list_page(object_type, &properties, cursor, false, settings.list_page_size)
                 .await?;

@@ -42,6 +42,8 @@ pub enum ConsumerError {
     Queue(#[from] common::ports::QueueError),
     #[error("staging failed: {0}")]
     Stage(String),
+    #[error(transparent)]
+    Schema(#[from] common::schema::SchemaError),
 }
 
 impl From<FlowError> for ConsumerError {
@@ -67,6 +69,7 @@ impl ConsumerError {
                 | HubSpotError::Invalid(_),
             ) => Disposition::DeadLetter,
             ConsumerError::Ledger(e) if !e.is_retryable() => Disposition::DeadLetter,
+            ConsumerError::Schema(e) if !e.is_retryable() => Disposition::DeadLetter,
             _ => Disposition::Retry,
         }
     }

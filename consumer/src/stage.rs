@@ -1,8 +1,10 @@
 //! Records → Arrow → one staged Parquet file per `dt`.
 //!
 //! Every row carries the key, `created_at` and `last_modified_at` (UTC ms), `archived`, the
-//! tag column if the table has one, every catalog property as a string column (HubSpot sends
-//! every value as a string; nothing is lost), `_synced_at` and `_run_id`. `dt` is the UTC date
+//! tag column if the table has one, every property column of the run's schema typed as the
+//! schema says (HubSpot sends every value as a string: a value that does not cast is kept
+//! raw in the row's `_uncast` map and its column holds null, so nothing is lost), `_synced_at`
+//! and `_run_id`. `dt` is the UTC date
 //! of the created timestamp ([`common::catalog::dt_of_created`]: a stated partition when it is
 //! missing or out of the four-digit years).
 //!
@@ -17,8 +19,10 @@ use std::sync::Arc;
 
 use common::catalog::{dt_of_created, SourceSpec, TableSpec};
 use common::clock::EpochMs;
+use common::schema::{self, ColumnType, TableSchema, Typed};
 use datafusion::arrow::array::{
-    ArrayRef, BooleanBuilder, Int64Builder, StringBuilder, TimestampMillisecondBuilder,
+    ArrayRef, BooleanBuilder, Date32Builder, Decimal128Builder, Float64Builder, Int64Builder, ListBuilder,
+    MapBuilder, MapFieldNames, StringBuilder, TimestampMillisecondBuilder,
 };
 use datafusion::arrow::record_batch::RecordBatch;
 use parquet::arrow::ArrowWriter;
@@ -122,21 +126,120 @@ impl Staged<'_> {
     }
 }
 
-/// Groups rows by `dt` and builds one batch per partition.
+/// One property column being built, typed.
+enum ColumnBuilder {
+    String(StringBuilder),
+    Float64(Float64Builder),
+    Decimal(Decimal128Builder),
+    Timestamp(TimestampMillisecondBuilder),
+    Date(Date32Builder),
+    Boolean(BooleanBuilder),
+    List(ListBuilder<StringBuilder>),
+}
+
+impl ColumnBuilder {
+    fn new(ty: ColumnType, n: usize) -> Self {
+        match ty {
+            ColumnType::String => ColumnBuilder::String(StringBuilder::with_capacity(n, n * 8)),
+            ColumnType::Float64 => ColumnBuilder::Float64(Float64Builder::with_capacity(n)),
+            ColumnType::Decimal => ColumnBuilder::Decimal(
+                Decimal128Builder::with_capacity(n)
+                    .with_precision_and_scale(schema::DECIMAL_PRECISION, schema::DECIMAL_SCALE)
+                    .unwrap_or_else(|_| Decimal128Builder::with_capacity(n)),
+            ),
+            ColumnType::Timestamp => {
+                ColumnBuilder::Timestamp(TimestampMillisecondBuilder::with_capacity(n).with_timezone("UTC"))
+            }
+            ColumnType::Date => ColumnBuilder::Date(Date32Builder::with_capacity(n)),
+            ColumnType::Boolean => ColumnBuilder::Boolean(BooleanBuilder::with_capacity(n)),
+            ColumnType::StringList => ColumnBuilder::List(
+                ListBuilder::new(StringBuilder::new()).with_field(Arc::new(schema::list_item())),
+            ),
+        }
+    }
+
+    /// Appends a value cast to this column's type (null for any other variant).
+    fn append(&mut self, value: Typed) {
+        match (self, value) {
+            (ColumnBuilder::String(b), Typed::String(v)) => b.append_value(v),
+            (ColumnBuilder::Float64(b), Typed::Float64(v)) => b.append_value(v),
+            (ColumnBuilder::Decimal(b), Typed::Decimal(v)) => b.append_value(v),
+            (ColumnBuilder::Timestamp(b), Typed::Timestamp(v)) => b.append_value(v),
+            (ColumnBuilder::Date(b), Typed::Date(v)) => b.append_value(v),
+            (ColumnBuilder::Boolean(b), Typed::Boolean(v)) => b.append_value(v),
+            (ColumnBuilder::List(b), Typed::StringList(v)) => {
+                for item in v {
+                    b.values().append_value(item);
+                }
+                b.append(true);
+            }
+            (b, _) => b.append_null(),
+        }
+    }
+
+    fn append_null(&mut self) {
+        match self {
+            ColumnBuilder::String(b) => b.append_null(),
+            ColumnBuilder::Float64(b) => b.append_null(),
+            ColumnBuilder::Decimal(b) => b.append_null(),
+            ColumnBuilder::Timestamp(b) => b.append_null(),
+            ColumnBuilder::Date(b) => b.append_null(),
+            ColumnBuilder::Boolean(b) => b.append_null(),
+            ColumnBuilder::List(b) => b.append(false),
+        }
+    }
+
+    fn finish(&mut self) -> ArrayRef {
+        match self {
+            ColumnBuilder::String(b) => Arc::new(b.finish()),
+            ColumnBuilder::Float64(b) => Arc::new(b.finish()),
+            ColumnBuilder::Decimal(b) => Arc::new(b.finish()),
+            ColumnBuilder::Timestamp(b) => Arc::new(b.finish()),
+            ColumnBuilder::Date(b) => Arc::new(b.finish()),
+            ColumnBuilder::Boolean(b) => Arc::new(b.finish()),
+            ColumnBuilder::List(b) => Arc::new(b.finish()),
+        }
+    }
+}
+
+/// The `_uncast` column's builder (names as [`schema::uncast_type`] has them).
+fn uncast_builder() -> MapBuilder<StringBuilder, StringBuilder> {
+    let names = MapFieldNames {
+        entry: "entries".into(),
+        key: "keys".into(),
+        value: "values".into(),
+    };
+    MapBuilder::new(Some(names), StringBuilder::new(), StringBuilder::new())
+}
+
+/// Staged batches per `dt`, and the values per property that did not cast.
+#[derive(Debug, Default)]
+pub struct Batches {
+    pub by_dt: BTreeMap<String, RecordBatch>,
+    pub uncast: BTreeMap<String, u64>,
+}
+
+/// Groups rows by `dt` and builds one batch per partition, typed by the run's `columns`.
 pub fn batches_by_dt(
     table: &TableSpec,
+    columns: &TableSchema,
     source: &SourceSpec,
     rows: &[Staged<'_>],
     run_id: &str,
     synced_at: EpochMs,
-) -> Result<BTreeMap<String, RecordBatch>, ConsumerError> {
+) -> Result<Batches, ConsumerError> {
     let mut by_dt: BTreeMap<String, Vec<&Staged<'_>>> = BTreeMap::new();
     for r in rows {
         by_dt.entry(r.dt()).or_default().push(r);
     }
-    let schema = table.arrow_schema();
-    let props = table.property_columns();
-    let mut out = BTreeMap::new();
+    let schema = columns.arrow_schema(table);
+    // Columns this source does not fetch (another source's, deleted properties) stay null.
+    let fetched: Vec<bool> = columns
+        .columns
+        .iter()
+        .map(|c| c.fetched && c.sources.iter().any(|s| s == &source.object_type))
+        .collect();
+    let mut out = Batches::default();
     for (dt, rows) in by_dt {
         let n = rows.len();
         let mut key = Int64Builder::with_capacity(n);
@@ -145,7 +248,12 @@ pub fn batches_by_dt(
         let mut archived = BooleanBuilder::with_capacity(n);
         let mut run = StringBuilder::new();
         let mut tag = StringBuilder::new();
-        let mut prop_cols: Vec<StringBuilder> = props.iter().map(|_| StringBuilder::new()).collect();
+        let mut prop_cols: Vec<ColumnBuilder> = columns
+            .columns
+            .iter()
+            .map(|c| ColumnBuilder::new(c.ty, n))
+            .collect();
+        let mut uncast = uncast_builder();
         for r in &rows {
             match r {
                 Staged::Record(r) => {
@@ -153,9 +261,27 @@ pub fn batches_by_dt(
                     created.append_option(r.created_ms);
                     modified.append_value(r.modified_ms);
                     archived.append_value(r.record.archived);
-                    for (col, name) in prop_cols.iter_mut().zip(&props) {
-                        col.append_option(r.record.properties.get(name).and_then(|v| v.as_deref()));
+                    let mut any_uncast = false;
+                    for ((col, spec), fetched) in prop_cols.iter_mut().zip(&columns.columns).zip(&fetched) {
+                        if !fetched {
+                            col.append_null();
+                            continue;
+                        }
+                        let raw = r.record.properties.get(&spec.name).and_then(|v| v.as_deref());
+                        match spec.ty.cast(raw) {
+                            Ok(v) => col.append(v),
+                            Err(schema::DoesNotCast) => {
+                                col.append_null();
+                                uncast.keys().append_value(&spec.name);
+                                uncast.values().append_option(raw);
+                                any_uncast = true;
+                                *out.uncast.entry(spec.name.clone()).or_default() += 1;
+                            }
+                        }
                     }
+                    uncast
+                        .append(any_uncast)
+                        .map_err(|e| ConsumerError::Stage(format!("building `_uncast`: {e}")))?;
                 }
                 Staged::Tombstone {
                     key: k, modified_ms, ..
@@ -167,36 +293,46 @@ pub fn batches_by_dt(
                     for col in prop_cols.iter_mut() {
                         col.append_null();
                     }
+                    uncast
+                        .append(false)
+                        .map_err(|e| ConsumerError::Stage(format!("building `_uncast`: {e}")))?;
                 }
             }
             tag.append_option(source.tag.as_deref());
             synced.append_value(synced_at);
             run.append_value(run_id);
         }
-        let mut columns: Vec<ArrayRef> = vec![
+        let mut arrays: Vec<ArrayRef> = vec![
             Arc::new(key.finish()),
             Arc::new(created.finish()),
             Arc::new(modified.finish()),
             Arc::new(archived.finish()),
         ];
         if table.tag_column.is_some() {
-            columns.push(Arc::new(tag.finish()));
+            arrays.push(Arc::new(tag.finish()));
         }
-        columns.extend(prop_cols.iter_mut().map(|c| Arc::new(c.finish()) as ArrayRef));
-        columns.push(Arc::new(synced.finish()));
-        columns.push(Arc::new(run.finish()));
-        let batch = RecordBatch::try_new(schema.clone(), columns)
+        arrays.extend(prop_cols.iter_mut().map(ColumnBuilder::finish));
+        arrays.push(Arc::new(uncast.finish()));
+        arrays.push(Arc::new(synced.finish()));
+        arrays.push(Arc::new(run.finish()));
+        let batch = RecordBatch::try_new(schema.clone(), arrays)
             .map_err(|e| ConsumerError::Stage(format!("building the {dt} batch: {e}")))?;
-        out.insert(dt, batch);
+        out.by_dt.insert(dt, batch);
     }
     Ok(out)
 }
 
-/// Encodes a batch as a Parquet file in memory (snappy).
-pub fn to_parquet(batch: &RecordBatch) -> Result<Vec<u8>, ConsumerError> {
-    let props = WriterProperties::builder()
-        .set_compression(Compression::SNAPPY)
-        .build();
+/// Encodes a batch as a Parquet file in memory (snappy); a column backfill's patch is marked
+/// in the footer with the columns it patches ([`schema::PATCH_METADATA_KEY`]).
+pub fn to_parquet(batch: &RecordBatch, patch: Option<&[String]>) -> Result<Vec<u8>, ConsumerError> {
+    let mut props = WriterProperties::builder().set_compression(Compression::SNAPPY);
+    if let Some(columns) = patch {
+        props = props.set_key_value_metadata(Some(vec![parquet::file::metadata::KeyValue::new(
+            schema::PATCH_METADATA_KEY.to_string(),
+            columns.join(","),
+        )]));
+    }
+    let props = props.build();
     let mut buf = Vec::new();
     let mut writer = ArrowWriter::try_new(&mut buf, batch.schema(), Some(props))
         .map_err(|e| ConsumerError::Stage(e.to_string()))?;
@@ -283,16 +419,39 @@ mod tests {
         assert_eq!(row(s, &ancient).unwrap().dt(), "0001-01-01");
     }
 
+    /// The deals table with a typed schema: a string, a number, a multi-select.
+    fn typed_deals() -> (TableSpec, TableSchema) {
+        let t = Catalog::default().table("deals").unwrap().clone();
+        let def = |name: &str, kind: &str, field: &str| wire::PropertyDefinition {
+            name: name.into(),
+            kind: kind.into(),
+            field_type: field.into(),
+            ..Default::default()
+        };
+        let discovered = [common::schema::Discovered {
+            object_type: "deals".into(),
+            properties: vec![
+                def("dealname", "string", "text"),
+                def("amount", "number", "number"),
+                def("tags", "enumeration", "checkbox"),
+            ],
+        }];
+        let schema = common::schema::evolve(None, &t, &discovered, "run-1", 1).schema;
+        (t, schema)
+    }
+
     #[test]
-    fn one_batch_per_dt_with_the_catalog_schema_and_tombstones_k1() {
-        let cat = Catalog::default();
-        let t = cat.table("deals").unwrap();
+    fn one_batch_per_dt_with_the_run_schema_and_tombstones_k1() {
+        let (t, cols) = typed_deals();
         let s = &t.sources[0];
-        let recs = [
+        let mut recs = [
             record("1", "2024-01-02T23:59:59.999Z", Some("2024-03-01T00:00:00Z")),
             record("2", "2024-01-03T00:00:00.000Z", Some("2024-03-01T00:00:00Z")),
             record("3", "2024-01-02T00:00:00.000Z", Some("2024-03-01T00:00:00Z")),
         ];
+        recs[0].properties.insert("amount".into(), Some("12.5".into()));
+        recs[0].properties.insert("tags".into(), Some("a;b".into()));
+        recs[2].properties.insert("amount".into(), Some("12;34".into()));
         let rows: Vec<Row<'_>> = recs.iter().map(|r| row(s, r).unwrap()).collect();
         let mut staged: Vec<Staged<'_>> = rows.iter().map(Staged::Record).collect();
         staged.push(Staged::Tombstone {
@@ -300,14 +459,38 @@ mod tests {
             modified_ms: 5,
             dt: "2023-12-31".into(),
         });
-        let b = batches_by_dt(t, s, &staged, "run-1", 5).unwrap();
+        let out = batches_by_dt(&t, &cols, s, &staged, "run-1", 5).unwrap();
+        let b = &out.by_dt;
         assert_eq!(
             b.keys().collect::<Vec<_>>(),
             ["2023-12-31", "2024-01-02", "2024-01-03"]
         );
-        assert_eq!(b["2024-01-02"].num_rows(), 2);
-        assert_eq!(b["2024-01-02"].schema(), t.arrow_schema());
+        let day = &b["2024-01-02"];
+        assert_eq!(day.num_rows(), 2);
+        assert_eq!(day.schema(), cols.arrow_schema(&t));
+        assert_eq!(out.uncast, BTreeMap::from([("amount".to_string(), 1)]));
+        use datafusion::arrow::array::{Array, AsArray};
+        use datafusion::arrow::datatypes::Float64Type;
+        let amount = day
+            .column_by_name("amount")
+            .unwrap()
+            .as_primitive::<Float64Type>();
+        assert_eq!((amount.value(0), amount.is_null(1)), (12.5, true));
+        let uncast = day.column_by_name("_uncast").unwrap().as_map();
+        assert!(uncast.is_null(0));
+        let entry = uncast.value(1);
+        assert_eq!(entry.column(0).as_string::<i32>().value(0), "amount");
+        assert_eq!(entry.column(1).as_string::<i32>().value(0), "12;34", "kept raw");
+        let tags = day.column_by_name("tags").unwrap().as_list::<i32>();
+        assert_eq!(
+            tags.value(0)
+                .as_string::<i32>()
+                .iter()
+                .flatten()
+                .collect::<Vec<_>>(),
+            ["a", "b"]
+        );
         assert_eq!(b["2023-12-31"].num_rows(), 1);
-        assert!(!to_parquet(&b["2024-01-03"]).unwrap().is_empty());
+        assert!(!to_parquet(&b["2024-01-03"], None).unwrap().is_empty());
     }
 }

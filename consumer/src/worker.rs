@@ -8,7 +8,7 @@
 //! marker repeats the successors and the close from it (`resend_from_marker`).
 
 use hubspot::HubSpotClient;
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::ops::ControlFlow;
 use std::sync::Arc;
 
@@ -25,6 +25,7 @@ use common::messages::{self, PageJob};
 use common::pipeline::Pipeline;
 use common::pipeline::Settings;
 use common::ports::{PageCompletion, PageDone, PageEffects, PageOutcome, Run, RunMode, RunStatus};
+use common::schema::{self, TableSchema};
 use common::worker::{Failure, Handled, Handler};
 use futures::{StreamExt, TryStreamExt};
 use object_store::path::Path;
@@ -67,8 +68,13 @@ pub async fn process_job(
     if let Some(note) = walk_outpaced(&run, job, &p.settings) {
         return abandon(p, &run, note).await;
     }
-    let page = fetch(p, hubspot, &run, job, source).await?;
-    let mut staged = stage_page(p, &run, job, table, source, page).await?;
+    let mut columns = run_schema(p, &run).await?;
+    if matches!(job.slice, Slice::Backfill { .. }) {
+        // E2: a column backfill reads and stages only the columns waiting for it.
+        columns = Arc::new(columns.patch_schema());
+    }
+    let page = fetch(p, hubspot, &run, job, source, &columns).await?;
+    let mut staged = stage_page(p, &run, job, table, &columns, source, page).await?;
     let Some((pages_outstanding, effects)) = record_page(p, &run, job, &mut staged).await? else {
         return Ok(JobOutcome::Duplicate);
     };
@@ -139,15 +145,31 @@ async fn abandon(p: &Pipeline, run: &Run, note: String) -> Result<JobOutcome, Co
     Ok(JobOutcome::Stale(note))
 }
 
-/// Fetches the job's page, then lets the pipeline's hooks act before anything is staged.
+/// The schema the run began with: its columns and their types.
+async fn run_schema(p: &Pipeline, run: &Run) -> Result<Arc<TableSchema>, ConsumerError> {
+    Ok(schema::for_run(&p.lake, &run.table, &run.run_id).await?)
+}
+
+/// Fetches the job's page with the run's columns, then lets the pipeline's hooks act before
+/// anything is staged.
 async fn fetch(
     p: &Pipeline,
     hubspot: &HubSpotClient,
     run: &Run,
     job: &PageJob,
     source: &SourceSpec,
+    columns: &TableSchema,
 ) -> Result<Page, ConsumerError> {
-    let page = fetch_page(hubspot, source, &job.slice, job.cursor.as_deref(), &p.settings).await?;
+    let properties = source.request_properties(columns.fetched_from(&source.object_type));
+    let page = fetch_page(
+        hubspot,
+        source,
+        &job.slice,
+        job.cursor.as_deref(),
+        properties,
+        &p.settings,
+    )
+    .await?;
     if let Some(hooks) = &p.hooks {
         hooks.after_fetch(&run.run_id, &job.job_id()).await;
     }
@@ -169,6 +191,7 @@ async fn stage_page(
     run: &Run,
     job: &PageJob,
     table: &TableSpec,
+    columns: &Arc<TableSchema>,
     source: &SourceSpec,
     page: Page,
 ) -> Result<StagedPage, ConsumerError> {
@@ -177,7 +200,22 @@ async fn stage_page(
     // Encoded off the async threads.
     let attempt = new_attempt();
     let synced_at = p.now_ms();
-    let encoded = encode_off_thread(table, source, page.records, index, &run.run_id, synced_at).await?;
+    let patch = matches!(job.slice, Slice::Backfill { .. });
+    let encoded = encode_off_thread(
+        table,
+        columns,
+        patch,
+        source,
+        page.records,
+        index,
+        &run.run_id,
+        synced_at,
+    )
+    .await?;
+    if !encoded.uncast.is_empty() {
+        tracing::warn!(run_id = %run.run_id, job = %job_id, uncast = ?encoded.uncast,
+            "values that do not cast to their column's type were kept raw in `_uncast` (their columns hold null)");
+    }
     let mut staged = StagedPage {
         outcome: PageOutcome {
             slice_no: job.slice_no,
@@ -188,6 +226,11 @@ async fn stage_page(
             max_modified_ms: encoded.max_modified_ms,
             next_cursor: page.next_cursor,
             fingerprint: job.slice.fingerprint(),
+            uncast: encoded
+                .uncast
+                .iter()
+                .map(|(p, n)| (p.clone(), i64::try_from(*n).unwrap_or(i64::MAX)))
+                .collect(),
             ..Default::default()
         },
         written: Vec::new(),
@@ -222,18 +265,26 @@ async fn key_index(p: &Pipeline, run: &Run, table: &str) -> Result<Option<Arc<Ke
 }
 
 /// Validates and encodes the page's records off the async threads (see [`encode_page`]).
+#[allow(clippy::too_many_arguments)]
 async fn encode_off_thread(
     table: &TableSpec,
+    columns: &Arc<TableSchema>,
+    patch: bool,
     source: &SourceSpec,
     records: Vec<wire::ObjectRecord>,
     index: Option<Arc<KeyIndex>>,
     run_id: &str,
     synced_at: i64,
 ) -> Result<Encoded, ConsumerError> {
-    let (table, source, run_id) = (table.clone(), source.clone(), run_id.to_string());
-    tokio::task::spawn_blocking(move || encode_page(&table, &source, &records, index, &run_id, synced_at))
-        .await
-        .map_err(|e| ConsumerError::Stage(format!("encoding task: {e}")))?
+    let (table, columns, source, run_id) =
+        (table.clone(), columns.clone(), source.clone(), run_id.to_string());
+    tokio::task::spawn_blocking(move || {
+        encode_page(
+            &table, &columns, patch, &source, &records, index, &run_id, synced_at,
+        )
+    })
+    .await
+    .map_err(|e| ConsumerError::Stage(format!("encoding task: {e}")))?
 }
 
 /// Writes the page's partition files, a few at once; returns each file's partition and path.
@@ -368,10 +419,15 @@ struct Encoded {
     records: usize,
     max_created_ms: Option<i64>,
     max_modified_ms: Option<i64>,
+    /// Values per property that did not cast (kept in `_uncast`).
+    uncast: BTreeMap<String, u64>,
 }
 
+#[allow(clippy::too_many_arguments)]
 fn encode_page(
     table: &TableSpec,
+    columns: &TableSchema,
+    patch: bool,
     source: &SourceSpec,
     records: &[wire::ObjectRecord],
     index: Option<Arc<KeyIndex>>,
@@ -380,12 +436,16 @@ fn encode_page(
 ) -> Result<Encoded, ConsumerError> {
     let (rows, rejected) = validate(source, records);
     let mut staged: Vec<Staged<'_>> = rows.iter().map(Staged::Record).collect();
-    if let Some(index) = &index {
+    // A patch names the columns it patches; it moves no record, so it leaves no tombstone.
+    let patch: Option<Vec<String>> = patch.then(|| columns.columns.iter().map(|c| c.name.clone()).collect());
+    if let (Some(index), None) = (&index, &patch) {
         staged.extend(tombstones(index, &rows));
     }
-    let files = batches_by_dt(table, source, &staged, run_id, synced_at)?
+    let batches = batches_by_dt(table, columns, source, &staged, run_id, synced_at)?;
+    let files = batches
+        .by_dt
         .into_iter()
-        .map(|(dt, b)| Ok((dt, to_parquet(&b)?)))
+        .map(|(dt, b)| Ok((dt, to_parquet(&b, patch.as_deref())?)))
         .collect::<Result<Vec<(String, Vec<u8>)>, ConsumerError>>()?;
     Ok(Encoded {
         files,
@@ -394,6 +454,7 @@ fn encode_page(
         records: rows.len(),
         max_created_ms: rows.iter().filter_map(|r| r.created_ms).max(),
         max_modified_ms: rows.iter().map(|r| r.modified_ms).max(),
+        uncast: batches.uncast,
     })
 }
 
@@ -573,11 +634,12 @@ mod tests {
             record("2", "2024-01-01T10:00:00Z"),
             record("3", "2024-01-01T00:00:00Z"),
         ];
-        let e = encode_page(t, &t.sources[0], &recs, Some(index), "r", 9).unwrap();
+        let cols = TableSchema::of_catalog(t);
+        let e = encode_page(t, &cols, false, &t.sources[0], &recs, Some(index), "r", 9).unwrap();
         let dts: Vec<&str> = e.files.iter().map(|(d, _)| d.as_str()).collect();
         assert_eq!(dts, ["2023-11-14", "2024-01-01"], "only key 1 moved");
         assert_eq!((e.records, e.rejected_count), (3, 0));
-        let plain = encode_page(t, &t.sources[0], &recs, None, "r", 9).unwrap();
+        let plain = encode_page(t, &cols, false, &t.sources[0], &recs, None, "r", 9).unwrap();
         assert_eq!(plain.files.len(), 1);
     }
 }

@@ -4,19 +4,25 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use common::schema::{self, Column, ColumnType, TableSchema, Typed};
+
 use anyhow::Context;
 use common::catalog::{columns, dt_of_created, TableSpec};
 use common::clock::iso;
 use common::lake::Lake;
-use datafusion::arrow::array::{Array, AsArray};
+use datafusion::arrow::array::{Array, ArrayRef, AsArray, MapArray};
 use datafusion::arrow::compute::cast;
-use datafusion::arrow::datatypes::{DataType, Int64Type};
+use datafusion::arrow::datatypes::{
+    DataType, Date32Type, Decimal128Type, Float64Type, Int64Type, TimestampMillisecondType,
+};
 use hubspot::HubSpotClient;
 use object_store::ObjectStoreExt;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use wire::{parse_ms, ObjectRecord, Paging, LIST_PAGE_MAX};
 
-/// One record as the lake or the source holds it, reduced to what the lake stores.
+/// One record as the lake or the source holds it, reduced to what the lake stores. Property
+/// values are compared as [`schema::canonical`] renders them: the lake's typed value, or
+/// `uncast:<raw>` where `_uncast` holds it; the source's string cast by the same rule.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Record {
     /// `None`: missing or unreadable at the source (the record lives in the stated partition).
@@ -27,7 +33,7 @@ pub struct Record {
 }
 
 /// A table read back from the lake.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct LakeTable {
     pub rows: BTreeMap<i64, Record>,
     pub rows_per_dt: BTreeMap<String, u64>,
@@ -35,6 +41,8 @@ pub struct LakeTable {
     pub duplicate_keys: Vec<i64>,
     /// Rows whose `dt` directory does not match their created date.
     pub misplaced: Vec<i64>,
+    /// The table's recorded schema (no columns before its first run).
+    pub schema: TableSchema,
 }
 
 impl LakeTable {
@@ -43,10 +51,81 @@ impl LakeTable {
     }
 }
 
-/// Reads every live file of `table` (never `_staging`).
+/// The audited columns: the fetched ones (a deleted property's column keeps old values, E4).
+fn audited(schema: &TableSchema) -> Vec<&Column> {
+    schema.columns.iter().filter(|c| c.fetched).collect()
+}
+
+/// Each row's values of `col`, rendered as [`schema::canonical`] does, `_uncast` included.
+fn rendered(
+    col: &Column,
+    array: Option<ArrayRef>,
+    uncast: Option<&MapArray>,
+    rows: usize,
+) -> anyhow::Result<Vec<Option<String>>> {
+    let mut out = vec![None; rows];
+    if let Some(array) = array {
+        let a = cast(&array, &col.ty.arrow())?;
+        for (i, slot) in out.iter_mut().enumerate() {
+            if a.is_null(i) {
+                continue;
+            }
+            let typed = match col.ty {
+                ColumnType::String => Typed::String(a.as_string::<i32>().value(i).to_string()),
+                ColumnType::Float64 => Typed::Float64(a.as_primitive::<Float64Type>().value(i)),
+                ColumnType::Decimal => Typed::Decimal(a.as_primitive::<Decimal128Type>().value(i)),
+                ColumnType::Timestamp => {
+                    Typed::Timestamp(a.as_primitive::<TimestampMillisecondType>().value(i))
+                }
+                ColumnType::Date => Typed::Date(a.as_primitive::<Date32Type>().value(i)),
+                ColumnType::Boolean => Typed::Boolean(a.as_boolean().value(i)),
+                ColumnType::StringList => Typed::StringList(
+                    a.as_list::<i32>()
+                        .value(i)
+                        .as_string::<i32>()
+                        .iter()
+                        .map(|v| v.unwrap_or_default().to_string())
+                        .collect(),
+                ),
+            };
+            *slot = typed.render();
+        }
+    }
+    if let Some(map) = uncast {
+        for (i, slot) in out.iter_mut().enumerate() {
+            if slot.is_some() || map.is_null(i) {
+                continue;
+            }
+            let entries = map.value(i);
+            let (keys, values) = (
+                entries.column(0).as_string::<i32>(),
+                entries.column(1).as_string::<i32>(),
+            );
+            if let Some(at) = (0..keys.len()).find(|&j| keys.value(j) == col.name) {
+                *slot = (!values.is_null(at)).then(|| format!("uncast:{}", values.value(at)));
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Reads every live file of `table` (never `_staging`) under its recorded schema.
 pub async fn read_lake_table(lake: &Lake, table: &TableSpec) -> anyhow::Result<LakeTable> {
-    let mut out = LakeTable::default();
-    let props = table.property_columns();
+    let schema = schema::load(lake, &table.name)
+        .await?
+        .unwrap_or_else(|| TableSchema {
+            columns: Vec::new(),
+            ..TableSchema::of_catalog(table)
+        });
+    let mut out = LakeTable {
+        rows: BTreeMap::new(),
+        rows_per_dt: BTreeMap::new(),
+        files: 0,
+        duplicate_keys: Vec::new(),
+        misplaced: Vec::new(),
+        schema,
+    };
+    let props = audited(&out.schema).into_iter().cloned().collect::<Vec<_>>();
     for dt in lake.partitions(&table.name).await? {
         for meta in lake.list_parquet(&lake.partition_dir(&table.name, &dt)).await? {
             out.files += 1;
@@ -62,7 +141,7 @@ pub async fn read_lake_table(lake: &Lake, table: &TableSpec) -> anyhow::Result<L
                 .build()?;
             for batch in reader {
                 let batch = batch?;
-                let col = |name: &str, ty: &DataType| -> anyhow::Result<Option<std::sync::Arc<dyn Array>>> {
+                let col = |name: &str, ty: &DataType| -> anyhow::Result<Option<ArrayRef>> {
                     match batch.column_by_name(name) {
                         Some(c) => Ok(Some(cast(c, ty)?)),
                         None => Ok(None),
@@ -76,31 +155,31 @@ pub async fn read_lake_table(lake: &Lake, table: &TableSpec) -> anyhow::Result<L
                     Some(t) => col(t, &DataType::Utf8)?,
                     None => None,
                 };
-                let prop_cols: Vec<Option<std::sync::Arc<dyn Array>>> = props
+                let uncast = batch.column_by_name(columns::UNCAST).map(|c| c.as_map().clone());
+                let n = batch.num_rows();
+                let prop_cols: Vec<Vec<Option<String>>> = props
                     .iter()
-                    .map(|p| col(p, &DataType::Utf8))
+                    .map(|c| rendered(c, batch.column_by_name(&c.name).cloned(), uncast.as_ref(), n))
                     .collect::<Result<_, _>>()?;
                 let (key, created, modified) = (
                     key.as_primitive::<Int64Type>(),
                     created.as_primitive::<Int64Type>(),
                     modified.as_primitive::<Int64Type>(),
                 );
-                for i in 0..batch.num_rows() {
+                for i in 0..n {
                     let k = key.value(i);
-                    let str_at = |a: &Option<std::sync::Arc<dyn Array>>| {
-                        a.as_ref().and_then(|a| {
-                            let s = a.as_string::<i32>();
-                            (!s.is_null(i)).then(|| s.value(i).to_string())
-                        })
-                    };
+                    let tag = tag.as_ref().and_then(|a| {
+                        let s = a.as_string::<i32>();
+                        (!s.is_null(i)).then(|| s.value(i).to_string())
+                    });
                     let record = Record {
                         created_ms: (!created.is_null(i)).then(|| created.value(i)),
                         modified_ms: modified.value(i),
-                        tag: str_at(&tag),
+                        tag,
                         properties: props
                             .iter()
                             .zip(&prop_cols)
-                            .map(|(p, c)| (p.clone(), str_at(c)))
+                            .map(|(c, values)| (c.name.clone(), values[i].clone()))
                             .collect(),
                     };
                     if dt_of_created(record.created_ms) != dt {
@@ -120,9 +199,10 @@ pub async fn read_lake_table(lake: &Lake, table: &TableSpec) -> anyhow::Result<L
 /// The source's live records of a table, as the lake should hold them.
 pub fn expected_rows(
     table: &TableSpec,
+    schema: &TableSchema,
     truth: &BTreeMap<String, Vec<ObjectRecord>>,
 ) -> anyhow::Result<BTreeMap<i64, Record>> {
-    let props = table.property_columns();
+    let props = audited(schema);
     let mut out = BTreeMap::new();
     for source in &table.sources {
         for r in truth
@@ -139,7 +219,6 @@ pub fn expected_rows(
                     .or_else(|| parse_ms(fallback))
                     .with_context(|| format!("truth record {key} has no {prop}"))
             };
-            let owned: BTreeSet<&String> = source.properties.iter().collect();
             out.insert(
                 key,
                 Record {
@@ -148,13 +227,13 @@ pub fn expected_rows(
                     tag: table.tag_column.as_ref().and(source.tag.clone()),
                     properties: props
                         .iter()
-                        .map(|p| {
-                            let v = if owned.contains(p) {
-                                r.properties.get(p).cloned().flatten()
+                        .map(|c| {
+                            let raw = if c.sources.contains(&source.object_type) {
+                                r.properties.get(&c.name).cloned().flatten()
                             } else {
                                 None
                             };
-                            (p.clone(), v)
+                            (c.name.clone(), schema::canonical(c.ty, raw.as_deref()))
                         })
                         .collect(),
                 },
@@ -295,10 +374,11 @@ pub fn compare(lake: &LakeTable, expected: &BTreeMap<i64, Record>) -> Diff {
 pub async fn source_records(
     client: &HubSpotClient,
     table: &TableSpec,
+    schema: &TableSchema,
 ) -> anyhow::Result<BTreeMap<String, Vec<ObjectRecord>>> {
     let mut out: BTreeMap<String, Vec<ObjectRecord>> = BTreeMap::new();
     for source in &table.sources {
-        let props = source.request_properties();
+        let props = source.request_properties(schema.fetched_from(&source.object_type));
         let records = out.entry(source.object_type.clone()).or_default();
         let mut after: Option<String> = None;
         loop {
@@ -339,11 +419,11 @@ pub async fn audit(
 ) -> anyhow::Result<Vec<TableAudit>> {
     let mut out = Vec::new();
     for t in tables {
-        let source = source_records(client, t).await?;
-        let expected = expected_rows(t, &source)?;
         let at_rest = read_lake_table(lake, t)
             .await
             .with_context(|| format!("reading table {} from the lake {}", t.name, lake.uri()))?;
+        let source = source_records(client, t, &at_rest.schema).await?;
+        let expected = expected_rows(t, &at_rest.schema, &source)?;
         out.push(TableAudit {
             table: t.name.clone(),
             lake_rows: at_rest.row_count(),

@@ -276,6 +276,23 @@ pub async fn status(lake: &LakeArgs) -> anyhow::Result<()> {
                         p.lake.rejected_dir(&t.name)
                     ));
                 }
+                if !r.uncast.is_empty() {
+                    let mut worst: Vec<(&String, &i64)> = r.uncast.iter().collect();
+                    worst.sort_by(|a, b| b.1.cmp(a.1));
+                    advice.push(format!(
+                        "{}: {} value(s) of run {} did not cast to their column's type and are kept raw in `_uncast` (most: {}); \
+                         read them as `_uncast['<property>']`",
+                        t.name,
+                        r.uncast.values().sum::<i64>(),
+                        r.run_id,
+                        worst
+                            .iter()
+                            .take(5)
+                            .map(|(p, n)| format!("{p} {n}"))
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ));
+                }
                 if let Some(counts) = dead.by_run.get(&r.run_id).filter(|_| r.status.is_active()) {
                     advice.push(format!(
                         "{}: run {} waits on {} in the dead-letter queues; fix the cause (see the services' logs), then {}",
@@ -403,6 +420,7 @@ pub async fn merge_files(
         column_order,
         drop_archived: !keep_archived,
         memory_limit: Some(memory_mb << 20),
+        schema: None,
     };
     let store: std::sync::Arc<dyn object_store::ObjectStore> =
         std::sync::Arc::new(object_store::local::LocalFileSystem::new());
@@ -415,5 +433,82 @@ pub async fn merge_files(
         stats.rows_out,
         started.elapsed()
     );
+    Ok(())
+}
+
+/// `hubsync schema show`: a table's columns, their types and HubSpot's, and every change.
+pub async fn schema_show(lake: &LakeArgs, table: &str) -> anyhow::Result<()> {
+    let catalog = crate::setup::load_catalog(lake.catalog.as_deref())?;
+    let spec = catalog.table(table)?;
+    let store = crate::setup::open_lake(lake)?;
+    let Some(schema) = common::schema::load(&store, &spec.name).await? else {
+        println!(
+            "table {}: no schema recorded yet; its first run reads the properties of {} and records it",
+            spec.name,
+            spec.sources
+                .iter()
+                .map(|s| s.object_type.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+        return Ok(());
+    };
+    println!(
+        "table {} (schema version {}, updated {}): {} property columns, {} fetched",
+        schema.table,
+        schema.version,
+        iso(schema.updated_at_ms),
+        schema.columns.len(),
+        schema.columns.iter().filter(|c| c.fetched).count()
+    );
+    println!(
+        "{:<40} {:<14} {:<22} {:<8} {:<9} added",
+        "column", "type", "hubspot type", "fetched", "backfill"
+    );
+    for c in &schema.columns {
+        println!(
+            "{:<40} {:<14} {:<22} {:<8} {:<9} {} ({})",
+            c.name,
+            c.ty.as_str(),
+            format!("{}/{}", c.hubspot_type, c.field_type),
+            if c.fetched { "yes" } else { "no" },
+            if c.backfill { "pending" } else { "" },
+            iso(c.added_at_ms),
+            c.added_by_run
+        );
+    }
+    println!("changes:");
+    for change in &schema.changes {
+        println!("  {} {}: {}", iso(change.at_ms), change.run_id, change.describe());
+    }
+    Ok(())
+}
+
+/// `hubsync schema objects`: the portal's custom object types, each as a catalog entry.
+pub async fn schema_objects(hubspot: &HubSpotArgs) -> anyhow::Result<()> {
+    let client = hubspot.client()?;
+    let schemas = client
+        .schemas()
+        .await
+        .context("reading the portal's custom objects (GET /crm/v3/schemas)")?;
+    if schemas.results.is_empty() {
+        println!("# the portal has no custom object types");
+    }
+    for s in schemas.results.iter().filter(|s| !s.archived) {
+        let table = s
+            .name
+            .to_ascii_lowercase()
+            .chars()
+            .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
+            .collect::<String>();
+        println!(
+            "# {} ({}), primary display property `{}`\n[[tables]]\nname = \"{table}\"\nkey_column = \"{}_id\"\n\n[[tables.sources]]\nobject_type = \"{}\"\n",
+            s.labels.plural,
+            s.object_type_id,
+            s.primary_display_property.as_deref().unwrap_or("none"),
+            table.trim_end_matches('s'),
+            s.fully_qualified_name
+        );
+    }
     Ok(())
 }

@@ -57,7 +57,7 @@ pub async fn demo(lake: Option<PathBuf>, records: u64) -> anyhow::Result<()> {
     let reports = run_embedded(&p, &client, &RunOptions::default()).await?;
     print_reports(&reports);
 
-    println!("\n== 2. HubSpot changes: updates, creates, archives, and a bulk edit in one millisecond ==");
+    println!("\n== 2. HubSpot changes: updates, creates, archives, a new property, and a bulk edit in one millisecond ==");
     let http = reqwest::Client::new();
     for object_type in [
         "deals",
@@ -68,6 +68,10 @@ pub async fn demo(lake: Option<PathBuf>, records: u64) -> anyhow::Result<()> {
         "meetings",
         "notes",
         "tasks",
+        "tickets",
+        "line_items",
+        "products",
+        "quotes",
     ] {
         let body = serde_json::json!({"object_type": object_type, "updates": records / 20 + 1,
             "creates": records / 50 + 1, "archives": records / 100 + 1});
@@ -77,6 +81,16 @@ pub async fn demo(lake: Option<PathBuf>, records: u64) -> anyhow::Result<()> {
             .await?
             .error_for_status()?;
     }
+    // A custom property created in HubSpot between the runs: every deal has a value for it, and
+    // none of them was modified by its creation.
+    let added = serde_json::json!({"object_type": "deals",
+        "add_property": {"name": "renewal_tier", "type": "enumeration", "field_type": "select"}});
+    http.post(format!("{base}/_sim/mutate"))
+        .json(&added)
+        .send()
+        .await?
+        .error_for_status()?;
+    println!("deals gained a custom property, renewal_tier (no deal's modified time changed)");
     let bulk = serde_json::json!({"object_type": "deals", "updates": records / 2, "same_timestamp": true});
     http.post(format!("{base}/_sim/mutate"))
         .json(&bulk)
@@ -90,13 +104,20 @@ pub async fn demo(lake: Option<PathBuf>, records: u64) -> anyhow::Result<()> {
     let reports = run_embedded(&p, &client, &RunOptions::default()).await?;
     print_reports(&reports);
 
+    let deals = common::schema::load(&p.lake, "deals")
+        .await?
+        .context("the deals table has no recorded schema")?;
+    for change in deals.changes.iter().filter(|c| c.column == "renewal_tier") {
+        println!("schema of deals: {}", change.describe());
+    }
+
     println!("\n== 4. the lake against HubSpot's truth ==");
     let tables: Vec<_> = catalog.tables().iter().collect();
     let truth = sim_truth(&base, &tables).await?;
     let mut clean = true;
     for t in &tables {
         let lake_table = read_lake_table(&p.lake, t).await?;
-        let diff = compare(&lake_table, &expected_rows(t, &truth)?);
+        let diff = compare(&lake_table, &expected_rows(t, &lake_table.schema, &truth)?);
         clean &= diff.is_clean();
         println!(
             "{:<14} {:>7} rows in {:>4} partitions: {}",

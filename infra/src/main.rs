@@ -49,7 +49,7 @@ impl From<ModeArg> for RequestedMode {
 enum Command {
     /// Serve a simulated HubSpot CRM v3 API (seeded portal, limits, faults) until stopped.
     Sim(sim::SimArgs),
-    /// Full-sync all five tables from an in-process simulator, change records, sync
+    /// Full-sync the tables from an in-process simulator, change records, sync
     /// incrementally, and compare the lake with the simulator's truth.
     Demo {
         /// Lake directory (replaced if it holds an earlier demo lake).
@@ -158,6 +158,12 @@ enum Command {
         #[arg(required = true)]
         inputs: Vec<PathBuf>,
     },
+    /// The lake's schema per table (its columns follow HubSpot's properties), and the portal's
+    /// custom objects.
+    Schema {
+        #[command(subcommand)]
+        action: SchemaAction,
+    },
     /// AWS mode: create (up) or delete (down) every queue, table, parameter and bucket.
     Infra {
         #[command(subcommand)]
@@ -181,6 +187,24 @@ enum InfraAction {
         lake: LakeArgs,
         #[arg(long)]
         delete_bucket: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum SchemaAction {
+    /// A table's columns with their types, HubSpot's types, whether they are fetched or wait
+    /// for a column backfill, and every change since the first run.
+    Show {
+        #[command(flatten)]
+        lake: LakeArgs,
+        #[arg(long, env = "HUBSYNC_TABLE")]
+        table: String,
+    },
+    /// The portal's custom object types (GET /crm/v3/schemas), each printed as a catalog entry
+    /// to add to your catalog.
+    Objects {
+        #[command(flatten)]
+        hubspot: HubSpotArgs,
     },
 }
 
@@ -264,6 +288,10 @@ async fn dispatch(command: Command) -> Result<bool> {
             .await
             .map(|_| true),
         Command::Status { lake } => commands::status(&lake).await.map(|_| true),
+        Command::Schema { action } => match action {
+            SchemaAction::Show { lake, table } => commands::schema_show(&lake, &table).await.map(|_| true),
+            SchemaAction::Objects { hubspot } => commands::schema_objects(&hubspot).await.map(|_| true),
+        },
         Command::Replay {
             lake,
             queue,

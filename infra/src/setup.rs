@@ -20,7 +20,7 @@ pub struct LakeArgs {
     /// The lake: a local directory (embedded mode) or s3://bucket/prefix (AWS mode).
     #[arg(long, env = "HUBSYNC_LAKE")]
     pub lake: String,
-    /// Table catalog (TOML); default: the five built-in tables.
+    /// Table catalog (TOML); default: the built-in one (every standard object type, every property).
     #[arg(long, env = "HUBSYNC_CATALOG")]
     pub catalog: Option<PathBuf>,
     /// AWS mode: prefix of the queues and the run table (`<prefix>-pages`, `<prefix>-runs`).

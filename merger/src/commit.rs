@@ -7,6 +7,7 @@ use common::failpoint;
 use common::flow;
 use common::pipeline::Pipeline;
 use common::ports::{Partition, Run, RunMode, RunStatus, SyncState};
+use common::schema;
 
 use crate::worker::dead_files;
 use crate::MergerError;
@@ -29,6 +30,26 @@ pub fn next_state(run: &Run, previous: Option<&SyncState>) -> SyncState {
     }
 }
 
+/// E2: the columns the run backfilled (every column, for a full run) wait no more. The run
+/// holds its table (L1), so nothing else writes the table's schema meanwhile; a repeated commit
+/// finds nothing left to mark.
+async fn mark_backfilled(p: &Pipeline, run: &Run) -> Result<(), MergerError> {
+    let done = schema::for_run(&p.lake, &run.table, &run.run_id)
+        .await?
+        .backfill_columns();
+    if done.is_empty() {
+        return Ok(());
+    }
+    let Some(mut table) = schema::load(&p.lake, &run.table).await? else {
+        return Ok(());
+    };
+    if schema::mark_backfilled(&mut table, &done, &run.run_id, p.now_ms()) {
+        schema::save(&p.lake, &table).await?;
+        tracing::info!(table = %run.table, run_id = %run.run_id, columns = ?done, "schema: column backfill done");
+    }
+    Ok(())
+}
+
 pub async fn commit(p: &Pipeline, run: &Run) -> Result<(), MergerError> {
     // G2: act on the run as the ledger has it now, not as this process last read it.
     let Some(run) = p.ledger.get_run(&run.run_id).await? else {
@@ -49,6 +70,7 @@ pub async fn commit(p: &Pipeline, run: &Run) -> Result<(), MergerError> {
         }
     }
     crate::index::update(p, &run, &touched).await?;
+    mark_backfilled(p, &run).await?;
     p.lake
         .delete_dir(&p.lake.staging_run_dir(&run.table, &run.run_id))
         .await?;
@@ -91,6 +113,8 @@ pub async fn commit(p: &Pipeline, run: &Run) -> Result<(), MergerError> {
             mode = run.mode.as_str(),
             records = run.records,
             rejected = run.rejected,
+            uncast = run.uncast.values().sum::<i64>(),
+            uncast_by_property = ?run.uncast,
             partitions = touched.len(),
             watermark = ?state.watermark().map(common::clock::iso),
             "run committed"

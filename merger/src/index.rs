@@ -105,6 +105,7 @@ async fn read_keys(p: &Pipeline, path: &Path, key: &str) -> Result<Vec<i64>, Mer
         column_order: Vec::new(),
         drop_archived: false,
         memory_limit: None,
+        schema: None,
     };
     let checked = crate::merge::check_inputs(p.lake.store(), std::slice::from_ref(path), &keys).await?;
     let metadata = checked

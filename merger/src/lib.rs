@@ -23,6 +23,7 @@ pub mod config;
 pub mod index;
 mod keep_latest;
 pub mod merge;
+pub mod patch;
 pub mod worker;
 
 pub use worker::{process_task, MergeTaskHandler, TaskOutcome};
@@ -47,6 +48,8 @@ pub enum MergerError {
     Ledger(#[from] common::ports::LedgerError),
     #[error(transparent)]
     Index(#[from] common::keyindex::IndexError),
+    #[error(transparent)]
+    Schema(#[from] common::schema::SchemaError),
 }
 
 impl From<FlowError> for MergerError {

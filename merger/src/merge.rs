@@ -57,6 +57,10 @@ pub struct MergeKeys {
     /// Bytes the merge may hold; past them its sorts spill to temporary files instead of
     /// failing. `None`: unbounded.
     pub memory_limit: Option<usize>,
+    /// The table's schema, when known: the output has exactly its columns and types, an input
+    /// column of another type is cast to it (a property widened to string, E3) and a column an
+    /// input lacks reads as null. `None`: the union of the inputs' schemas.
+    pub schema: Option<SchemaRef>,
 }
 
 /// Bytes read from the end of an input to find its footer.
@@ -155,12 +159,48 @@ pub async fn merge_files(
         return Err(MergerError::Merge("no input files".into()));
     }
     let checked = check_inputs(&store, inputs, keys).await?;
+    let widened = with_extra_columns(&checked, keys)?;
+    let keys = widened.as_ref().unwrap_or(keys);
     match keep_latest::merge(store.clone(), &checked, output, keys).await {
         Ok(stats) => return Ok(stats),
         Err(FastPathError::Failed(e)) => return Err(e),
         Err(FastPathError::Declined(why)) => tracing::debug!(%why, "merging with DataFusion"),
     }
     merge_with_datafusion(store, inputs, output, keys).await
+}
+
+/// `keys` with the table's schema widened by the columns some input has and the schema does
+/// not (appended, sorted by name): a column nobody declared is kept, never silently dropped.
+/// `None` when there are none (or no schema).
+fn with_extra_columns(checked: &[CheckedInput], keys: &MergeKeys) -> Result<Option<MergeKeys>, MergerError> {
+    let Some(target) = &keys.schema else {
+        return Ok(None);
+    };
+    let mut extra: Vec<datafusion::arrow::datatypes::FieldRef> = Vec::new();
+    for input in checked {
+        let file = input.metadata.file_metadata();
+        let schema = parquet::arrow::parquet_to_arrow_schema(file.schema_descr(), file.key_value_metadata())
+            .map_err(|e| MergerError::Merge(format!("{}: {e}", input.path)))?;
+        for f in schema.fields() {
+            if target.field_with_name(f.name()).is_err() && !extra.iter().any(|e| e.name() == f.name()) {
+                extra.push(Arc::new(f.as_ref().clone().with_nullable(true)));
+            }
+        }
+    }
+    if extra.is_empty() {
+        return Ok(None);
+    }
+    extra.sort_by(|a, b| a.name().cmp(b.name()));
+    tracing::warn!(columns = ?extra.iter().map(|f| f.name().as_str()).collect::<Vec<_>>(),
+        "inputs hold columns the table's schema does not have; they are kept");
+    let fields: Vec<datafusion::arrow::datatypes::FieldRef> =
+        target.fields().iter().cloned().chain(extra).collect();
+    let schema = Arc::new(datafusion::arrow::datatypes::Schema::new(fields));
+    Ok(Some(MergeKeys {
+        column_order: schema.fields().iter().map(|f| f.name().clone()).collect(),
+        schema: Some(schema),
+        ..keys.clone()
+    }))
 }
 
 /// The merge as a DataFusion query: sorts that spill to disk within `keys.memory_limit`.
@@ -211,9 +251,11 @@ async fn register_inputs(
     let url = url::Url::parse(LAKE_URL).map_err(|e| MergerError::Merge(e.to_string()))?;
     ctx.register_object_store(&url, store.clone());
     let paths: Vec<String> = inputs.iter().map(|p| format!("{LAKE_URL}{p}")).collect();
-    let df = ctx
-        .read_parquet(paths, ParquetReadOptions::default().parquet_pruning(false))
-        .await?;
+    let mut options = ParquetReadOptions::default().parquet_pruning(false);
+    if let Some(schema) = &keys.schema {
+        options = options.schema(schema.as_ref());
+    }
+    let df = ctx.read_parquet(paths, options).await?;
     let schema: SchemaRef = Arc::new(df.schema().as_arrow().clone());
     for needed in [&keys.key, &keys.modified] {
         if schema.field_with_name(needed).is_err() {

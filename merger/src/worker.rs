@@ -23,6 +23,7 @@ use common::lake::{parse_live_name, parse_staged_name};
 use common::messages::{self, MergeTask};
 use common::pipeline::Pipeline;
 use common::ports::{MergeCompletion, Partition, Run, RunMode, RunStatus};
+use common::schema;
 use common::worker::{Failure, Handled, Handler};
 use object_store::path::Path;
 
@@ -172,6 +173,60 @@ async fn staged_files(p: &Pipeline, run: &Run, table: &str, dt: &str) -> Result<
     Ok(out)
 }
 
+/// Staged files told apart: column backfill patches (their footer says so), then versions.
+async fn split_patches(
+    p: &Pipeline,
+    staged: &[Path],
+    keys: &MergeKeys,
+) -> Result<(Vec<Path>, Vec<Path>), MergerError> {
+    let checked = crate::merge::check_inputs(p.lake.store(), staged, keys).await?;
+    let (mut patches, mut versions) = (Vec::new(), Vec::new());
+    for c in checked {
+        let is_patch = c
+            .metadata
+            .file_metadata()
+            .key_value_metadata()
+            .is_some_and(|kv| kv.iter().any(|e| e.key == schema::PATCH_METADATA_KEY));
+        if is_patch {
+            patches.push(c.path);
+        } else {
+            versions.push(c.path);
+        }
+    }
+    Ok((patches, versions))
+}
+
+/// The ordinary merge of `inputs` into a scratch file of the run, then `patches` applied to it
+/// into `output` (E2); returns the rows written.
+#[allow(clippy::too_many_arguments)]
+async fn merge_and_patch(
+    p: &Pipeline,
+    run: &Run,
+    table: &TableSpec,
+    inputs: &[Path],
+    patches: &[Path],
+    output: &Path,
+    keys: &MergeKeys,
+) -> Result<u64, MergerError> {
+    let store = p.lake.store().clone();
+    // Beside the run's partitions (not under a `dt=`), so no merge takes it for a staged file;
+    // the commit deletes whatever a crash left.
+    let scratch = p
+        .lake
+        .staging_run_dir(&table.name, &run.run_id)
+        .join(format!("merge-{}.parquet", uuid::Uuid::new_v4().simple()));
+    let merged = merge_files(store.clone(), inputs, &scratch, keys).await?;
+    if merged.rows_out == 0 {
+        p.lake.delete(&scratch).await?;
+        return Ok(0);
+    }
+    let applied = crate::patch::apply(store, &scratch, patches, output, keys).await;
+    p.lake.delete(&scratch).await?;
+    let (rows, patched) = applied?;
+    tracing::debug!(run_id = %run.run_id, table = %table.name, rows, patched, "column backfill applied");
+    Ok(rows)
+}
+
 /// One attempt at a partition merge: `Some` when done, `None` when another merge published
 /// first (G1).
 async fn try_merge(
@@ -204,26 +259,36 @@ async fn try_merge(
         delete_all(p, &staged.losers).await?;
         return Ok(Some(None));
     }
-    let inputs: Vec<Path> = staged.inputs.iter().chain(live_inputs.iter()).cloned().collect();
+    let run_columns = schema::for_run(&p.lake, &table.name, &run.run_id).await?;
+    let target = run_columns.arrow_schema(table);
+    let keys = MergeKeys {
+        key: table.key_column.clone(),
+        modified: columns::LAST_MODIFIED_AT.into(),
+        column_order: target.fields().iter().map(|f| f.name().clone()).collect(),
+        drop_archived: true,
+        memory_limit: Some(p.settings.merge_memory_bytes),
+        schema: Some(target),
+    };
+    // E2: only a run with a column backfill stages patches, told apart by their footers.
+    let (patches, versions) =
+        if run.mode == RunMode::Incremental && !run_columns.backfill_columns().is_empty() {
+            split_patches(p, &staged.inputs, &keys).await?
+        } else {
+            (Vec::new(), staged.inputs.clone())
+        };
+    let inputs: Vec<Path> = versions.iter().chain(live_inputs.iter()).cloned().collect();
     let output = lake.new_live_file(&table.name, dt, &run.run_id, gen + 1);
     let mut rows = 0;
     let mut published_file = None;
     if !inputs.is_empty() {
-        let keys = MergeKeys {
-            key: table.key_column.clone(),
-            modified: columns::LAST_MODIFIED_AT.into(),
-            column_order: table
-                .arrow_schema()
-                .fields()
-                .iter()
-                .map(|f| f.name().clone())
-                .collect(),
-            drop_archived: true,
-            memory_limit: Some(p.settings.merge_memory_bytes),
-        };
         // M2: the new file is complete in the store before anything is deleted.
-        let stats = merge_files(lake.store().clone(), &inputs, &output, &keys).await?;
-        rows = stats.rows_out;
+        rows = if patches.is_empty() {
+            merge_files(lake.store().clone(), &inputs, &output, &keys)
+                .await?
+                .rows_out
+        } else {
+            merge_and_patch(p, run, table, &inputs, &patches, &output, &keys).await?
+        };
         if rows == 0 {
             lake.delete(&output).await?;
         } else {

@@ -30,6 +30,8 @@ pub enum ProducerError {
     Queue(#[from] common::ports::QueueError),
     #[error("planning failed: {0}")]
     HubSpot(#[from] hubspot::HubSpotError),
+    #[error(transparent)]
+    Schema(#[from] common::schema::SchemaError),
 }
 
 impl ProducerError {
@@ -44,6 +46,7 @@ impl ProducerError {
                 common::worker::Failure::dead_letter(message)
             }
             ProducerError::Ledger(e) if !e.is_retryable() => common::worker::Failure::dead_letter(message),
+            ProducerError::Schema(e) if !e.is_retryable() => common::worker::Failure::dead_letter(message),
             _ => common::worker::Failure::retry(message),
         }
     }

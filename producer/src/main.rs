@@ -27,8 +27,10 @@ async fn main() -> anyhow::Result<()> {
     let p = args.service.pipeline(settings).await?;
     let client = args.hubspot.client()?;
     tracing::info!(lake = %p.lake.uri(), queue = p.requests.name(), "producer started");
-    // R5: planning counts through search, on the schedule the consumers fetch by.
+    // R5: planning counts through search, on the schedule the consumers fetch by. R6: its
+    // general requests (property definitions) keep to the part the consumers leave it.
     hubspot::share_search_schedule(&client, &p);
+    client.budget().general.keep_to_planning_part();
     let handler = hubsync_producer::RequestHandler::new(p.clone(), client);
     run_workers(
         p.requests.clone(),

@@ -7,10 +7,12 @@ use async_trait::async_trait;
 use common::catalog::TableSpec;
 use common::clock::EpochMs;
 use common::failpoint;
+use common::messages::Slice;
 use common::messages::{self, Body, PageJob, SyncRequest};
 use common::pipeline::Pipeline;
 use common::ports::ledger::BeginRun;
-use common::ports::{Outgoing, Run, RunStatus};
+use common::ports::{Outgoing, Run, RunMode, RunStatus};
+use common::schema;
 use common::worker::{Failure, Handled, Handler};
 use hubspot::HubSpotClient;
 
@@ -119,12 +121,31 @@ async fn plan_and_record(
     run: &Run,
     run_id: &str,
 ) -> Result<(), ProducerError> {
+    let columns = discover_schema(p, hubspot, table, run_id).await?;
     let decision = Decision {
         mode: run.mode,
         window_from_ms: run.window_from_ms,
         window_to_ms: run.window_to_ms,
     };
-    let slices = plan(hubspot, table, &decision, PlanOptions::from_settings(&p.settings)).await?;
+    let mut slices = plan(hubspot, table, &decision, PlanOptions::from_settings(&p.settings)).await?;
+    // E2: an incremental run also backfills the columns that appeared since the table's data
+    // was written (a full run reads every column of every record anyway).
+    if run.mode == RunMode::Incremental {
+        let backfill = columns.backfill_columns();
+        for source in &table.sources {
+            if columns
+                .columns
+                .iter()
+                .any(|c| backfill.contains(&c.name) && c.sources.contains(&source.object_type))
+            {
+                tracing::info!(table = %table.name, run_id, object_type = %source.object_type,
+                    columns = ?backfill, "column backfill planned: a list walk of only these columns");
+                slices.push(Slice::Backfill {
+                    object_type: source.object_type.clone(),
+                });
+            }
+        }
+    }
     // Record the plan before sending anything: a redelivery reuses it.
     let started = p
         .ledger
@@ -134,6 +155,51 @@ async fn plan_and_record(
         failpoint::hit(failpoint::PRODUCER_AFTER_PLAN);
     }
     Ok(())
+}
+
+/// Reads the properties of the table's object types, evolves the table's recorded schema by
+/// them (E1–E5, logging each change) and records the result as the run's schema, before any
+/// page job of the run exists. A redelivered request evolves to the same schema.
+async fn discover_schema(
+    p: &Pipeline,
+    hubspot: &HubSpotClient,
+    table: &TableSpec,
+    run_id: &str,
+) -> Result<schema::TableSchema, ProducerError> {
+    let previous = schema::load(&p.lake, &table.name).await?;
+    let mut discovered = Vec::with_capacity(table.sources.len());
+    for source in &table.sources {
+        match hubspot.properties(&source.object_type).await {
+            Ok(found) => discovered.push(schema::Discovered {
+                object_type: source.object_type.clone(),
+                properties: found.results,
+            }),
+            // HubSpot is down or refusing for now: a table that has a schema syncs with the
+            // columns it has (the next run picks up what changed); a first run must wait.
+            Err(e) if e.is_retryable() && previous.is_some() => {
+                let kept = previous.unwrap_or_else(|| schema::TableSchema::of_catalog(table));
+                tracing::warn!(table = %table.name, run_id, error = %e,
+                    "could not read the properties of {}; this run keeps the recorded schema (version {})",
+                    source.object_type, kept.version);
+                schema::save_for_run(&p.lake, run_id, &kept).await?;
+                return Ok(kept);
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+    let evolved = schema::evolve(previous.as_ref(), table, &discovered, run_id, p.now_ms());
+    for change in &evolved.changes {
+        tracing::info!(table = %table.name, run_id, column = %change.column, "schema: {}", change.describe());
+    }
+    if !evolved.changes.is_empty() {
+        schema::save(&p.lake, &evolved.schema).await?;
+    }
+    schema::save_for_run(&p.lake, run_id, &evolved.schema).await?;
+    tracing::info!(table = %table.name, run_id, version = evolved.schema.version,
+        columns = evolved.schema.columns.len(),
+        fetched = evolved.schema.columns.iter().filter(|c| c.fetched).count(),
+        backfill = ?evolved.schema.backfill_columns(), "run schema recorded");
+    Ok(evolved.schema)
 }
 
 /// Sends page 0 of each slice the recorded run has started (L5).

@@ -172,7 +172,7 @@ pub async fn diff_lake(sim: &SimServer, p: &Pipeline, table: &str) -> anyhow::Re
         truth.insert(s.object_type.clone(), sim.truth(&s.object_type)?);
     }
     let lake = read_lake_table(&p.lake, spec).await.context("reading the lake")?;
-    let diff = compare(&lake, &expected_rows(spec, &truth)?);
+    let diff = compare(&lake, &expected_rows(spec, &lake.schema, &truth)?);
     Ok((lake, diff))
 }
 

@@ -370,8 +370,13 @@ fn private_install_dir() -> anyhow::Result<PathBuf> {
     if let Some(dir) = std::env::var_os("HUBSYNC_MOTO_DIR") {
         return Ok(PathBuf::from(dir));
     }
+    cache_dir("hubsync-moto")
+}
+
+/// `$HOME/.cache/<name>`.
+fn cache_dir(name: &str) -> anyhow::Result<PathBuf> {
     let home = std::env::var_os("HOME").ok_or_else(|| anyhow!("HOME is not set"))?;
-    Ok(PathBuf::from(home).join(".cache").join("hubsync-moto"))
+    Ok(PathBuf::from(home).join(".cache").join(name))
 }
 
 /// `PYTHONPATH` value that puts `dir` first, keeping any inherited entries.
@@ -383,9 +388,9 @@ fn python_path_with(dir: &Path) -> OsString {
     std::env::join_paths(paths).unwrap_or_else(|_| dir.as_os_str().to_owned())
 }
 
-fn imports_ok(python_path: Option<&OsString>) -> bool {
+fn imports_ok(check: &str, python_path: Option<&OsString>) -> bool {
     let mut cmd = Command::new(python_exe());
-    cmd.args(["-c", IMPORT_CHECK])
+    cmd.args(["-c", check])
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::null());
@@ -400,83 +405,131 @@ fn imports_ok(python_path: Option<&OsString>) -> bool {
 fn ensure_installed() -> anyhow::Result<Option<OsString>> {
     static INSTALLED: OnceLock<Result<Option<OsString>, String>> = OnceLock::new();
     INSTALLED
-        .get_or_init(|| install_if_missing().map_err(|e| format!("{e:#}")))
+        .get_or_init(|| {
+            let install = || -> anyhow::Result<Option<OsString>> {
+                PythonPackage {
+                    spec: format!("moto[server]=={MOTO_VERSION}"),
+                    import_check: IMPORT_CHECK,
+                    dir: private_install_dir()?,
+                }
+                .install_if_missing()
+            };
+            install().map_err(|e| format!("{e:#}"))
+        })
         .clone()
         .map_err(|e| anyhow!(e))
 }
 
-fn install_if_missing() -> anyhow::Result<Option<OsString>> {
-    if imports_ok(None) {
-        return Ok(None);
-    }
-    let dir = private_install_dir()?;
-    let python_path = python_path_with(&dir);
-    if imports_ok(Some(&python_path)) {
-        return Ok(Some(python_path));
-    }
-    let parent = dir
-        .parent()
-        .ok_or_else(|| anyhow!("{} has no parent directory", dir.display()))?;
-    std::fs::create_dir_all(parent).with_context(|| format!("creating {}", parent.display()))?;
+/// The `PYTHONPATH` under which `import duckdb` works: DuckDB's Python package, installed with
+/// pip into `~/.cache/hubsync-duckdb` on first use (tests read the lake with it, as a data team
+/// would).
+pub fn duckdb_python_path() -> anyhow::Result<Option<OsString>> {
+    static INSTALLED: OnceLock<Result<Option<OsString>, String>> = OnceLock::new();
+    INSTALLED
+        .get_or_init(|| {
+            let install = || -> anyhow::Result<Option<OsString>> {
+                PythonPackage {
+                    spec: format!("duckdb=={DUCKDB_VERSION}"),
+                    import_check: DUCKDB_CHECK,
+                    dir: cache_dir("hubsync-duckdb")?,
+                }
+                .install_if_missing()
+            };
+            install().map_err(|e| format!("{e:#}"))
+        })
+        .clone()
+        .map_err(|e| anyhow!(e))
+}
 
-    // Serialize installers across processes (parallel `cargo test` binaries, CI jobs).
-    let lock_path = dir.with_extension("lock");
-    let lock = OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&lock_path)
-        .with_context(|| format!("opening {}", lock_path.display()))?;
-    lock.lock()
-        .with_context(|| format!("locking {}", lock_path.display()))?;
-    // Another process may have installed it while we waited for the lock.
-    if imports_ok(Some(&python_path)) {
-        return Ok(Some(python_path));
-    }
+/// The DuckDB release the lake's read test installs.
+const DUCKDB_VERSION: &str = "2.0.1";
+const DUCKDB_CHECK: &str = "import duckdb; assert duckdb.__version__ == '2.0.1', duckdb.__version__";
 
-    // Install beside the final directory, then rename: a reader never sees half an install.
-    let staging = parent.join(format!(
-        "{}.installing-{}",
-        dir.file_name().and_then(|n| n.to_str()).unwrap_or("hubsync-moto"),
-        std::process::id()
-    ));
-    let _ = std::fs::remove_dir_all(&staging);
-    let started = Instant::now();
-    eprintln!(
-        "moto {MOTO_VERSION} is not installed; installing moto[server] into {} (one time)",
-        dir.display()
-    );
-    let out = Command::new(python_exe())
-        .args(["-m", "pip", "install", "--quiet", "--disable-pip-version-check"])
-        .arg("--target")
-        .arg(&staging)
-        .arg(format!("moto[server]=={MOTO_VERSION}"))
-        .stdin(Stdio::null())
-        .output()
-        .context("running pip")?;
-    if !out.status.success() {
+/// A Python package a test needs, installed privately with pip.
+struct PythonPackage {
+    /// pip's requirement (`name==version`).
+    spec: String,
+    import_check: &'static str,
+    dir: PathBuf,
+}
+
+impl PythonPackage {
+    /// `None` if the interpreter already imports it, else the `PYTHONPATH` of the private
+    /// install, installed now if missing (under a file lock: parallel test binaries, CI jobs).
+    fn install_if_missing(&self) -> anyhow::Result<Option<OsString>> {
+        let dir = &self.dir;
+        if imports_ok(self.import_check, None) {
+            return Ok(None);
+        }
+        let python_path = python_path_with(dir);
+        if imports_ok(self.import_check, Some(&python_path)) {
+            return Ok(Some(python_path));
+        }
+        let parent = dir
+            .parent()
+            .ok_or_else(|| anyhow!("{} has no parent directory", dir.display()))?;
+        std::fs::create_dir_all(parent).with_context(|| format!("creating {}", parent.display()))?;
+        let lock_path = dir.with_extension("lock");
+        let lock = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)
+            .with_context(|| format!("opening {}", lock_path.display()))?;
+        lock.lock()
+            .with_context(|| format!("locking {}", lock_path.display()))?;
+        // Another process may have installed it while we waited for the lock.
+        if imports_ok(self.import_check, Some(&python_path)) {
+            return Ok(Some(python_path));
+        }
+        // Install beside the final directory, then rename: a reader never sees half an install.
+        let name = dir
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or("hubsync-python");
+        let staging = parent.join(format!("{name}.installing-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&staging);
-        bail!(
-            "`pip install moto[server]=={MOTO_VERSION}` failed ({}):\n{}{}",
-            out.status,
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
+        let started = Instant::now();
+        eprintln!(
+            "{} is not installed; installing it into {} (one time)",
+            self.spec,
+            dir.display()
         );
+        let out = Command::new(python_exe())
+            .args(["-m", "pip", "install", "--quiet", "--disable-pip-version-check"])
+            .arg("--target")
+            .arg(&staging)
+            .arg(&self.spec)
+            .stdin(Stdio::null())
+            .output()
+            .context("running pip")?;
+        if !out.status.success() {
+            let _ = std::fs::remove_dir_all(&staging);
+            bail!(
+                "`pip install {}` failed ({}):\n{}{}",
+                self.spec,
+                out.status,
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        if dir.exists() {
+            // A broken earlier install (it failed the import check above).
+            std::fs::remove_dir_all(dir).with_context(|| format!("removing {}", dir.display()))?;
+        }
+        std::fs::rename(&staging, dir)
+            .with_context(|| format!("renaming {} to {}", staging.display(), dir.display()))?;
+        eprintln!("installed {} in {:.1?}", self.spec, started.elapsed());
+        drop(lock);
+        anyhow::ensure!(
+            imports_ok(self.import_check, Some(&python_path)),
+            "{} was installed into {} but `{}` still fails",
+            self.spec,
+            dir.display(),
+            self.import_check
+        );
+        Ok(Some(python_path))
     }
-    if dir.exists() {
-        // A broken earlier install (it failed the import check above).
-        std::fs::remove_dir_all(&dir).with_context(|| format!("removing {}", dir.display()))?;
-    }
-    std::fs::rename(&staging, &dir)
-        .with_context(|| format!("renaming {} to {}", staging.display(), dir.display()))?;
-    eprintln!("installed moto in {:.1?}", started.elapsed());
-    drop(lock);
-    anyhow::ensure!(
-        imports_ok(Some(&python_path)),
-        "moto was installed into {} but `{IMPORT_CHECK}` still fails",
-        dir.display()
-    );
-    Ok(Some(python_path))
 }
 
 fn free_port() -> anyhow::Result<u16> {

@@ -21,8 +21,27 @@ use wire::{self, ErrorBody, ListResponse, PropertiesResponse, SearchRequest, Sea
 pub const DEFAULT_BASE_URL: &str = "https://api.hubapi.com";
 /// The objects path; HubSpot also serves date-versioned paths (`/crm/objects/2026-03`).
 pub const DEFAULT_OBJECTS_PATH: &str = "/crm/v3/objects";
-/// Longest `properties=` value sent in one list URL (HubSpot answers 414 near 15k characters).
+/// Longest `properties=` value sent in one list URL, as encoded (HubSpot answers 414 near 15k
+/// characters); the properties past it are read by batch read, in the body.
 const MAX_PROPERTIES_CHARS: usize = 12_000;
+
+/// The length of `properties` joined by commas in a query string (a comma encodes as `%2C`).
+fn encoded_len(properties: &[String]) -> usize {
+    properties.iter().map(String::len).sum::<usize>() + 3 * properties.len().saturating_sub(1)
+}
+
+/// Splits `properties` into those one list URL carries (from the front, so the created and
+/// modified properties the caller puts first are always among them) and the rest.
+fn split_for_url(properties: &[String]) -> (&[String], &[String]) {
+    let mut len = 0;
+    for (i, p) in properties.iter().enumerate() {
+        len += p.len() + if i == 0 { 0 } else { 3 };
+        if len > MAX_PROPERTIES_CHARS {
+            return properties.split_at(i.max(1));
+        }
+    }
+    (properties, &[])
+}
 
 #[derive(Debug, Clone)]
 pub struct ClientConfig {
@@ -87,7 +106,11 @@ impl HubSpotClient {
         )
     }
 
-    /// One page of `GET /crm/v3/objects/{type}`.
+    /// One page of `GET /crm/v3/objects/{type}`, every record whole: when `properties` do not
+    /// fit one URL (hundreds of them), the page is listed with those that fit and the rest are
+    /// read for its ids with [`HubSpotClient::batch_read`], joined by id. A record the batch read
+    /// does not return (archived in between) fails the page, which is retried: no record is
+    /// staged with part of its properties.
     pub async fn list_page(
         &self,
         object_type: &str,
@@ -96,11 +119,74 @@ impl HubSpotClient {
         archived: bool,
         limit: u32,
     ) -> Result<ListResponse, HubSpotError> {
+        let (first, rest) = split_for_url(properties);
+        let mut page = self
+            .list_page_in_url(object_type, first, after, archived, limit)
+            .await?;
+        if rest.is_empty() || page.results.is_empty() {
+            return Ok(page);
+        }
+        let ids: Vec<String> = page.results.iter().map(|r| r.id.clone()).collect();
+        let mut more: std::collections::HashMap<String, wire::ObjectRecord> =
+            std::collections::HashMap::new();
+        for chunk in ids.chunks(wire::BATCH_READ_MAX) {
+            let got = self.batch_read(object_type, chunk, rest, archived).await?;
+            more.extend(got.results.into_iter().map(|r| (r.id.clone(), r)));
+        }
+        for record in &mut page.results {
+            let Some(extra) = more.remove(&record.id) else {
+                return Err(HubSpotError::Incomplete(format!(
+                    "{object_type} {} was listed and then not returned by the batch read of its                      other {} properties; retrying the page",
+                    record.id,
+                    rest.len()
+                )));
+            };
+            for name in rest {
+                let value = extra.properties.get(name).cloned().flatten();
+                record.properties.insert(name.clone(), value);
+            }
+        }
+        Ok(page)
+    }
+
+    /// `POST /crm/v3/objects/{type}/batch/read`: `properties` of up to 100 `ids`, in the body
+    /// (no URL limit). Ids HubSpot does not find are missing from the results (its 207).
+    pub async fn batch_read(
+        &self,
+        object_type: &str,
+        ids: &[String],
+        properties: &[String],
+        archived: bool,
+    ) -> Result<wire::BatchReadResponse, HubSpotError> {
+        let url = format!("{}/batch/read", self.objects_url(object_type));
+        let body = wire::BatchReadRequest {
+            properties: properties.to_vec(),
+            properties_with_history: Vec::new(),
+            inputs: ids.iter().map(|id| wire::BatchId { id: id.clone() }).collect(),
+        };
+        let archived = archived.to_string();
+        self.with_retries(|| async {
+            self.budget.general.acquire().await;
+            let req = self.http.post(&url).query(&[("archived", &archived)]).json(&body);
+            self.send(req, Window::General).await
+        })
+        .await
+    }
+
+    /// One list request, its properties in the URL.
+    async fn list_page_in_url(
+        &self,
+        object_type: &str,
+        properties: &[String],
+        after: Option<&str>,
+        archived: bool,
+        limit: u32,
+    ) -> Result<ListResponse, HubSpotError> {
         let props = properties.join(",");
-        if props.len() > MAX_PROPERTIES_CHARS {
+        if encoded_len(properties) > MAX_PROPERTIES_CHARS {
             return Err(HubSpotError::Invalid(format!(
-                "{} properties make a {}-character URL (HubSpot's limit is about 15k); trim the catalog",
-                properties.len(),
+                "property `{}` alone makes a {}-character URL (HubSpot's limit is about 15k)",
+                properties.first().map(String::as_str).unwrap_or_default(),
                 props.len()
             )));
         }
@@ -131,6 +217,16 @@ impl HubSpotClient {
             self.budget.search.acquire().await;
             self.send(self.http.post(&url).json(request), Window::Search)
                 .await
+        })
+        .await
+    }
+
+    /// `GET /crm/v3/schemas`: the portal's custom object types.
+    pub async fn schemas(&self) -> Result<wire::SchemasResponse, HubSpotError> {
+        let url = format!("{}/crm/v3/schemas", self.config.base_url.trim_end_matches('/'));
+        self.with_retries(|| async {
+            self.budget.general.acquire().await;
+            self.send(self.http.get(&url), Window::General).await
         })
         .await
     }
@@ -268,6 +364,18 @@ mod tests {
 
     use super::*;
     use wire::headers;
+
+    #[test]
+    fn long_property_lists_split_at_the_url_budget() {
+        let props: Vec<String> = (0..700).map(|i| format!("custom_property_{i:04}")).collect();
+        let (first, rest) = split_for_url(&props);
+        assert!(encoded_len(first) <= MAX_PROPERTIES_CHARS);
+        assert!(!rest.is_empty());
+        assert_eq!(first.len() + rest.len(), 700);
+        assert_eq!(first[0], "custom_property_0000", "the front stays first");
+        let few = &props[..10];
+        assert_eq!(split_for_url(few), (few, &[][..]));
+    }
 
     #[test]
     fn secrets_never_print() {

@@ -36,6 +36,9 @@ pub enum HubSpotError {
     Decode { status: u16, message: String },
     #[error("invalid request: {0}")]
     Invalid(String),
+    /// A page whose records could not all be read whole (their properties span requests).
+    #[error("incomplete page: {0}")]
+    Incomplete(String),
 }
 
 fn daily_text(daily_limit: &Option<u64>) -> String {
@@ -55,6 +58,7 @@ impl HubSpotError {
                 | HubSpotError::Server { .. }
                 | HubSpotError::Transport(_)
                 | HubSpotError::Decode { .. }
+                | HubSpotError::Incomplete(_)
         )
     }
 }

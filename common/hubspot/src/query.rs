@@ -6,7 +6,7 @@ use common::clock::EpochMs;
 use wire::{Filter, FilterGroup, Operator};
 
 /// The property HubSpot exposes the record id as; filterable and sortable.
-pub const ID_PROPERTY: &str = "hs_object_id";
+pub use wire::ID_PROPERTY;
 
 /// Which timestamp a search slice's window is on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -16,6 +16,11 @@
 //!   outnumber the limit.
 //! - R3: a pause only ever extends; while it lasts no task of the process acquires from that
 //!   window, and the other window is untouched (HubSpot counts general and search apart).
+//! - R6: planning has a part of its own: the producer reads property definitions (and lists)
+//!   from the general window as well. Consumers sharing the account leave it
+//!   [`PLANNING_PART`] of the limit ([`RollingWindow::leave_planning_part`]) and the producer
+//!   keeps to that part ([`RollingWindow::keep_to_planning_part`]), so the two never sum past
+//!   the limit.
 //! - R5: a window given a shared [`Schedule`] takes its send times from it, one
 //!   `interval / limit` apart across every process of the account, instead of from its share;
 //!   if the schedule cannot be reached it falls back to its share for that request.
@@ -47,6 +52,20 @@ impl Window {
     }
 }
 
+/// The part of a window's limit planning keeps (R6): a tenth.
+pub const PLANNING_PART: usize = 10;
+
+/// Which part of the limit this process's members share (R6).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Part {
+    /// All of it (a process that runs every role, tools).
+    Whole,
+    /// All but the planning part (consumers sharing the account).
+    AllButPlanning,
+    /// The planning part (the producer).
+    Planning,
+}
+
 /// What can change while the process runs; one lock, so a share is always computed from a
 /// limit and a member count that belong together.
 #[derive(Debug)]
@@ -55,6 +74,7 @@ struct Shape {
     learned: Option<usize>,
     /// Processes sharing the account, at least 1.
     members: usize,
+    part: Part,
     /// No acquisition before this instant (R3).
     paused_until: Option<Instant>,
 }
@@ -81,6 +101,7 @@ impl RollingWindow {
             shape: std::sync::Mutex::new(Shape {
                 learned: None,
                 members: 1,
+                part: Part::Whole,
                 paused_until: None,
             }),
             sent: Mutex::new(VecDeque::with_capacity(max)),
@@ -119,12 +140,30 @@ impl RollingWindow {
         self.shape().members = members.max(1);
     }
 
-    /// This process's part of the limit (R2); 0 when unlimited.
+    /// Consumers: share all of the limit but the planning part (R6).
+    pub fn leave_planning_part(&self) {
+        self.shape().part = Part::AllButPlanning;
+    }
+
+    /// The producer: keep to the planning part of the limit (R6).
+    pub fn keep_to_planning_part(&self) {
+        self.shape().part = Part::Planning;
+    }
+
+    /// This process's part of the limit (R2, R6); 0 when unlimited.
     pub fn share(&self) -> usize {
         let shape = self.shape();
         match self.limit_of(&shape) {
             0 => 0,
-            limit => (limit / shape.members).max(1),
+            limit => {
+                let planning = (limit / PLANNING_PART).max(1);
+                let shared = match shape.part {
+                    Part::Whole => limit,
+                    Part::AllButPlanning => limit.saturating_sub(planning),
+                    Part::Planning => planning,
+                };
+                (shared / shape.members).max(1)
+            }
         }
     }
 
@@ -307,6 +346,24 @@ impl RateBudget {
     pub fn set_members(&self, members: usize) {
         self.general.set_members(members);
         self.search.set_members(members);
+    }
+}
+
+#[cfg(test)]
+mod planning_part_tests {
+    use super::*;
+
+    #[test]
+    fn consumers_leave_the_planning_part_and_the_producer_keeps_to_it_r6() {
+        let consumers = RollingWindow::new(190, Duration::from_secs(10));
+        consumers.leave_planning_part();
+        consumers.set_members(4);
+        let producer = RollingWindow::new(190, Duration::from_secs(10));
+        producer.keep_to_planning_part();
+        assert_eq!((consumers.share(), producer.share()), (42, 19));
+        assert!(4 * consumers.share() + producer.share() <= 190);
+        let whole = RollingWindow::new(190, Duration::from_secs(10));
+        assert_eq!(whole.share(), 190, "one process running every role keeps it all");
     }
 }
 

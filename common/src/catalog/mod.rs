@@ -4,13 +4,11 @@
 
 use std::collections::BTreeSet;
 use std::path::Path;
-use std::sync::Arc;
-
-use arrow_schema::{DataType, Field, Schema, SchemaRef, TimeUnit};
 
 use serde::Deserialize;
 
-/// The five tables of DESIGN.md; see the file for the column rules.
+/// The five tables of DESIGN.md and the other standard object types; see the file for the
+/// column rules.
 pub const DEFAULT_CATALOG_TOML: &str = include_str!("default_catalog.toml");
 
 /// The partition of records whose created date is missing or unreadable: their `created_at`
@@ -39,6 +37,8 @@ pub mod columns {
     pub const ARCHIVED: &str = "archived";
     pub const SYNCED_AT: &str = "_synced_at";
     pub const RUN_ID: &str = "_run_id";
+    /// Values that did not cast to their column's type, raw (see `schema`).
+    pub const UNCAST: &str = "_uncast";
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -76,17 +76,44 @@ pub struct TableSpec {
 #[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
 pub struct SourceSpec {
+    /// A standard type's name (`deals`) or id (`0-3`), or a custom object's type id (`2-123`)
+    /// or fully qualified name (`p<portal>_<name>`).
     pub object_type: String,
     #[serde(default)]
     pub tag: Option<String>,
-    pub properties: Vec<String>,
+    /// The properties to take, by internal name; absent: every property the portal has
+    /// (`GET /crm/v3/properties/{type}`, archived ones excluded), minus `exclude`.
+    #[serde(default)]
+    pub properties: Option<Vec<String>>,
+    /// With every property: those to leave out (personal data, say).
+    #[serde(default)]
+    pub exclude: Vec<String>,
+    /// `number` properties stored as decimal(38,9) instead of double (money, say).
+    #[serde(default)]
+    pub decimal: Vec<String>,
     #[serde(default)]
     pub modified_property: Option<String>,
     #[serde(default)]
     pub created_property: Option<String>,
 }
 
+/// Which properties of a source become columns.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PropertySelection {
+    All { exclude: Vec<String> },
+    Listed(Vec<String>),
+}
+
 impl SourceSpec {
+    pub fn selection(&self) -> PropertySelection {
+        match &self.properties {
+            Some(list) => PropertySelection::Listed(list.clone()),
+            None => PropertySelection::All {
+                exclude: self.exclude.clone(),
+            },
+        }
+    }
+
     pub fn modified_property(&self) -> &str {
         self.modified_property
             .as_deref()
@@ -99,12 +126,16 @@ impl SourceSpec {
             .unwrap_or_else(|| wire::created_property(&self.object_type))
     }
 
-    /// Properties to request: the catalog's, plus the created and modified properties.
-    pub fn request_properties(&self) -> Vec<String> {
-        let mut props: Vec<String> = self.properties.clone();
-        for p in [self.created_property(), self.modified_property()] {
-            if !props.iter().any(|x| x == p) {
-                props.push(p.to_string());
+    /// Properties to request given the run's columns: the created and modified properties
+    /// first (they order versions, so they travel in every request), then `columns`.
+    pub fn request_properties<'a>(&self, columns: impl IntoIterator<Item = &'a str>) -> Vec<String> {
+        let mut props: Vec<String> = vec![self.created_property().to_string()];
+        if self.modified_property() != self.created_property() {
+            props.push(self.modified_property().to_string());
+        }
+        for c in columns {
+            if !props.iter().any(|x| x == c) {
+                props.push(c.to_string());
             }
         }
         props
@@ -112,12 +143,13 @@ impl SourceSpec {
 }
 
 impl TableSpec {
-    /// Property columns in catalog order: each source's properties, first occurrence wins.
+    /// The properties the catalog lists by name, in catalog order (first occurrence wins);
+    /// sources that take every property add none.
     pub fn property_columns(&self) -> Vec<String> {
         let mut seen = BTreeSet::new();
         let mut out = Vec::new();
         for s in &self.sources {
-            for p in &s.properties {
+            for p in s.properties.iter().flatten() {
                 if seen.insert(p.clone()) {
                     out.push(p.clone());
                 }
@@ -126,26 +158,23 @@ impl TableSpec {
         out
     }
 
-    /// The table's Arrow schema, in the column order of the catalog's header comment.
-    pub fn arrow_schema(&self) -> SchemaRef {
-        let ts = || DataType::Timestamp(TimeUnit::Millisecond, Some("UTC".into()));
-        let mut fields = vec![
-            Field::new(&self.key_column, DataType::Int64, false),
-            // Nullable: a record whose created date is missing or unreadable lands in
-            // [`UNKNOWN_CREATED_DT`](crate::catalog::UNKNOWN_CREATED_DT) with no `created_at`.
-            Field::new(columns::CREATED_AT, ts(), true),
-            Field::new(columns::LAST_MODIFIED_AT, ts(), false),
-            Field::new(columns::ARCHIVED, DataType::Boolean, false),
-        ];
-        if let Some(tag) = &self.tag_column {
-            fields.push(Field::new(tag, DataType::Utf8, true));
-        }
-        for p in self.property_columns() {
-            fields.push(Field::new(p, DataType::Utf8, true));
-        }
-        fields.push(Field::new(columns::SYNCED_AT, ts(), false));
-        fields.push(Field::new(columns::RUN_ID, DataType::Utf8, false));
-        Arc::new(Schema::new(fields))
+    /// Column names no property may take.
+    pub fn reserved_columns(&self) -> Vec<String> {
+        let mut out: Vec<String> = [
+            self.key_column.as_str(),
+            columns::CREATED_AT,
+            columns::LAST_MODIFIED_AT,
+            columns::ARCHIVED,
+            columns::SYNCED_AT,
+            columns::RUN_ID,
+            columns::UNCAST,
+            "dt",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        out.extend(self.tag_column.clone());
+        out
     }
 
     pub fn source(&self, object_type: &str) -> Option<&SourceSpec> {
@@ -173,19 +202,21 @@ impl TableSpec {
                 self.name
             ));
         }
-        let reserved = [
-            self.key_column.as_str(),
-            columns::CREATED_AT,
-            columns::LAST_MODIFIED_AT,
-            columns::ARCHIVED,
-            columns::SYNCED_AT,
-            columns::RUN_ID,
-            "dt",
-        ];
+        let reserved = self.reserved_columns();
         for s in &self.sources {
-            if wire::object_type_name(&s.object_type).is_none() {
+            if wire::object_type_name(&s.object_type).is_none()
+                && !wire::is_custom_object_type(&s.object_type)
+            {
                 return Err(format!(
-                    "table `{}`: unknown HubSpot object type `{}`",
+                    "table `{}`: unknown HubSpot object type `{}` (a standard type's name or id, \
+                     or a custom object's `2-<id>` or `p<portal>_<name>` from `hubsync schema objects`)",
+                    self.name, s.object_type
+                ));
+            }
+            if s.properties.is_some() && !s.exclude.is_empty() {
+                return Err(format!(
+                    "table `{}`: source `{}` has both `properties` and `exclude`; list the \
+                     properties to take, or leave `properties` out to take all but `exclude`",
                     self.name, s.object_type
                 ));
             }
@@ -197,8 +228,8 @@ impl TableSpec {
                     self.tag_column.as_deref().unwrap_or_default()
                 ));
             }
-            for p in &s.properties {
-                if reserved.contains(&p.as_str()) || Some(p) == self.tag_column.as_ref() {
+            for p in s.properties.iter().flatten() {
+                if reserved.contains(p) {
                     return Err(format!(
                         "table `{}`: property `{p}` collides with a built-in column",
                         self.name
@@ -289,16 +320,40 @@ mod tests {
         let c = Catalog::from_toml(DEFAULT_CATALOG_TOML).unwrap();
         assert_eq!(
             c.table_names(),
-            ["deals", "contacts", "companies", "activities", "contacts_dim"]
+            [
+                "deals",
+                "contacts",
+                "companies",
+                "activities",
+                "contacts_dim",
+                "tickets",
+                "line_items",
+                "products",
+                "quotes"
+            ]
         );
         let acts = c.table("activities").unwrap();
         assert_eq!(acts.sources.len(), 5);
         assert_eq!(acts.tag_column.as_deref(), Some("activity_type"));
+        assert!(Catalog::from_toml(
+            "[[tables]]\nname='cars'\nkey_column='car_id'\n[[tables.sources]]\nobject_type='p1234_cars'"
+        )
+        .is_ok());
         let contacts = c.table("contacts").unwrap();
         assert_eq!(contacts.sources[0].modified_property(), "lastmodifieddate");
-        assert!(contacts.sources[0]
-            .request_properties()
-            .contains(&"createdate".to_string()));
+        assert_eq!(
+            contacts.sources[0].request_properties(["email"]),
+            ["createdate", "lastmodifieddate", "email"]
+        );
+        assert_eq!(
+            contacts.sources[0].selection(),
+            PropertySelection::All { exclude: vec![] }
+        );
+        assert!(c.table("contacts_dim").unwrap().sources[0].properties.is_some());
+        assert_eq!(
+            c.table("quotes").unwrap().sources[0].created_property(),
+            "hs_createdate"
+        );
     }
 
     #[test]
@@ -323,6 +378,10 @@ mod tests {
             (
                 "[[tables]]\nname='X Y'\nkey_column='id'\n[[tables.sources]]\nobject_type='deals'\nproperties=[]",
                 "lowercase",
+            ),
+            (
+                "[[tables]]\nname='x'\nkey_column='id'\n[[tables.sources]]\nobject_type='deals'\nproperties=['a']\nexclude=['b']",
+                "both `properties` and `exclude`",
             ),
         ];
         for (text, want) in cases {

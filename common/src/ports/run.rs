@@ -7,7 +7,7 @@
 //! items of its own: one per slice of the plan, one done-marker per page (with the partitions
 //! it staged into) and per merge task, one generation record per partition.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 
@@ -98,6 +98,9 @@ pub struct Run {
     /// Records that could not be staged and were quarantined under `_rejected/` (Q1).
     #[serde(default)]
     pub rejected: i64,
+    /// Per property, values that did not cast to their column's type (kept in `_uncast`).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub uncast: BTreeMap<String, i64>,
     pub lease_until_ms: EpochMs,
     pub started_at_ms: EpochMs,
     pub updated_at_ms: EpochMs,
@@ -142,6 +145,8 @@ pub struct PageOutcome {
     pub records: i64,
     /// Records quarantined instead of staged (Q1).
     pub rejected: i64,
+    /// Per property, values that did not cast (kept in `_uncast`).
+    pub uncast: BTreeMap<String, i64>,
     /// The cursor of the slice's next page; `None` when this page finished the slice (L2).
     pub next_cursor: Option<String>,
     /// [`crate::messages::Slice::fingerprint`] of the page's slice: its successor must carry
@@ -223,6 +228,9 @@ impl Run {
         self.max_modified_ms = self.max_modified_ms.max(o.max_modified_ms);
         self.records += o.records;
         self.rejected += o.rejected;
+        for (property, n) in &o.uncast {
+            *self.uncast.entry(property.clone()).or_default() += n;
+        }
         if o.next_cursor.is_none() {
             self.pages_outstanding -= 1;
             if self.slices_started < self.slices {

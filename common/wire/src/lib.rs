@@ -260,6 +260,9 @@ pub struct PropertiesResponse {
     pub results: Vec<PropertyDefinition>,
 }
 
+/// The record id as a property: usable in filters and sorts, and in every record.
+pub const ID_PROPERTY: &str = "hs_object_id";
+
 /// HubSpot's batch read is capped at this many ids a request.
 pub const BATCH_READ_MAX: usize = 100;
 

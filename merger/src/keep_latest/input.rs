@@ -29,6 +29,9 @@ pub(super) struct Input {
     /// How it is read: strings as views ([`read_type`]).
     pub meta: ArrowReaderMetadata,
     pub bytes: InputBytes,
+    /// Per top-level column, its Parquet leaf columns (one for a primitive, several for a
+    /// list, map or struct).
+    roots: Vec<Range<usize>>,
 }
 
 /// The type a column is read as: strings and binaries as views into the decoded pages, so that
@@ -94,12 +97,28 @@ impl Input {
                 handle: Handle::current(),
             }))
         };
+        let descr = meta.parquet_schema();
+        // Leaves are numbered depth first, so each column's are consecutive.
+        let mut roots: Vec<Option<Range<usize>>> = vec![None; schema.fields().len()];
+        for leaf in 0..descr.num_columns() {
+            let Some(r) = roots.get_mut(descr.get_column_root_idx(leaf)) else {
+                return Err(MergerError::Merge(format!(
+                    "{path}: a leaf column outside the schema"
+                )));
+            };
+            *r = Some(r.as_ref().map_or(leaf, |r| r.start)..leaf + 1);
+        }
+        let roots: Vec<Range<usize>> = roots
+            .into_iter()
+            .collect::<Option<_>>()
+            .ok_or_else(|| MergerError::Merge(format!("{path}: a column without leaves")))?;
         Ok(Input {
             path: path.clone(),
             size,
             schema,
             meta,
             bytes,
+            roots,
         })
     }
 
@@ -111,33 +130,43 @@ impl Input {
         &self.schema
     }
 
-    /// The byte ranges of `leaf`'s chunks, in file order.
-    fn chunk_ranges(&self, leaf: usize) -> Result<Vec<Range<u64>>, MergerError> {
+    /// The byte ranges of column `root`'s chunks (each of its leaves'), in file order.
+    fn chunk_ranges(&self, root: usize) -> Result<Vec<Range<u64>>, MergerError> {
         let mut ranges = Vec::new();
         for group in self.meta.metadata().row_groups() {
-            let column = group.column(leaf);
-            let start = column
-                .dictionary_page_offset()
-                .unwrap_or(column.data_page_offset());
-            let (Ok(start), Ok(len)) = (u64::try_from(start), u64::try_from(column.compressed_size())) else {
-                return Err(MergerError::Merge(format!(
-                    "{}: column chunk with a negative offset or size",
-                    self.path
-                )));
-            };
-            ranges.push(start..start + len);
+            for leaf in self.roots[root].clone() {
+                ranges.push(self.chunk_range(group.column(leaf))?);
+            }
         }
         Ok(ranges)
     }
 
-    pub(super) fn weight(&self, leaf: usize) -> ColumnWeight {
+    fn chunk_range(
+        &self,
+        column: &parquet::file::metadata::ColumnChunkMetaData,
+    ) -> Result<Range<u64>, MergerError> {
+        let start = column
+            .dictionary_page_offset()
+            .unwrap_or(column.data_page_offset());
+        let (Ok(start), Ok(len)) = (u64::try_from(start), u64::try_from(column.compressed_size())) else {
+            return Err(MergerError::Merge(format!(
+                "{}: column chunk with a negative offset or size",
+                self.path
+            )));
+        };
+        Ok(start..start + len)
+    }
+
+    /// What column `root` weighs (its leaves together).
+    pub(super) fn weight(&self, root: usize) -> ColumnWeight {
         let mut w = ColumnWeight::default();
         for group in self.meta.metadata().row_groups() {
-            let column = group.column(leaf);
-            let (c, u) = (
-                u64::try_from(column.compressed_size()).unwrap_or(0),
-                u64::try_from(column.uncompressed_size()).unwrap_or(0),
-            );
+            let (mut c, mut u) = (0u64, 0u64);
+            for leaf in self.roots[root].clone() {
+                let column = group.column(leaf);
+                c += u64::try_from(column.compressed_size()).unwrap_or(0);
+                u += u64::try_from(column.uncompressed_size()).unwrap_or(0);
+            }
             w.compressed += c;
             w.uncompressed += u;
             w.max_chunk = w.max_chunk.max(c);
@@ -146,15 +175,15 @@ impl Input {
         w
     }
 
-    /// A reader of `leaf` alone, over every row, `batch_rows` at a time.
+    /// A reader of column `root` alone (all its leaves), over every row, `batch_rows` at a time.
     pub(super) fn column_reader(
         &self,
-        leaf: usize,
+        root: usize,
         batch_rows: usize,
     ) -> Result<ParquetRecordBatchReader, MergerError> {
-        let source = self.bytes.reader(self.chunk_ranges(leaf)?);
+        let source = self.bytes.reader(self.chunk_ranges(root)?);
         ParquetRecordBatchReaderBuilder::new_with_metadata(source, self.meta.clone())
-            .with_projection(ProjectionMask::leaves(self.meta.parquet_schema(), [leaf]))
+            .with_projection(ProjectionMask::roots(self.meta.parquet_schema(), [root]))
             .with_batch_size(batch_rows)
             .build()
             .map_err(|e| MergerError::Merge(format!("reading {}: {e}", self.path)))
@@ -179,27 +208,20 @@ impl Input {
 /// The output's columns and where each comes from.
 pub(super) struct Layout {
     pub schema: SchemaRef,
-    /// `leaves[c][i]`: output column `c`'s leaf in input `i`, or `None` when the input lacks it
-    /// (it reads as nulls there).
+    /// `leaves[c][i]`: output column `c`'s index among input `i`'s top-level columns, or `None`
+    /// when the input lacks it (it reads as nulls there).
     pub leaves: Vec<Vec<Option<usize>>>,
 }
 
 impl Layout {
     /// The union of the inputs' schemas by column name: `keys.column_order` first, then the
-    /// other columns sorted by name, as the DataFusion path orders them. Declines nested columns
-    /// and a name whose type differs between inputs.
+    /// other columns sorted by name, as the DataFusion path orders them; or the table's schema
+    /// when `keys` has it. Declines a name whose type differs between inputs (or from the
+    /// table's schema).
     pub(super) fn of(inputs: &[Input], keys: &MergeKeys) -> Result<Layout, FastPathError> {
         let mut fields: Vec<Field> = Vec::new();
         for input in inputs {
             let schema = input.schema();
-            if schema.fields().len() != input.meta.parquet_schema().num_columns()
-                || schema.fields().iter().any(|f| f.data_type().is_nested())
-            {
-                return Err(FastPathError::Declined(format!(
-                    "{} has nested columns",
-                    input.path
-                )));
-            }
             for field in schema.fields() {
                 match fields.iter_mut().find(|f| f.name() == field.name()) {
                     Some(seen) if seen.data_type() != field.data_type() => {
@@ -219,6 +241,29 @@ impl Layout {
                     None => fields.push(field.as_ref().clone()),
                 }
             }
+        }
+        if let Some(target) = &keys.schema {
+            // The table's schema: its columns, each of its type (a cast is DataFusion's work).
+            for f in &fields {
+                match target.field_with_name(f.name()) {
+                    Ok(t) if t.data_type() == f.data_type() => {}
+                    Ok(t) => {
+                        return Err(FastPathError::Declined(format!(
+                            "column `{}` is {} in an input and {} in the table's schema",
+                            f.name(),
+                            f.data_type(),
+                            t.data_type()
+                        )))
+                    }
+                    Err(_) => {
+                        return Err(FastPathError::Declined(format!(
+                            "column `{}` is not in the table's schema",
+                            f.name()
+                        )))
+                    }
+                }
+            }
+            fields = target.fields().iter().map(|f| f.as_ref().clone()).collect();
         }
         let mut ordered: Vec<Field> = Vec::with_capacity(fields.len());
         for name in &keys.column_order {

@@ -11,7 +11,7 @@
 //!    input that is not is held whole.
 //!
 //! It declines ([`FastPathError::Declined`]), and the merge runs on DataFusion instead, when it
-//! cannot keep the merge's memory limit or does not handle the inputs: nested columns, a column
+//! cannot keep the merge's memory limit or does not handle the inputs: a column
 //! whose type differs between inputs, null keys, keys that are neither integers nor strings.
 //! Memory is estimated from the footers before each phase and phase 1 stops past its share;
 //! nothing is written before the last decision, so a decline leaves no output behind.

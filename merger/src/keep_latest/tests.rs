@@ -98,6 +98,7 @@ fn keys_for_test(drop_archived: bool, memory_limit: Option<usize>) -> MergeKeys 
         column_order: vec!["id".into(), "modified".into(), "archived".into()],
         drop_archived,
         memory_limit,
+        schema: None,
     }
 }
 
@@ -389,4 +390,119 @@ async fn a_column_whose_type_differs_between_inputs_is_declined() {
     let out = Path::from_absolute_path(dir.path().join("out.parquet")).expect("path");
     let got = merge_tuned(store, &checked, &out, &keys, Tuning::default()).await;
     assert!(matches!(got, Err(FastPathError::Declined(_))), "{got:?}");
+}
+
+/// A file with a multi-select list column and a `_uncast` map, as staging writes them.
+fn write_nested_for_test(dir: &std::path::Path, name: &str, ids: &[i64], version: i64) -> Path {
+    use datafusion::arrow::array::{ListBuilder, MapBuilder, MapFieldNames, StringBuilder};
+    let mut tags = ListBuilder::new(StringBuilder::new()).with_field(Arc::new(common::schema::list_item()));
+    let names = MapFieldNames {
+        entry: "entries".into(),
+        key: "keys".into(),
+        value: "values".into(),
+    };
+    let mut uncast = MapBuilder::new(Some(names), StringBuilder::new(), StringBuilder::new());
+    for id in ids {
+        if id % 3 == 0 {
+            tags.append(false);
+        } else {
+            tags.values().append_value(format!("v{version}"));
+            tags.values().append_value(format!("k{id}"));
+            tags.append(true);
+        }
+        if id % 2 == 0 {
+            uncast.keys().append_value("amount");
+            uncast.values().append_value(format!("{id};{version}"));
+            uncast.append(true).expect("map row");
+        } else {
+            uncast.append(false).expect("map row");
+        }
+    }
+    let schema = nested_schema();
+    let arrays: Vec<ArrayRef> = vec![
+        Arc::new(Int64Array::from(ids.to_vec())),
+        Arc::new(Int64Array::from(vec![version; ids.len()])),
+        Arc::new(BooleanArray::from(vec![false; ids.len()])),
+        Arc::new(tags.finish()),
+        Arc::new(uncast.finish()),
+    ];
+    let path = dir.join(name);
+    let file = std::fs::File::create(&path).expect("temp file");
+    let mut writer = ArrowWriter::try_new(file, schema.clone(), None).expect("writer");
+    writer
+        .write(&RecordBatch::try_new(schema, arrays).expect("batch"))
+        .expect("write");
+    writer.close().expect("close");
+    Path::from_absolute_path(&path).expect("absolute path")
+}
+
+fn nested_schema() -> Arc<Schema> {
+    Arc::new(Schema::new(vec![
+        Field::new("id", DataType::Int64, false),
+        Field::new("modified", DataType::Int64, true),
+        Field::new("archived", DataType::Boolean, true),
+        Field::new("tags", common::schema::ColumnType::StringList.arrow(), true),
+        Field::new("_uncast", common::schema::uncast_type(), true),
+    ]))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nested_columns_merge_on_the_fast_path_as_on_datafusion() {
+    use datafusion::arrow::array::AsArray;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let a = write_nested_for_test(dir.path(), "a.parquet", &[1, 2, 3, 4, 6], 1);
+    let b = write_nested_for_test(dir.path(), "b.parquet", &[2, 3, 5, 6], 2);
+    let store: Arc<dyn ObjectStore> = Arc::new(LocalFileSystem::new());
+    let keys = MergeKeys {
+        schema: Some(nested_schema()),
+        column_order: nested_schema()
+            .fields()
+            .iter()
+            .map(|f| f.name().clone())
+            .collect(),
+        ..keys_for_test(true, None)
+    };
+    let inputs = [a, b];
+    let checked = check_inputs(&store, &inputs, &keys).await.expect("inputs");
+    let fast = Path::from_absolute_path(dir.path().join("fast.parquet")).expect("path");
+    merge_tuned(store.clone(), &checked, &fast, &keys, Tuning::default())
+        .await
+        .expect("the fast path merges nested columns");
+    let slow = Path::from_absolute_path(dir.path().join("slow.parquet")).expect("path");
+    merge_with_datafusion(store.clone(), &inputs, &slow, &keys)
+        .await
+        .expect("DataFusion merges");
+    let read = |p: &str| {
+        let builder =
+            ParquetRecordBatchReaderBuilder::try_new(std::fs::File::open(dir.path().join(p)).expect("file"))
+                .expect("parquet");
+        let schema = builder.schema().clone();
+        let batches: Vec<RecordBatch> = builder
+            .build()
+            .expect("reader")
+            .map(|b| b.expect("batch"))
+            .collect();
+        concat_batches(&schema, &batches).expect("concat")
+    };
+    let (f, d) = (read("fast.parquet"), read("slow.parquet"));
+    assert_eq!(
+        f.schema(),
+        nested_schema(),
+        "the table's schema, nested types and all"
+    );
+    assert_eq!(f.num_rows(), 6);
+    for name in ["id", "modified", "tags", "_uncast"] {
+        let (x, y) = (f.column_by_name(name).unwrap(), d.column_by_name(name).unwrap());
+        assert_eq!(x.to_data(), y.to_data(), "column {name}");
+    }
+    let tags = f.column_by_name("tags").unwrap().as_list::<i32>();
+    let key2: Vec<_> = tags
+        .value(1)
+        .as_string::<i32>()
+        .iter()
+        .flatten()
+        .map(str::to_string)
+        .collect();
+    assert_eq!(key2, ["v2", "k2"], "key 2's newest version");
+    assert!(tags.is_null(2), "key 3's newest has no tags");
 }

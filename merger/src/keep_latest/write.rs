@@ -94,14 +94,26 @@ impl Cursor {
     }
 }
 
+/// Parquet leaf columns of a field: one for a primitive, those of its children for a list,
+/// map or struct (each leaf has its own writer and chunk).
+fn leaf_count(data_type: &DataType) -> usize {
+    match data_type {
+        DataType::List(f) | DataType::LargeList(f) | DataType::FixedSizeList(f, _) | DataType::Map(f, _) => {
+            leaf_count(f.data_type())
+        }
+        DataType::Struct(fields) => fields.iter().map(|f| leaf_count(f.data_type())).sum(),
+        _ => 1,
+    }
+}
+
 /// One output column: its field, its cursors (one per input that has the column) and, during a
-/// row group, its writer.
+/// row group, its writers (one per leaf).
 struct ColumnFeed {
     field: FieldRef,
     /// The type the cursors return ([`read_type`]).
     read_type: DataType,
     cursors: Vec<Option<Cursor>>,
-    writer: Option<ArrowColumnWriter>,
+    writers: Vec<ArrowColumnWriter>,
     /// Time spent picking rows (decoding included) and encoding them.
     assembling: Duration,
     encoding: Duration,
@@ -160,27 +172,34 @@ impl ColumnFeed {
         interleave(&refs, &indices).map_err(|e| MergerError::Merge(e.to_string()))
     }
 
-    /// Encodes `rows` into the current row group's writer and closes it.
-    fn encode(&mut self, rows: &[RowRef], inputs: &[Input]) -> Result<ArrowColumnChunk, MergerError> {
+    /// Encodes `rows` into the current row group's writers and closes them: one chunk per leaf.
+    fn encode(&mut self, rows: &[RowRef], inputs: &[Input]) -> Result<Vec<ArrowColumnChunk>, MergerError> {
         let failed = |e: parquet::errors::ParquetError| MergerError::Merge(format!("encoding: {e}"));
-        let mut writer = self
-            .writer
-            .take()
-            .ok_or_else(|| MergerError::Merge("column writer missing".into()))?;
+        let mut writers = std::mem::take(&mut self.writers);
+        if writers.is_empty() {
+            return Err(MergerError::Merge("column writer missing".into()));
+        }
         for part in rows.chunks(WRITE_BATCH_ROWS) {
             let started = Instant::now();
             let array = self.assemble(part, inputs)?;
             let assembled = Instant::now();
-            for leaf in compute_leaves(&self.field, &array).map_err(failed)? {
+            for (leaf, writer) in compute_leaves(&self.field, &array)
+                .map_err(failed)?
+                .into_iter()
+                .zip(writers.iter_mut())
+            {
                 writer.write(&leaf).map_err(failed)?;
             }
             self.assembling += assembled - started;
             self.encoding += assembled.elapsed();
         }
         let started = Instant::now();
-        let chunk = writer.close().map_err(failed);
+        let chunks = writers
+            .into_iter()
+            .map(|w| w.close().map_err(failed))
+            .collect::<Result<Vec<_>, _>>();
         self.encoding += started.elapsed();
-        chunk
+        chunks
     }
 }
 
@@ -193,15 +212,20 @@ fn encode_groups(
 ) -> Result<(), MergerError> {
     let poisoned = || MergerError::Merge("poisoned".into());
     for (group, rows) in plan.order.chunks(plan.rows_per_group.max(1)).enumerate() {
-        let writers = factory
+        let mut writers = factory
             .create_column_writers(group)
-            .map_err(|e| MergerError::Merge(format!("writing: {e}")))?;
-        for (feed, writer) in feeds.iter().zip(writers) {
-            feed.lock().map_err(|_| poisoned())?.writer = Some(writer);
+            .map_err(|e| MergerError::Merge(format!("writing: {e}")))?
+            .into_iter();
+        for feed in feeds {
+            let mut feed = feed.lock().map_err(|_| poisoned())?;
+            let leaves = leaf_count(feed.field.data_type());
+            feed.writers = writers.by_ref().take(leaves).collect();
         }
         let chunks = parallel::map(feeds.len(), &plan.column_order, plan.threads, |c| {
             feeds[c].lock().map_err(|_| poisoned())?.encode(rows, plan.inputs)
         })?;
+        // In schema order, each column's leaves in order, as the file lays them out.
+        let chunks = chunks.into_iter().flatten().collect();
         if send.send(Stored::RowGroup(chunks)).is_err() {
             // The storer stopped on an error, which it reports.
             return Ok(());
@@ -232,7 +256,7 @@ pub(super) fn write(plan: WritePlan<'_>, out: &mut BufWriter, handle: &Handle) -
             field: field.clone(),
             read_type: read_type(field.data_type()),
             cursors,
-            writer: None,
+            writers: Vec::new(),
             assembling: Duration::ZERO,
             encoding: Duration::ZERO,
         }));

@@ -29,20 +29,31 @@ fn mutate(
 
 /// A full sync of all five tables equals truth, every value compared.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn full_sync_of_all_five_tables_equals_truth() -> anyhow::Result<()> {
+async fn full_sync_of_every_table_equals_truth() -> anyhow::Result<()> {
     let h = Harness::start(sim_config(400, &[])).await?;
     let reports = h.sync(&[], RequestedMode::Auto).await?;
-    assert_eq!(reports.len(), 5);
+    assert_eq!(reports.len(), 9);
     for r in &reports {
         let run = r.run.as_ref().unwrap();
         assert_eq!(run.mode, RunMode::Full, "{}: no flag, no state: full", r.table);
         assert_eq!(run.status, RunStatus::Committed);
     }
     let compared = h.assert_equals_truth(&[]).await?;
-    // 400 deals, contacts, companies, contacts_dim; 5 × 400 activities.
-    assert_eq!(compared, 400 * 4 + 2000);
+    // 400 deals, contacts, companies, contacts_dim, tickets, line items, products, quotes;
+    // 5 × 400 activities.
+    assert_eq!(compared, 400 * 8 + 2000);
     // The seed's state items.
-    for t in ["deals", "contacts", "companies", "activities", "contacts_dim"] {
+    for t in [
+        "deals",
+        "contacts",
+        "companies",
+        "activities",
+        "contacts_dim",
+        "tickets",
+        "line_items",
+        "products",
+        "quotes",
+    ] {
         let s = h.pipeline.state.get(t).await?.expect("state written");
         assert_eq!(s.records_processed, if t == "activities" { 2000 } else { 400 });
         assert!(s.last_modified_at.is_some() && s.last_created_at.is_some());

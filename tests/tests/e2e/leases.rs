@@ -53,9 +53,10 @@ async fn a_stuck_run_blocks_its_table_only_for_its_lease_and_its_late_messages_n
     };
     let p = pipeline_with_clock(&server.base_url(), dir.path(), settings, clock.clone())?;
 
-    // HubSpot fails every request: the first page is retried, then dead-lettered.
-    server.configure(&faults(1.0))?;
+    // Planned (a table's first run needs its property definitions), then HubSpot fails every
+    // request: the first page is retried, then dead-lettered.
     producer::handle_request(&p, &p.hubspot, &request("stuck")).await?;
+    server.configure(&faults(1.0))?;
     let drained = drain(&p).await?;
     assert!(!drained.errors.is_empty());
     assert_eq!(p.pages.depth().await?.dead, 1);

@@ -34,6 +34,10 @@ pub struct E2eBench {
     /// Skip the closing audit (it reads the whole table back through the list API).
     #[arg(long)]
     no_audit: bool,
+    /// Custom properties per deal besides HubSpot's (typed columns of every kind; real
+    /// portals have hundreds).
+    #[arg(long, default_value_t = 0)]
+    custom_properties: u64,
 }
 
 pub struct E2eResult {
@@ -81,6 +85,10 @@ pub async fn bench_e2e(args: E2eBench) -> Result<E2eResult> {
     let server = sim::start(SimConfig {
         records_per_type: args.records,
         object_types: vec![ObjectType::Deals],
+        custom_properties: vec![sim::TypeCount {
+            object_type: ObjectType::Deals,
+            count: args.custom_properties,
+        }],
         runtime: RuntimeConfig {
             rate_limit: 0,
             search_rate: 0,
@@ -91,8 +99,9 @@ pub async fn bench_e2e(args: E2eBench) -> Result<E2eResult> {
     .await?;
     let base = server.base_url();
     println!(
-        "e2e: {} deals seeded in {:.1?}, limits off",
+        "e2e: {} deals ({} custom properties each) seeded in {:.1?}, limits off",
         args.records,
+        args.custom_properties,
         t.elapsed()
     );
     let dir = tempfile::tempdir()?;

@@ -1,6 +1,7 @@
 //! `bench merge`: the merger's keep-latest (through `hubsync merge-files`) against Polars and
 //! DuckDB on the same files, in the same run: 1,000,000 live rows plus 200,000 staged rows
-//! (100,000 updates, 100,000 new), 20 string properties. Each engine runs as its own process
+//! (100,000 updates, 100,000 new), 20 string properties (`--typed`: the lake's column types in
+//! turn, lists and the `_uncast` map included; `--properties 200` as real deals have). Each engine runs as its own process
 //! under a small wrapper that reports wall time and peak RSS (`wait4`).
 
 use std::path::{Path, PathBuf};
@@ -23,9 +24,13 @@ pub struct MergeBench {
     /// Rows staged: half updates of live rows, half new.
     #[arg(long, default_value_t = 200_000)]
     staged: i64,
-    /// String properties per row.
+    /// Properties per row.
     #[arg(long, default_value_t = 20)]
     properties: usize,
+    /// Typed properties as the lake writes them (cycling double, timestamp, boolean, date,
+    /// multi-select list, string) plus the `_uncast` map, instead of strings only.
+    #[arg(long)]
+    typed: bool,
     /// Where the files go (default: a temporary directory).
     #[arg(long)]
     dir: Option<PathBuf>,
@@ -67,14 +72,90 @@ COPY (
 """)
 "#;
 
-fn write_rows(path: &Path, ids: &[i64], version: i64, properties: usize) -> Result<()> {
+/// The type of property `p` in a typed run: the lake's column types in turn.
+fn property_type(p: usize, typed: bool) -> common::schema::ColumnType {
+    use common::schema::ColumnType::*;
+    if !typed {
+        return String;
+    }
+    [Float64, Timestamp, Boolean, Date, StringList, String][p % 6]
+}
+
+/// Property `p`'s column for `ids` at `version`.
+fn property_column(p: usize, ty: common::schema::ColumnType, ids: &[i64], version: i64) -> Arc<dyn Array> {
+    use common::schema::ColumnType;
+    use datafusion::arrow::array::{
+        Date32Array, Float64Array, ListBuilder, StringBuilder, TimestampMillisecondArray,
+    };
+    let h = |id: &i64| {
+        id.wrapping_mul(2_654_435_761)
+            .wrapping_add(p as i64 * 7 + version)
+    };
+    match ty {
+        ColumnType::Float64 | ColumnType::Decimal => Arc::new(Float64Array::from_iter_values(
+            ids.iter().map(|id| (h(id) % 1_000_000) as f64 / 100.0),
+        )),
+        ColumnType::Timestamp => Arc::new(
+            TimestampMillisecondArray::from_iter_values(
+                ids.iter().map(|id| 1_600_000_000_000 + h(id).rem_euclid(1 << 36)),
+            )
+            .with_timezone("UTC"),
+        ),
+        ColumnType::Boolean => Arc::new(BooleanArray::from_iter(ids.iter().map(|id| Some(h(id) % 2 == 0)))),
+        ColumnType::Date => Arc::new(Date32Array::from_iter_values(
+            ids.iter().map(|id| 18_000 + (h(id).rem_euclid(3000)) as i32),
+        )),
+        ColumnType::StringList => {
+            let mut b =
+                ListBuilder::new(StringBuilder::new()).with_field(Arc::new(common::schema::list_item()));
+            for id in ids {
+                for o in 0..(h(id).rem_euclid(3)) {
+                    b.values()
+                        .append_value(format!("option_{}", (h(id) + o).rem_euclid(12)));
+                }
+                b.append(true);
+            }
+            Arc::new(b.finish())
+        }
+        ColumnType::String => Arc::new(StringArray::from_iter_values(
+            ids.iter().map(|id| format!("v{version}-p{p}-{:x}", h(id))),
+        )),
+    }
+}
+
+/// One `_uncast` map per row: one value in a hundred did not cast.
+fn uncast_column(ids: &[i64], version: i64) -> Arc<dyn Array> {
+    use datafusion::arrow::array::{MapBuilder, MapFieldNames, StringBuilder};
+    let names = MapFieldNames {
+        entry: "entries".into(),
+        key: "keys".into(),
+        value: "values".into(),
+    };
+    let mut b = MapBuilder::new(Some(names), StringBuilder::new(), StringBuilder::new());
+    for id in ids {
+        let uncast = id % 100 == 0;
+        if uncast {
+            b.keys().append_value("p00");
+            b.values().append_value(format!("{id};{version}"));
+        }
+        let _ = b.append(uncast);
+    }
+    Arc::new(b.finish())
+}
+
+fn write_rows(path: &Path, ids: &[i64], version: i64, properties: usize, typed: bool) -> Result<()> {
     let mut fields = vec![
         Field::new("id", DataType::Int64, false),
         Field::new("modified", DataType::Int64, false),
         Field::new("archived", DataType::Boolean, false),
         Field::new("_synced_at", DataType::Int64, false),
     ];
-    fields.extend((0..properties).map(|i| Field::new(format!("p{i:02}"), DataType::Utf8, true)));
+    fields.extend(
+        (0..properties).map(|i| Field::new(format!("p{i:02}"), property_type(i, typed).arrow(), true)),
+    );
+    if typed {
+        fields.push(Field::new("_uncast", common::schema::uncast_type(), true));
+    }
     let schema = Arc::new(Schema::new(fields));
     let props = WriterProperties::builder()
         .set_compression(Compression::SNAPPY)
@@ -92,9 +173,10 @@ fn write_rows(path: &Path, ids: &[i64], version: i64, properties: usize) -> Resu
             Arc::new(Int64Array::from(vec![version; chunk.len()])),
         ];
         for p in 0..properties {
-            columns.push(Arc::new(StringArray::from_iter_values(chunk.iter().map(|id| {
-                format!("v{version}-p{p}-{:x}", id.wrapping_mul(2_654_435_761))
-            }))));
+            columns.push(property_column(p, property_type(p, typed), chunk, version));
+        }
+        if typed {
+            columns.push(uncast_column(chunk, version));
         }
         writer.write(&RecordBatch::try_new(schema.clone(), columns)?)?;
     }
@@ -188,19 +270,20 @@ pub fn bench_merge(args: MergeBench) -> Result<Vec<Engine>> {
         .map(|i| i * step)
         .chain(args.live..args.live + (args.staged - updates))
         .collect();
-    write_rows(&live, &live_ids, 1, args.properties)?;
-    write_rows(&staged, &staged_ids, 2, args.properties)?;
+    write_rows(&live, &live_ids, 1, args.properties, args.typed)?;
+    write_rows(&staged, &staged_ids, 2, args.properties, args.typed)?;
     let mib = |p: &Path| {
         std::fs::metadata(p)
             .map(|m| m.len() as f64 / 1048576.0)
             .unwrap_or(0.0)
     };
     println!(
-        "merge: {} live + {} staged rows ({} updates), {} string properties; files {:.0} + {:.0} MiB, written in {:.1?}",
+        "merge: {} live + {} staged rows ({} updates), {} {} properties; files {:.0} + {:.0} MiB, written in {:.1?}",
         args.live,
         args.staged,
         updates,
         args.properties,
+        if args.typed { "typed (double, timestamp, boolean, date, list, string) + _uncast" } else { "string" },
         mib(&live),
         mib(&staged),
         t.elapsed()

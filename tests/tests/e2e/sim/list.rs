@@ -6,11 +6,21 @@ use super::*;
 async fn list_pages_return_every_record_once_and_match_truth() {
     let s = start(250, &[ObjectType::Deals], |_| {}).await;
     let c = Client::new();
-    let all_props: Vec<&str> = vec![
-        "dealname,amount,dealstage,pipeline,closedate,hubspot_owner_id",
-        "dealtype,hs_object_id,createdate,hs_lastmodifieddate",
-    ];
-    let joined = all_props.join(",");
+    // Every property the type defines, as the properties API lists them.
+    let defs: wire::PropertiesResponse = c
+        .get(format!("{}/crm/v3/properties/deals", s.base_url()))
+        .send()
+        .await
+        .expect("properties")
+        .json()
+        .await
+        .expect("a properties body");
+    let joined = defs
+        .results
+        .iter()
+        .map(|d| d.name.as_str())
+        .collect::<Vec<_>>()
+        .join(",");
     let listed = list_all(&c, &s, "0-3", &[("properties", &joined)]).await;
     let truth = s.truth("deals").expect("truth");
     assert_eq!(listed.len(), 250);
