@@ -64,7 +64,8 @@ pub async fn process_job(
         ControlFlow::Continue(run) => run,
         ControlFlow::Break(outcome) => return Ok(outcome),
     };
-    let (table, source) = table_source(p, job)?;
+    let table = &table_spec(p, job).await?;
+    let source = source_of(table, job)?;
     if let Some(note) = walk_outpaced(&run, job, &p.settings) {
         return abandon(p, &run, note).await;
     }
@@ -116,23 +117,23 @@ async fn resend_from_marker(
     Ok(())
 }
 
-/// The job's table and the source it reads the job's object type from.
-fn table_source<'p>(
-    p: &'p Pipeline,
-    job: &PageJob,
-) -> Result<(&'p TableSpec, &'p SourceSpec), ConsumerError> {
-    let table = p
-        .catalog
-        .table(&job.table)
-        .map_err(|e| ConsumerError::BadJob(e.to_string()))?;
-    let source = table.source(job.slice.object_type()).ok_or_else(|| {
+/// The job's table: the catalog's, or a custom object's recorded in the lake.
+async fn table_spec(p: &Pipeline, job: &PageJob) -> Result<TableSpec, ConsumerError> {
+    match common::schema::table_spec(&p.lake, &p.catalog, &job.table).await {
+        Err(common::schema::SchemaError::UnknownTable(e)) => Err(ConsumerError::BadJob(e.to_string())),
+        found => Ok(found?),
+    }
+}
+
+/// The source `table` reads the job's object type from.
+fn source_of<'t>(table: &'t TableSpec, job: &PageJob) -> Result<&'t SourceSpec, ConsumerError> {
+    table.source(job.slice.object_type()).ok_or_else(|| {
         ConsumerError::BadJob(format!(
             "table `{}` does not read object type `{}`",
             table.name,
             job.slice.object_type()
         ))
-    })?;
-    Ok((table, source))
+    })
 }
 
 /// Abandons a run whose list walk was outpaced (C2); the job is dropped with the note.

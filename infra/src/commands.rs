@@ -1,9 +1,11 @@
 //! The operator commands: run (embedded), sync, status, replay (AWS), flag and state (both).
 
 use anyhow::Context;
+use common::catalog::TableSpec;
 use common::clock::iso;
 use common::messages::RequestedMode;
 use common::ports::flag::{parse_flag, read_decision, FlagDecision};
+use common::schema;
 
 use crate::runner::{run_embedded, RunOptions, RunReport};
 use common::pipeline::Settings;
@@ -104,7 +106,7 @@ pub async fn flag(lake: &LakeArgs, value: Option<&str>) -> anyhow::Result<()> {
 pub async fn state(lake: &LakeArgs, reset: bool, table: Option<&str>) -> anyhow::Result<()> {
     let p = open_pipeline(lake, Settings::default()).await?;
     if let Some(t) = table {
-        p.catalog.table(t)?;
+        schema::table_spec(&p.lake, &p.catalog, t).await?;
     }
     if reset {
         match table {
@@ -149,7 +151,7 @@ pub async fn sync(
     wait: Option<std::time::Duration>,
 ) -> anyhow::Result<bool> {
     let p = open_pipeline(lake, Settings::default()).await?;
-    p.catalog.table(table)?;
+    schema::table_spec(&p.lake, &p.catalog, table).await?;
     if let Some(active) = p.ledger.active_run(table).await? {
         if !active.lease_expired(p.now_ms()) {
             anyhow::bail!(
@@ -244,7 +246,7 @@ pub async fn status(lake: &LakeArgs) -> anyhow::Result<()> {
     let states = p.state.list().await.unwrap_or_default();
     let dead = crate::dead::dead_letters(&p).await?;
     let mut advice = Vec::new();
-    for t in p.catalog.tables() {
+    for t in &schema::all_tables(&p.lake, &p.catalog).await? {
         let latest = match p.ledger.active_run(&t.name).await? {
             Some(active) => Some(active),
             None => p.ledger.list_runs(Some(&t.name), 1).await?.pop(),
@@ -349,16 +351,9 @@ pub async fn replay(lake: &LakeArgs, queue: &str, max: Option<usize>, dry_run: b
 /// `hubsync audit`: true when every table equals the source.
 pub async fn audit(lake: &LakeArgs, hubspot: &HubSpotArgs, tables: &[String]) -> anyhow::Result<bool> {
     let catalog = crate::setup::load_catalog(lake.catalog.as_deref())?;
-    let names = if tables.is_empty() {
-        catalog.table_names()
-    } else {
-        tables.to_vec()
-    };
-    let specs = names
-        .iter()
-        .map(|t| catalog.table(t))
-        .collect::<Result<Vec<_>, _>>()?;
     let store = crate::setup::open_lake(lake)?;
+    let specs = schema::select_tables(&store, &catalog, tables).await?;
+    let specs: Vec<_> = specs.iter().collect();
     let client = hubspot.client()?;
     let audits = crate::audit::audit(&store, &client, &specs).await?;
     crate::audit::print_audit(&audits);
@@ -439,8 +434,26 @@ pub async fn merge_files(
 /// `hubsync schema show`: a table's columns, their types and HubSpot's, and every change.
 pub async fn schema_show(lake: &LakeArgs, table: &str) -> anyhow::Result<()> {
     let catalog = crate::setup::load_catalog(lake.catalog.as_deref())?;
-    let spec = catalog.table(table)?;
     let store = crate::setup::open_lake(lake)?;
+    let spec = schema::table_spec(&store, &catalog, table).await?;
+    if let Some(custom) = schema::custom_tables(&store)
+        .await?
+        .into_iter()
+        .find(|t| t.table == spec.name)
+    {
+        println!(
+            "custom object {} ({}, {}), primary display property `{}`{}",
+            custom.label,
+            custom.object_type_id,
+            custom.fully_qualified_name,
+            custom.primary_display_property.as_deref().unwrap_or("none"),
+            if custom.archived {
+                "; archived in HubSpot, no longer synced by `hubsync run`"
+            } else {
+                ""
+            }
+        );
+    }
     let Some(schema) = common::schema::load(&store, &spec.name).await? else {
         println!(
             "table {}: no schema recorded yet; its first run reads the properties of {} and records it",
@@ -484,8 +497,9 @@ pub async fn schema_show(lake: &LakeArgs, table: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// `hubsync schema objects`: the portal's custom object types, each as a catalog entry.
-pub async fn schema_objects(hubspot: &HubSpotArgs) -> anyhow::Result<()> {
+/// `hubsync schema objects`: the portal's custom object types, each as the table it is (a
+/// catalog that discovers them records them in the lake) or as a catalog entry to add.
+pub async fn schema_objects(lake: &LakeArgs, hubspot: &HubSpotArgs) -> anyhow::Result<()> {
     let client = hubspot.client()?;
     let schemas = client
         .schemas()
@@ -494,19 +508,54 @@ pub async fn schema_objects(hubspot: &HubSpotArgs) -> anyhow::Result<()> {
     if schemas.results.is_empty() {
         println!("# the portal has no custom object types");
     }
-    for s in schemas.results.iter().filter(|s| !s.archived) {
-        let table = s
-            .name
-            .to_ascii_lowercase()
-            .chars()
-            .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
-            .collect::<String>();
+    let catalog = crate::setup::load_catalog(lake.catalog.as_deref())?;
+    if catalog.discovers_custom_objects() {
+        // Recording them may be a new lake's first write.
+        if let Ok(dir) = local_lake_dir(&lake.lake) {
+            std::fs::create_dir_all(&dir)
+                .with_context(|| format!("creating the lake directory {}", dir.display()))?;
+        }
+        let store = crate::setup::open_lake(lake)?;
+        let tables =
+            schema::record_custom_tables(&store, &catalog, &schemas, chrono::Utc::now().timestamp_millis())
+                .await?;
         println!(
-            "# {} ({}), primary display property `{}`\n[[tables]]\nname = \"{table}\"\nkey_column = \"{}_id\"\n\n[[tables.sources]]\nobject_type = \"{}\"\n",
+            "{:<24} {:<12} {:<28} {:<24} status",
+            "table", "type id", "name", "display property"
+        );
+        for t in &tables {
+            println!(
+                "{:<24} {:<12} {:<28} {:<24} {}",
+                t.table,
+                t.object_type_id,
+                t.fully_qualified_name,
+                t.primary_display_property.as_deref().unwrap_or("-"),
+                if t.archived {
+                    "archived in HubSpot"
+                } else {
+                    "synced with every table"
+                }
+            );
+        }
+        println!(
+            "# recorded in {}: each is a table for sync, audit and schema show",
+            store.uri()
+        );
+        return Ok(());
+    }
+    println!("# the catalog lists its tables (custom_objects = \"listed\"); add these to sync them");
+    for s in schemas.results.iter().filter(|s| !s.archived) {
+        let spec = TableSpec::custom_object(
+            &common::catalog::custom_table_name(&s.name),
+            &s.fully_qualified_name,
+        );
+        println!(
+            "# {} ({}), primary display property `{}`\n[[tables]]\nname = \"{}\"\nkey_column = \"{}\"\n\n[[tables.sources]]\nobject_type = \"{}\"\n",
             s.labels.plural,
             s.object_type_id,
             s.primary_display_property.as_deref().unwrap_or("none"),
-            table.trim_end_matches('s'),
+            spec.name,
+            spec.key_column,
             s.fully_qualified_name
         );
     }

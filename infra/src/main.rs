@@ -68,7 +68,8 @@ enum Command {
         hubspot: HubSpotArgs,
         #[command(flatten)]
         roles: RoleArgs,
-        /// Comma-separated tables (default: every catalog table).
+        /// Comma-separated tables (default: every catalog table and, with a catalog that
+        /// discovers them, each custom object of the portal, read first).
         #[arg(long, env = "HUBSYNC_TABLES", value_delimiter = ',')]
         tables: Vec<String>,
         /// Full, incremental, or decided by the flag and state.
@@ -131,7 +132,8 @@ enum Command {
         lake: LakeArgs,
         #[command(flatten)]
         hubspot: HubSpotArgs,
-        /// Comma-separated tables (default: every catalog table).
+        /// Comma-separated tables (default: every catalog table and every custom object
+        /// table recorded in the lake).
         #[arg(long, env = "HUBSYNC_TABLES", value_delimiter = ',')]
         tables: Vec<String>,
     },
@@ -200,9 +202,12 @@ enum SchemaAction {
         #[arg(long, env = "HUBSYNC_TABLE")]
         table: String,
     },
-    /// The portal's custom object types (GET /crm/v3/schemas), each printed as a catalog entry
-    /// to add to your catalog.
+    /// The portal's custom object types (GET /crm/v3/schemas). With a catalog that discovers
+    /// them (the default's `custom_objects = "discover"`), records each as a table of the lake
+    /// and prints them; otherwise prints each as a catalog entry to add to your catalog.
     Objects {
+        #[command(flatten)]
+        lake: LakeArgs,
         #[command(flatten)]
         hubspot: HubSpotArgs,
     },
@@ -290,7 +295,9 @@ async fn dispatch(command: Command) -> Result<bool> {
         Command::Status { lake } => commands::status(&lake).await.map(|_| true),
         Command::Schema { action } => match action {
             SchemaAction::Show { lake, table } => commands::schema_show(&lake, &table).await.map(|_| true),
-            SchemaAction::Objects { hubspot } => commands::schema_objects(&hubspot).await.map(|_| true),
+            SchemaAction::Objects { lake, hubspot } => {
+                commands::schema_objects(&lake, &hubspot).await.map(|_| true)
+            }
         },
         Command::Replay {
             lake,

@@ -10,6 +10,7 @@ use common::clock::EpochMs;
 use common::messages::{self, Body, RequestedMode, SyncRequest};
 use common::pipeline::Pipeline;
 use common::ports::{Outgoing, Run, RunStatus};
+use common::schema;
 use common::worker::{run_workers, WorkerOptions};
 use hubspot::HubSpotClient;
 use tokio_util::sync::CancellationToken;
@@ -84,11 +85,10 @@ pub async fn run_embedded(
     hubspot: &HubSpotClient,
     options: &RunOptions,
 ) -> anyhow::Result<Vec<RunReport>> {
-    let tables: Vec<String> = p
-        .catalog
-        .select(&options.tables)?
+    let tables: Vec<String> = select_tables(p, hubspot, &options.tables)
+        .await?
         .into_iter()
-        .map(|t| t.name.clone())
+        .map(|t| t.name)
         .collect();
     sweep_staging(p, &tables).await?;
     let (waiting, requests) = resume_or_request(p, &tables, options.mode).await?;
@@ -109,6 +109,32 @@ pub async fn run_embedded(
         WaitEnd::GaveUp(e) => return Err(e),
     };
     Ok(tables.iter().filter_map(|t| reports.remove(t)).collect())
+}
+
+/// The tables to sync: those named, or every table. With a catalog that discovers custom
+/// objects, the portal's are read first when every table is asked for or a name is not known
+/// yet; a portal that will not list them (no custom objects scope) leaves the tables known.
+async fn select_tables(
+    p: &Pipeline,
+    hubspot: &HubSpotClient,
+    names: &[String],
+) -> anyhow::Result<Vec<common::catalog::TableSpec>> {
+    if p.catalog.discovers_custom_objects() {
+        let mut discover = names.is_empty();
+        for n in names {
+            discover |= schema::table_spec(&p.lake, &p.catalog, n.trim()).await.is_err();
+        }
+        if discover {
+            match hubspot.schemas().await {
+                Ok(schemas) => {
+                    schema::record_custom_tables(&p.lake, &p.catalog, &schemas, p.now_ms()).await?;
+                }
+                Err(e) => tracing::warn!(error = %e,
+                    "could not read the portal's custom objects (GET /crm/v3/schemas); syncing the tables known"),
+            }
+        }
+    }
+    Ok(schema::select_tables(&p.lake, &p.catalog, names).await?)
 }
 
 /// Resumes what a previous process left active; prepares a sync request for each other table.

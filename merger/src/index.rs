@@ -29,10 +29,7 @@ const READ_CONCURRENCY: usize = 16;
 
 /// Writes the run's version of its table's key index and moves the pointer to it.
 pub async fn update(p: &Pipeline, run: &Run, touched: &BTreeSet<String>) -> Result<(), MergerError> {
-    let table = p
-        .catalog
-        .table(&run.table)
-        .map_err(|e| MergerError::BadTask(e.to_string()))?;
+    let table = &crate::table_spec(p, &run.table).await?;
     let previous = p.ledger.index_version(&run.table).await?;
     let (base, read): (Vec<(i64, i64)>, Vec<String>) = match (&run.mode, &previous) {
         (RunMode::Incremental, Some(v)) => {

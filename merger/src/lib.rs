@@ -62,6 +62,17 @@ impl From<FlowError> for MergerError {
     }
 }
 
+/// The table `name`: the catalog's, or a custom object's recorded in the lake.
+pub(crate) async fn table_spec(
+    p: &common::pipeline::Pipeline,
+    name: &str,
+) -> Result<common::catalog::TableSpec, MergerError> {
+    match common::schema::table_spec(&p.lake, &p.catalog, name).await {
+        Err(common::schema::SchemaError::UnknownTable(e)) => Err(MergerError::BadTask(e.to_string())),
+        found => Ok(found?),
+    }
+}
+
 impl MergerError {
     /// What the queue does with the task: a forged task is dead-lettered at once; an input
     /// that cannot be read keeps its retries (a store hiccup looks the same) and then its dead

@@ -63,10 +63,7 @@ pub async fn process_task(p: &Pipeline, task: &MergeTask) -> Result<TaskOutcome,
         Ok(run) => run,
         Err(why) => return Ok(TaskOutcome::Stale(why)),
     };
-    let table = p
-        .catalog
-        .table(&task.table)
-        .map_err(|e| MergerError::BadTask(e.to_string()))?;
+    let table = &crate::table_spec(p, &task.table).await?;
     let task_id = task.task_id();
     if p.ledger.is_merge_done(&run.run_id, &task_id).await? {
         // Redelivered after its marker: the crash may have come before the commit.

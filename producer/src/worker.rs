@@ -46,7 +46,7 @@ pub async fn handle_request(
     hubspot: &HubSpotClient,
     request: &SyncRequest,
 ) -> Result<RequestOutcome, ProducerError> {
-    let table = p.catalog.table(&request.table)?;
+    let table = &resolve_table(p, hubspot, &request.table).await?;
     let run_id = run_id_for(request);
     let run = match begin_or_find_run(p, table, request, &run_id).await? {
         ControlFlow::Continue(run) => run,
@@ -59,6 +59,24 @@ pub async fn handle_request(
         plan_and_record(p, hubspot, table, &run, &run_id).await?;
     }
     send_first_pages(p, &table.name, &run_id).await
+}
+
+/// The request's table: the catalog's or a recorded custom object's; a name neither knows is
+/// looked for among the portal's custom objects (when the catalog discovers them) before the
+/// request is refused.
+async fn resolve_table(
+    p: &Pipeline,
+    hubspot: &HubSpotClient,
+    name: &str,
+) -> Result<TableSpec, ProducerError> {
+    match schema::table_spec(&p.lake, &p.catalog, name).await {
+        Err(schema::SchemaError::UnknownTable(_)) if p.catalog.discovers_custom_objects() => {
+            let schemas = hubspot.schemas().await?;
+            schema::record_custom_tables(&p.lake, &p.catalog, &schemas, p.now_ms()).await?;
+            Ok(schema::table_spec(&p.lake, &p.catalog, name).await?)
+        }
+        found => Ok(found?),
+    }
 }
 
 /// The request's run, found under `run_id` or begun; or the refusal if another of the table is active (L1).

@@ -120,7 +120,11 @@ impl Harness {
     /// Asserts every table of `tables` (all when empty) equals truth; returns rows compared.
     pub async fn assert_equals_truth(&self, tables: &[&str]) -> anyhow::Result<u64> {
         let names: Vec<String> = if tables.is_empty() {
-            self.pipeline.catalog.table_names()
+            common::schema::all_tables(&self.pipeline.lake, &self.pipeline.catalog)
+                .await?
+                .into_iter()
+                .map(|t| t.name)
+                .collect()
         } else {
             tables.iter().map(|t| t.to_string()).collect()
         };
@@ -166,7 +170,7 @@ pub fn test_client(base_url: &str) -> anyhow::Result<HubSpotClient> {
 }
 
 pub async fn diff_lake(sim: &SimServer, p: &Pipeline, table: &str) -> anyhow::Result<(LakeTable, Diff)> {
-    let spec = p.catalog.table(table)?;
+    let spec = &common::schema::table_spec(&p.lake, &p.catalog, table).await?;
     let mut truth = BTreeMap::new();
     for s in &spec.sources {
         truth.insert(s.object_type.clone(), sim.truth(&s.object_type)?);

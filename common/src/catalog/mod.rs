@@ -56,7 +56,21 @@ pub enum CatalogError {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct CatalogFile {
+    #[serde(default)]
+    custom_objects: CustomObjects,
     tables: Vec<TableSpec>,
+}
+
+/// Whether the portal's custom object types are tables besides the catalog's own.
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum CustomObjects {
+    /// Each custom object type of the portal (`GET /crm/v3/schemas`) is a table of its own,
+    /// named after its schema, taking every property (the default catalog's choice).
+    Discover,
+    /// Only the tables the catalog lists (a custom object is one when listed).
+    #[default]
+    Listed,
 }
 
 /// One lake table.
@@ -142,7 +156,43 @@ impl SourceSpec {
     }
 }
 
+/// The table name of a custom object schema named `schema_name`: its name in lowercase letters,
+/// digits and `_` (`cars`), or `custom_<name>` where that is not a table name.
+pub fn custom_table_name(schema_name: &str) -> String {
+    let name: String = schema_name
+        .to_ascii_lowercase()
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
+        .collect();
+    if name.starts_with(|c: char| c.is_ascii_lowercase()) {
+        name
+    } else {
+        format!("custom_{name}")
+    }
+}
+
 impl TableSpec {
+    /// The table of a custom object type read under `object_type` (its `2-<id>`), named
+    /// `name`: every property, HubSpot's own created and modified properties, key column
+    /// `<name without a trailing s>_id` (`cars` -> `car_id`).
+    pub fn custom_object(name: &str, object_type: &str) -> TableSpec {
+        let singular = name.strip_suffix('s').filter(|s| !s.is_empty()).unwrap_or(name);
+        TableSpec {
+            name: name.to_string(),
+            key_column: format!("{singular}_id"),
+            tag_column: None,
+            sources: vec![SourceSpec {
+                object_type: object_type.to_string(),
+                tag: None,
+                properties: None,
+                exclude: Vec::new(),
+                decimal: Vec::new(),
+                modified_property: None,
+                created_property: None,
+            }],
+        }
+    }
+
     /// The properties the catalog lists by name, in catalog order (first occurrence wins);
     /// sources that take every property add none.
     pub fn property_columns(&self) -> Vec<String> {
@@ -245,12 +295,16 @@ impl TableSpec {
 #[derive(Debug, Clone)]
 pub struct Catalog {
     tables: Vec<TableSpec>,
+    custom_objects: CustomObjects,
 }
 
 impl Default for Catalog {
     fn default() -> Self {
         // The embedded default is checked by `default_catalog_is_valid`.
-        Catalog::from_toml(DEFAULT_CATALOG_TOML).unwrap_or(Catalog { tables: Vec::new() })
+        Catalog::from_toml(DEFAULT_CATALOG_TOML).unwrap_or(Catalog {
+            tables: Vec::new(),
+            custom_objects: CustomObjects::Listed,
+        })
     }
 }
 
@@ -267,7 +321,15 @@ impl Catalog {
         if file.tables.is_empty() {
             return Err(CatalogError::Invalid("the catalog has no tables".into()));
         }
-        Ok(Catalog { tables: file.tables })
+        Ok(Catalog {
+            tables: file.tables,
+            custom_objects: file.custom_objects,
+        })
+    }
+
+    /// Whether the portal's custom objects are tables besides the listed ones.
+    pub fn discovers_custom_objects(&self) -> bool {
+        self.custom_objects == CustomObjects::Discover
     }
 
     /// The catalog at `path`, or the default when `None`.
@@ -335,10 +397,16 @@ mod tests {
         let acts = c.table("activities").unwrap();
         assert_eq!(acts.sources.len(), 5);
         assert_eq!(acts.tag_column.as_deref(), Some("activity_type"));
-        assert!(Catalog::from_toml(
-            "[[tables]]\nname='cars'\nkey_column='car_id'\n[[tables.sources]]\nobject_type='p1234_cars'"
+        // The default catalog takes the portal's custom objects as tables; one that does not
+        // say keeps to its own.
+        assert!(c.discovers_custom_objects());
+        let own = Catalog::from_toml(
+            "[[tables]]\nname='cars'\nkey_column='car_id'\n[[tables.sources]]\nobject_type='p1234_cars'",
         )
-        .is_ok());
+        .unwrap();
+        assert!(!own.discovers_custom_objects());
+        let bad = Catalog::from_toml("custom_objects = 'all'\n[[tables]]\nname='x'\nkey_column='id'\n[[tables.sources]]\nobject_type='deals'");
+        assert!(bad.unwrap_err().to_string().contains("custom_objects"));
         let contacts = c.table("contacts").unwrap();
         assert_eq!(contacts.sources[0].modified_property(), "lastmodifieddate");
         assert_eq!(

@@ -26,6 +26,8 @@ pub enum SchemaError {
         path: String,
         source: object_store::Error,
     },
+    #[error(transparent)]
+    UnknownTable(crate::catalog::CatalogError),
     #[error("run {run_id} of {table} has no recorded schema at {path}; its planning did not finish, so replay its sync request")]
     MissingForRun {
         table: String,

@@ -5,9 +5,8 @@
 
 use std::collections::BTreeMap;
 
-use common::catalog::Catalog;
-use common::messages::{RequestedMode, Slice};
-use common::ports::RunMode;
+use common::messages::{self, Body, RequestedMode, Slice, SyncRequest};
+use common::ports::{Outgoing, RunMode};
 use common::schema::{self, Change, ColumnType};
 use hubsync_tests::harness::{latest_run, plan, sim_config, Harness};
 use sim::{MutateRequest, NewProperty, ObjectType, PropertyName, SimConfig, TypeCount};
@@ -227,14 +226,6 @@ async fn lake_values(h: &Harness, table: &str, column: &str) -> anyhow::Result<u
     Ok(n)
 }
 
-/// A catalog with tickets and a custom object (cars) beside the default tables.
-pub fn catalog_with_custom_object(portal_id: u64) -> String {
-    format!(
-        "{}\n[[tables]]\nname = \"cars\"\nkey_column = \"car_id\"\n\n[[tables.sources]]\nobject_type = \"p{portal_id}_cars\"\n",
-        common::catalog::DEFAULT_CATALOG_TOML
-    )
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tickets_and_a_custom_object_sync_end_to_end_and_duckdb_reads_their_types() -> anyhow::Result<()> {
     let config = SimConfig {
@@ -245,16 +236,28 @@ async fn tickets_and_a_custom_object_sync_end_to_end_and_duckdb_reads_their_type
         ..sim_config(120, &[ObjectType::Tickets, ObjectType::Deals])
     };
     let portal = config.portal_id;
-    let mut h = Harness::start(config).await?;
-    h.pipeline.pipeline.catalog =
-        std::sync::Arc::new(Catalog::from_toml(&catalog_with_custom_object(portal))?);
-    // `hubsync schema objects` would print this entry: the schema's name and fully qualified name.
-    let schemas = h.pipeline.hubspot.schemas().await?;
-    assert!(schemas
-        .results
-        .iter()
-        .any(|s| s.name == "cars" && s.fully_qualified_name == format!("p{portal}_cars")));
+    let h = Harness::start(config).await?;
+    // The default catalog does not list cars: asked for, it is found among the portal's custom
+    // objects (GET /crm/v3/schemas), recorded as the table `cars`, and synced.
+    assert!(h.pipeline.pipeline.catalog.table("cars").is_err());
     h.sync(&["tickets", "cars", "deals"], RequestedMode::Full).await?;
+    let recorded = schema::custom_tables(&h.pipeline.pipeline.lake).await?;
+    assert_eq!(recorded.len(), 1, "{recorded:?}");
+    assert_eq!(recorded[0].table, "cars");
+    assert_eq!(recorded[0].fully_qualified_name, format!("p{portal}_cars"));
+    let spec = recorded[0].spec();
+    assert_eq!(spec.key_column, "car_id");
+    let cars = schema::load(&h.pipeline.pipeline.lake, "cars")
+        .await?
+        .expect("cars' schema");
+    let display = recorded[0]
+        .primary_display_property
+        .clone()
+        .expect("a display property");
+    assert!(
+        cars.columns.iter().any(|c| c.name == display),
+        "the primary display property {display} is a column"
+    );
     for t in ["tickets", "cars", "deals"] {
         let (_, diff) = h.diff(t).await?;
         assert!(diff.is_clean(), "{t}: {}", diff.summary());
@@ -314,15 +317,12 @@ async fn tickets_and_a_custom_object_sync_in_aws_mode_under_iam() -> anyhow::Res
     let portal = config.portal_id;
     let server = sim::start(config).await?;
     let dir = tempfile::tempdir()?;
-    let catalog = dir.path().join("catalog.toml");
-    std::fs::write(&catalog, catalog_with_custom_object(portal))?;
-    let catalog_path = catalog.display().to_string();
     let d = Deployment::on(
         &moto,
         &server.base_url(),
         "t14",
         &dir.path().join("services.log"),
-        &[("HUBSYNC_CATALOG", &catalog_path)],
+        &[],
     )?;
     d.hubsync_ok(&["infra", "up", "--max-receive-count", "2"])?;
     let services = vec![
@@ -330,11 +330,51 @@ async fn tickets_and_a_custom_object_sync_in_aws_mode_under_iam() -> anyhow::Res
         d.service("consumer")?,
         d.service("merger")?,
     ];
-    let mut p = aws_pipeline("lake-t14", "t14").await?;
-    p.catalog = std::sync::Arc::new(Catalog::from_toml(&catalog_with_custom_object(portal))?);
+    let p = aws_pipeline("lake-t14", "t14").await?;
     // Each service reads and writes the schema files its policy grants, nothing else.
-    let runs = d.sync_all(&p, &["tickets", "cars"]).await?;
+    let runs = d.sync_all(&p, &["tickets"]).await?;
     assert!(runs.iter().all(|r| r.mode == RunMode::Full), "{runs:?}");
+    // The operator cannot ask for a custom object no one has discovered yet...
+    let refused = d.hubsync(&["sync", "--table", "cars"])?;
+    assert!(!refused.status.success());
+    assert!(
+        String::from_utf8_lossy(&refused.stderr).contains("hubsync schema objects"),
+        "{refused:?}"
+    );
+    // ...but a request for it (a schedule's, say) makes the producer look among the portal's
+    // custom objects, record the table in S3 and sync it.
+    let request = SyncRequest {
+        request_id: "scheduled-cars".into(),
+        table: "cars".into(),
+        mode: RequestedMode::Auto,
+        requested_at_ms: p.now_ms(),
+    };
+    p.requests
+        .send(vec![Outgoing::standard(messages::encode(&Body::SyncRequest(
+            request,
+        )))])
+        .await?;
+    hubsync_tests::harness::wait_for(
+        "the cars run committed",
+        std::time::Duration::from_secs(300),
+        || async {
+            let runs = p.ledger.list_runs(Some("cars"), 1).await?;
+            Ok(runs
+                .first()
+                .is_some_and(|r| r.status == common::ports::RunStatus::Committed))
+        },
+    )
+    .await
+    .map_err(|e| anyhow::anyhow!("{e:#}\n{}", hubsync_tests::deploy::tail(&d.log)))?;
+    let listed = d.hubsync_ok(&["schema", "objects"])?;
+    assert!(
+        listed.contains("cars") && listed.contains(&format!("p{portal}_cars")),
+        "{listed}"
+    );
+    // Now a known table: the operator's sync of it is incremental.
+    d.hubsync_ok(&["flag", "set", "true"])?;
+    let runs = d.sync_all(&p, &["cars"]).await?;
+    assert_eq!(runs[0].mode, RunMode::Incremental, "{runs:?}");
     for t in ["tickets", "cars"] {
         let (_, diff) = hubsync_tests::harness::diff_lake(&server, &p, t).await?;
         assert!(diff.is_clean(), "{t}: {}", diff.summary());
@@ -344,6 +384,7 @@ async fn tickets_and_a_custom_object_sync_in_aws_mode_under_iam() -> anyhow::Res
     assert!(recorded.columns.len() > 40, "{} columns", recorded.columns.len());
     let shown = d.hubsync_ok(&["schema", "show", "--table", "cars"])?;
     assert!(shown.contains("table cars (schema version 1"), "{shown}");
+    assert!(shown.contains("custom object Cars"), "{shown}");
     stop(services)?;
     server.shutdown().await?;
     Ok(())
