@@ -98,13 +98,14 @@ pub async fn run_embedded(
 
     let shutdown = CancellationToken::new();
     let workers = spawn_roles(p, hubspot, options, shutdown.clone());
-    // A failed read returns at once, before the workers are stopped.
-    let end = wait_for_runs(p, &waiting, dead_before, options.timeout).await?;
+    let end = wait_for_runs(p, &waiting, dead_before, options.timeout).await;
+    // However waiting ended (a failed read of the ledger too), the workers stop before this
+    // returns: each finishes the message in hand, none is left running behind the caller.
     shutdown.cancel();
     for w in workers {
         let _ = w.await;
     }
-    let mut reports = match end {
+    let mut reports = match end? {
         WaitEnd::Finished(reports) => reports,
         WaitEnd::GaveUp(e) => return Err(e),
     };

@@ -130,7 +130,7 @@ impl SqsQueue {
             .queue_url(url)
             .max_number_of_messages(max.clamp(1, BATCH) as i32)
             .wait_time_seconds(wait.as_secs().min(20) as i32)
-            .set_visibility_timeout(self.visibility.map(|v| v.as_secs().clamp(1, 43_200) as i32))
+            .set_visibility_timeout(self.visibility.map(|v| visibility_seconds(v).max(1)))
             .message_system_attribute_names(MessageSystemAttributeName::ApproximateReceiveCount)
             .message_system_attribute_names(MessageSystemAttributeName::MessageGroupId)
             .send()
@@ -213,7 +213,7 @@ impl Queue for SqsQueue {
             .change_message_visibility()
             .queue_url(&self.url)
             .receipt_handle(receipt)
-            .visibility_timeout(visibility.as_secs().min(43_200) as i32)
+            .visibility_timeout(visibility_seconds(visibility))
             .send()
             .await
             .map_err(|e| match e.into_service_error() {
@@ -315,5 +315,26 @@ impl Queue for SqsQueue {
                 .await;
         }
         Ok(moved)
+    }
+}
+
+/// SQS takes whole seconds, at most 12 hours: a visibility is rounded up, so a retry asked for
+/// in 500 ms waits a second rather than none, and a heartbeat never shortens what it asked.
+fn visibility_seconds(visibility: Duration) -> i32 {
+    visibility.as_millis().div_ceil(1000).min(43_200) as i32
+}
+
+#[cfg(test)]
+mod visibility_tests {
+    use super::*;
+
+    #[test]
+    fn visibilities_round_up_to_whole_seconds_within_twelve_hours() {
+        assert_eq!(visibility_seconds(Duration::ZERO), 0);
+        assert_eq!(visibility_seconds(Duration::from_millis(1)), 1);
+        assert_eq!(visibility_seconds(Duration::from_millis(500)), 1);
+        assert_eq!(visibility_seconds(Duration::from_millis(1000)), 1);
+        assert_eq!(visibility_seconds(Duration::from_millis(1001)), 2);
+        assert_eq!(visibility_seconds(Duration::from_secs(13 * 3600)), 43_200);
     }
 }

@@ -263,7 +263,8 @@ impl Queue for EmbeddedQueue {
         let (id, receipt) = (receipt_id(receipt), receipt.to_string());
         let until: EpochMs = self.clock.now_ms() + delay.as_millis() as i64;
         // No longer in hand: a crash release (E1) does not forgive this receive.
-        self.db
+        let changed = self
+            .db
             .tx(move |tx| {
                 Ok(tx
                     .prepare_cached(
@@ -274,6 +275,12 @@ impl Queue for EmbeddedQueue {
             })
             .await
             .map_err(|e| self.err(e))?;
+        // Redelivered to someone else (or deleted) meanwhile: its retry is the holder's now.
+        if changed == 0 {
+            return Err(QueueError::StaleReceipt {
+                queue: self.name.clone(),
+            });
+        }
         Ok(())
     }
 

@@ -217,6 +217,10 @@ async fn visibility_and_stale_receipts(q: &dyn Queue, b: Backend) -> anyhow::Res
             is_stale(&q.ack(&a1.receipt).await),
             "an ack on a receipt from before the redelivery"
         );
+        assert!(
+            is_stale(&q.retry_later(&a1.receipt, Duration::ZERO).await),
+            "a retry on a receipt from before the redelivery: the retry is the new holder's"
+        );
         expect_none(q, "the stale calls changed nothing").await?;
     } else {
         // SQS takes an old receipt handle ("the request succeeds, but the message might not be

@@ -147,7 +147,8 @@ async fn the_dynamodb_state_keeps_the_contract() -> anyhow::Result<()> {
     assert_eq!(STATE_TABLE, "hubspot-sync-state", "the seed's table");
     infra::provision::up(&names, "lake-scontract", "data", 2).await?;
     let client = aws_sdk_dynamodb::Client::new(&aws::sdk_config().await);
-    let store = DynamoState::new(client.clone(), &names.state_table);
+    // Scan pages of two items: the scenario's three tables list (and delete) across pages.
+    let store = DynamoState::new(client.clone(), &names.state_table).with_page_limit(2);
     scenario(&store).await?;
 
     // The seed's item: its attributes by name, timestamps as ISO-8601 UTC strings.

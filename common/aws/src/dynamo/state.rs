@@ -16,6 +16,8 @@ use common::ports::state::{StateError, StateStore, SyncState};
 pub struct DynamoState {
     client: Client,
     table: String,
+    /// Items per Scan page; `None`: DynamoDB's 1 MB pages.
+    page_limit: Option<i32>,
 }
 
 impl DynamoState {
@@ -23,7 +25,14 @@ impl DynamoState {
         DynamoState {
             client,
             table: table.into(),
+            page_limit: None,
         }
+    }
+
+    /// Lists in Scan pages of `items` (tests: a listing of more than one page).
+    pub fn with_page_limit(mut self, items: i32) -> Self {
+        self.page_limit = Some(items.max(1));
+        self
     }
 
     fn parse(item: &Item) -> Option<SyncState> {
@@ -58,14 +67,27 @@ impl StateStore for DynamoState {
     }
 
     async fn list(&self) -> Result<Vec<SyncState>, StateError> {
-        let out = self
-            .client
-            .scan()
-            .table_name(&self.table)
-            .send()
-            .await
-            .map_err(|e| self.err("Scan", DisplayErrorContext(&e)))?;
-        let mut states: Vec<SyncState> = out.items().iter().filter_map(DynamoState::parse).collect();
+        // A Scan answers at most 1 MB a page: follow it to the end, or a table past that
+        // (or a small page size in front of it) would list only some tables.
+        let mut states: Vec<SyncState> = Vec::new();
+        let mut start: Option<Item> = None;
+        loop {
+            let out = self
+                .client
+                .scan()
+                .table_name(&self.table)
+                .consistent_read(true)
+                .set_limit(self.page_limit)
+                .set_exclusive_start_key(start.take())
+                .send()
+                .await
+                .map_err(|e| self.err("Scan", DisplayErrorContext(&e)))?;
+            states.extend(out.items().iter().filter_map(DynamoState::parse));
+            match out.last_evaluated_key() {
+                Some(k) if !k.is_empty() => start = Some(k.clone()),
+                _ => break,
+            }
+        }
         states.sort_by(|a, b| a.object_type.cmp(&b.object_type));
         Ok(states)
     }
