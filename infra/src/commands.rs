@@ -246,7 +246,7 @@ pub async fn status(lake: &LakeArgs) -> anyhow::Result<()> {
     let states = p.state.list().await.unwrap_or_default();
     let dead = crate::dead::dead_letters(&p).await?;
     let mut advice = Vec::new();
-    for t in &schema::all_tables(&p.lake, &p.catalog).await? {
+    for t in &schema::recorded_tables(&p.lake, &p.catalog, true).await? {
         let latest = match p.ledger.active_run(&t.name).await? {
             Some(active) => Some(active),
             None => p.ledger.list_runs(Some(&t.name), 1).await?.pop(),

@@ -133,7 +133,7 @@ enum Command {
         #[command(flatten)]
         hubspot: HubSpotArgs,
         /// Comma-separated tables (default: every catalog table and every custom object
-        /// table recorded in the lake).
+        /// table recorded in the lake, but those archived in HubSpot).
         #[arg(long, env = "HUBSYNC_TABLES", value_delimiter = ',')]
         tables: Vec<String>,
     },

@@ -70,8 +70,17 @@ async fn resolve_table(
     name: &str,
 ) -> Result<TableSpec, ProducerError> {
     match schema::table_spec(&p.lake, &p.catalog, name).await {
-        Err(schema::SchemaError::UnknownTable(_)) if p.catalog.discovers_custom_objects() => {
-            let schemas = hubspot.schemas().await?;
+        Err(unknown @ schema::SchemaError::UnknownTable(_)) if p.catalog.discovers_custom_objects() => {
+            let schemas = match hubspot.schemas().await {
+                Ok(schemas) => schemas,
+                Err(e) if e.is_retryable() => return Err(e.into()),
+                // A token without the custom objects scope: the name stays unknown (dead-lettered
+                // at once, saying so), not retried for an answer that will not change.
+                Err(e) => {
+                    tracing::warn!(table = name, error = %e, "could not read the portal's custom objects");
+                    return Err(unknown.into());
+                }
+            };
             schema::record_custom_tables(&p.lake, &p.catalog, &schemas, p.now_ms()).await?;
             Ok(schema::table_spec(&p.lake, &p.catalog, name).await?)
         }

@@ -281,6 +281,9 @@ impl Queue for EmbeddedQueue {
                 queue: self.name.clone(),
             });
         }
+        if delay.is_zero() {
+            self.wake(1);
+        }
         Ok(())
     }
 

@@ -171,15 +171,27 @@ pub fn custom_table_name(schema_name: &str) -> String {
     }
 }
 
+/// English plurals of record names, simply: `-ies` -> `-y`, a final `s` dropped except after
+/// `s`, `u` or `i` (`address`, `status`, `analysis` stay).
+fn singular(name: &str) -> String {
+    if let Some(stem) = name.strip_suffix("ies").filter(|s| !s.is_empty()) {
+        return format!("{stem}y");
+    }
+    match name.strip_suffix('s') {
+        Some(stem) if !stem.is_empty() && !stem.ends_with(['s', 'u', 'i']) => stem.to_string(),
+        _ => name.to_string(),
+    }
+}
+
 impl TableSpec {
     /// The table of a custom object type read under `object_type` (its `2-<id>`), named
     /// `name`: every property, HubSpot's own created and modified properties, key column
-    /// `<name without a trailing s>_id` (`cars` -> `car_id`).
+    /// `<singular of the name>_id` (`cars` -> `car_id`, `companies` -> `company_id`,
+    /// `address` -> `address_id`).
     pub fn custom_object(name: &str, object_type: &str) -> TableSpec {
-        let singular = name.strip_suffix('s').filter(|s| !s.is_empty()).unwrap_or(name);
         TableSpec {
             name: name.to_string(),
-            key_column: format!("{singular}_id"),
+            key_column: format!("{}_id", singular(name)),
             tag_column: None,
             sources: vec![SourceSpec {
                 object_type: object_type.to_string(),
@@ -422,6 +434,21 @@ mod tests {
             c.table("quotes").unwrap().sources[0].created_property(),
             "hs_createdate"
         );
+    }
+
+    #[test]
+    fn custom_object_keys_are_named_after_the_singular() {
+        for (table, key) in [
+            ("cars", "car_id"),
+            ("companies", "company_id"),
+            ("address", "address_id"),
+            ("status", "status_id"),
+            ("analysis", "analysis_id"),
+            ("s", "s_id"),
+            ("fleet", "fleet_id"),
+        ] {
+            assert_eq!(TableSpec::custom_object(table, "2-1").key_column, key, "{table}");
+        }
     }
 
     #[test]

@@ -40,7 +40,9 @@ use crate::clock::EpochMs;
 pub use cast::{
     canonical, parse_bool, parse_date_days, parse_decimal, parse_f64, split_multi, DoesNotCast, Typed,
 };
-pub use objects::{all_tables, custom_tables, record_custom_tables, select_tables, table_spec, CustomTable};
+pub use objects::{
+    all_tables, custom_tables, record_custom_tables, recorded_tables, select_tables, table_spec, CustomTable,
+};
 pub use store::{for_run, load, load_for_run, save, save_for_run, SchemaError};
 
 /// Decimal columns (`number` properties the catalog lists under `decimal`): 38 digits, 9 of

@@ -5,6 +5,12 @@
 //! when the catalog does not list it. A recorded table keeps its name and key column for
 //! good: a schema archived in HubSpot keeps its table (marked archived, no longer synced by
 //! `hubsync run`), and a new schema whose name is taken gets its type id appended.
+//!
+//! The file is overwritten, not written conditionally: two writers at once (two producers, or
+//! one and `hubsync schema objects`) each write what they read plus what HubSpot answered them,
+//! so an entry is lost only when HubSpot answered them differently in that instant (a type
+//! created between their reads); the next request that names it records it again, and the page
+//! jobs of a run of it begun meanwhile are dead-lettered until then, to be replayed.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock};
@@ -50,8 +56,25 @@ fn path(lake: &Lake) -> object_store::path::Path {
 }
 
 /// The recorded custom object tables (none before the first discovery).
+///
+/// Whether the file exists is asked by listing the schema directory first, as for a table's
+/// schema: S3 answers a read of a missing key with "access denied" to a caller who may not
+/// list the bucket, and the services may list only `_hubsync/schema/`.
 pub async fn custom_tables(lake: &Lake) -> Result<Vec<CustomTable>, SchemaError> {
     let path = path(lake);
+    let listed = match lake.store().list_with_delimiter(Some(&lake.schema_dir())).await {
+        Ok(listed) => listed,
+        Err(object_store::Error::NotFound { .. }) => return Ok(Vec::new()),
+        Err(source) => {
+            return Err(SchemaError::Read {
+                path: path.to_string(),
+                source,
+            })
+        }
+    };
+    if !listed.objects.iter().any(|o| o.location == path) {
+        return Ok(Vec::new());
+    }
     let bytes = match lake.store().get(&path).await {
         Ok(got) => got.bytes().await.map_err(|source| SchemaError::Read {
             path: path.to_string(),
@@ -123,13 +146,24 @@ fn merge(
                 .any(|src| src.object_type == s.object_type_id || src.object_type == s.fully_qualified_name)
         })
     };
+    // HubSpot lists only live schemas (archived ones only when asked for): a recorded type the
+    // answer leaves out was archived, and one it lists again was restored.
+    for known in recorded.iter_mut() {
+        let live = schemas
+            .results
+            .iter()
+            .find(|s| s.object_type_id == known.object_type_id && !s.archived);
+        if known.archived != live.is_none() {
+            known.archived = live.is_none();
+            changed = true;
+        }
+        if let Some(s) = live.filter(|s| s.primary_display_property != known.primary_display_property) {
+            known.primary_display_property = s.primary_display_property.clone();
+            changed = true;
+        }
+    }
     for s in schemas.results.iter().filter(|s| !listed(s)) {
-        if let Some(known) = recorded.iter_mut().find(|t| t.object_type_id == s.object_type_id) {
-            if known.archived != s.archived || known.primary_display_property != s.primary_display_property {
-                known.archived = s.archived;
-                known.primary_display_property = s.primary_display_property.clone();
-                changed = true;
-            }
+        if recorded.iter().any(|t| t.object_type_id == s.object_type_id) {
             continue;
         }
         if s.archived {
@@ -203,16 +237,37 @@ pub async fn table_spec(lake: &Lake, catalog: &Catalog, name: &str) -> Result<Ta
     }))
 }
 
-/// Every table: the catalog's, then the recorded custom objects' not archived (when the
-/// catalog discovers them).
+/// Every table to sync: the catalog's, then (when the catalog discovers them) the recorded
+/// custom objects' that are live in HubSpot and that the catalog does not read itself (a type
+/// listed later under a table of its own syncs there, not twice).
 pub async fn all_tables(lake: &Lake, catalog: &Catalog) -> Result<Vec<TableSpec>, SchemaError> {
+    let mut out = recorded_tables(lake, catalog, false).await?;
+    out.retain(|t| {
+        catalog.table(&t.name).is_ok()
+            || !catalog.tables().iter().any(|listed| {
+                listed
+                    .sources
+                    .iter()
+                    .any(|src| t.sources.iter().any(|s| s.object_type == src.object_type))
+            })
+    });
+    Ok(out)
+}
+
+/// Every table the lake may hold: the catalog's and every recorded custom object's, archived
+/// ones too when `archived` (what `hubsync status` shows).
+pub async fn recorded_tables(
+    lake: &Lake,
+    catalog: &Catalog,
+    archived: bool,
+) -> Result<Vec<TableSpec>, SchemaError> {
     let mut out = catalog.tables().to_vec();
     if catalog.discovers_custom_objects() {
         out.extend(
             custom_tables(lake)
                 .await?
                 .iter()
-                .filter(|t| !t.archived)
+                .filter(|t| archived || !t.archived)
                 .map(CustomTable::spec),
         );
     }
@@ -272,20 +327,30 @@ mod tests {
         let names: Vec<_> = tables.iter().map(|t| t.table.as_str()).collect();
         // `deals` is the catalog's; an archived type never seen before is not a table.
         assert_eq!(names, ["cars", "deals_2"]);
+        assert_eq!(tables[1].spec().key_column, "deals_2_id");
         assert_eq!(tables[0].spec().key_column, "car_id");
         assert_eq!(tables[0].spec().sources[0].object_type, "2-1");
         assert_eq!(tables[0].spec().sources[0].created_property(), "hs_createdate");
 
-        // Again, with cars archived: its table stays, marked; nothing else moves.
+        // Again, with cars archived (HubSpot leaves it out of its answer): its table stays,
+        // marked; nothing else moves.
         let schemas = wire::SchemasResponse {
-            results: vec![schema("1", "cars", true), schema("2", "deals", false)],
+            results: vec![schema("2", "deals", false)],
         };
         let (again, changed) = merge(&catalog, tables.clone(), &schemas, 8);
         assert!(changed);
         assert!(again[0].archived);
         assert_eq!(again[1], tables[1]);
-        let (_, changed) = merge(&catalog, again, &schemas, 9);
+        let (again, changed) = merge(&catalog, again, &schemas, 9);
         assert!(!changed);
+        // Restored: live again under its old name.
+        let schemas = wire::SchemasResponse {
+            results: vec![schema("1", "cars", false), schema("2", "deals", false)],
+        };
+        let (restored, changed) = merge(&catalog, again, &schemas, 10);
+        assert!(changed);
+        assert!(!restored[0].archived);
+        assert_eq!(restored[0].table, "cars");
     }
 
     #[test]
