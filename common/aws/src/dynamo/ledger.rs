@@ -23,7 +23,7 @@ use async_trait::async_trait;
 use aws_sdk_dynamodb::Client;
 
 use super::items::*;
-use super::{backoff, get_n, get_s, n, s, Item, SharedMeter, HEAD_ATTEMPTS, MAX_ATTEMPTS};
+use super::{backoff, get_n, get_s, n, s, SharedMeter, HEAD_ATTEMPTS, MAX_ATTEMPTS};
 use common::clock::{iso, EpochMs};
 use common::messages::Slice;
 use common::ports::ledger::{
@@ -101,31 +101,18 @@ impl Ledger for DynamoLedger {
     }
 
     async fn list_runs(&self, table: Option<&str>, limit: usize) -> Result<Vec<Run>, LedgerError> {
-        let mut runs = Vec::new();
-        let mut start: Option<Item> = None;
-        loop {
-            let out = self
-                .client
-                .scan()
-                .table_name(&self.table)
-                .filter_expression("sk = :run")
-                .expression_attribute_values(":run", s("run"))
-                .set_exclusive_start_key(start.take())
-                .send()
-                .await
-                .map_err(|e| self.err("Scan", &e))?;
-            for item in out.items() {
-                if let Some(run) = get_s(item, "body").and_then(|b| serde_json::from_str::<Run>(b).ok()) {
-                    if table.is_none_or(|t| t == run.table) {
-                        runs.push(run);
-                    }
-                }
-            }
-            match out.last_evaluated_key() {
-                Some(k) if !k.is_empty() => start = Some(k.clone()),
-                _ => break,
-            }
-        }
+        let scan = self
+            .client
+            .scan()
+            .table_name(&self.table)
+            .filter_expression("sk = :run")
+            .expression_attribute_values(":run", s("run"));
+        let items = super::scan_all(scan).await.map_err(|e| self.err("Scan", &e))?;
+        let mut runs: Vec<Run> = items
+            .iter()
+            .filter_map(|item| get_s(item, "body").and_then(|b| serde_json::from_str::<Run>(b).ok()))
+            .filter(|run| table.is_none_or(|t| t == run.table))
+            .collect();
         runs.sort_by(|a, b| (b.started_at_ms, &b.run_id).cmp(&(a.started_at_ms, &a.run_id)));
         runs.truncate(limit);
         Ok(runs)

@@ -32,6 +32,24 @@ pub(crate) fn get_s<'a>(item: &'a Item, k: &str) -> Option<&'a str> {
     item.get(k).and_then(|v| v.as_s().ok()).map(String::as_str)
 }
 
+/// Every item `scan` returns, page after page: a Scan answers at most 1 MB (or its limit) a
+/// page, so reading only the first lists only some items.
+pub(crate) async fn scan_all(
+    scan: aws_sdk_dynamodb::operation::scan::builders::ScanFluentBuilder,
+) -> Result<Vec<Item>, aws_sdk_dynamodb::error::SdkError<aws_sdk_dynamodb::operation::scan::ScanError>> {
+    let mut items = Vec::new();
+    let mut start: Option<Item> = None;
+    loop {
+        let out = scan.clone().set_exclusive_start_key(start.take()).send().await?;
+        items.extend(out.items().iter().cloned());
+        match out.last_evaluated_key() {
+            Some(k) if !k.is_empty() => start = Some(k.clone()),
+            _ => break,
+        }
+    }
+    Ok(items)
+}
+
 pub(crate) fn get_n(item: &Item, k: &str) -> Option<i64> {
     item.get(k)
         .and_then(|v| v.as_n().ok())

@@ -67,27 +67,16 @@ impl StateStore for DynamoState {
     }
 
     async fn list(&self) -> Result<Vec<SyncState>, StateError> {
-        // A Scan answers at most 1 MB a page: follow it to the end, or a table past that
-        // (or a small page size in front of it) would list only some tables.
-        let mut states: Vec<SyncState> = Vec::new();
-        let mut start: Option<Item> = None;
-        loop {
-            let out = self
-                .client
-                .scan()
-                .table_name(&self.table)
-                .consistent_read(true)
-                .set_limit(self.page_limit)
-                .set_exclusive_start_key(start.take())
-                .send()
-                .await
-                .map_err(|e| self.err("Scan", DisplayErrorContext(&e)))?;
-            states.extend(out.items().iter().filter_map(DynamoState::parse));
-            match out.last_evaluated_key() {
-                Some(k) if !k.is_empty() => start = Some(k.clone()),
-                _ => break,
-            }
-        }
+        let scan = self
+            .client
+            .scan()
+            .table_name(&self.table)
+            .consistent_read(true)
+            .set_limit(self.page_limit);
+        let items = super::scan_all(scan)
+            .await
+            .map_err(|e| self.err("Scan", DisplayErrorContext(&e)))?;
+        let mut states: Vec<SyncState> = items.iter().filter_map(DynamoState::parse).collect();
         states.sort_by(|a, b| a.object_type.cmp(&b.object_type));
         Ok(states)
     }
