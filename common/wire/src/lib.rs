@@ -335,6 +335,185 @@ pub struct SchemasResponse {
     pub results: Vec<ObjectSchema>,
 }
 
+/// HubSpot's v4 association batch read takes at most this many ids a request.
+pub const ASSOCIATIONS_BATCH_MAX: usize = 1_000;
+/// ... and answers at most this many linked records per id; `paging.next.after` goes on.
+pub const ASSOCIATIONS_PER_ID_MAX: usize = 500;
+
+/// One id of a v4 association batch read, with the cursor of its next page of links.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AssociationInput {
+    pub id: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub after: Option<String>,
+}
+
+/// `POST /crm/v4/associations/{from}/{to}/batch/read` body.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AssociationsRequest {
+    pub inputs: Vec<AssociationInput>,
+}
+
+/// One type of a link: HubSpot's (`HUBSPOT_DEFINED`, the unlabeled type or a default label
+/// such as "Primary") or the portal's (`USER_DEFINED`, a custom label).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AssociationType {
+    pub category: String,
+    pub type_id: i64,
+    #[serde(default)]
+    pub label: Option<String>,
+}
+
+/// A linked record and every type the link has in this direction. HubSpot documents
+/// `toObjectId` as an integer in v4 and as a string in the dated versions: both are read.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AssociationTo {
+    #[serde(deserialize_with = "id_of_number_or_string")]
+    pub to_object_id: u64,
+    #[serde(default)]
+    pub association_types: Vec<AssociationType>,
+}
+
+fn id_of_number_or_string<'de, D: serde::Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Raw {
+        Number(u64),
+        Text(String),
+    }
+    match Raw::deserialize(d)? {
+        Raw::Number(n) => Ok(n),
+        Raw::Text(t) => t
+            .trim()
+            .parse()
+            .map_err(|_| serde::de::Error::custom(format!("toObjectId `{t}` is not a record id"))),
+    }
+}
+
+/// The `from` of one result.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AssociationFrom {
+    pub id: String,
+}
+
+/// The links of one id (a page of them: `paging` is present only when more follow).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AssociationResult {
+    pub from: AssociationFrom,
+    #[serde(default)]
+    pub to: Vec<AssociationTo>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub paging: Option<Paging>,
+}
+
+/// Its answer: `200`, or `207` with `errors` for ids that have no links (or do not exist);
+/// such ids have no result.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AssociationsResponse {
+    pub status: String,
+    #[serde(default)]
+    pub results: Vec<AssociationResult>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub num_errors: Option<u32>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub errors: Vec<serde_json::Value>,
+}
+
+/// The owners endpoint's page size limit (`GET /crm/v3/owners?limit=`).
+pub const OWNERS_PAGE_MAX: u32 = 500;
+
+/// A team an owner belongs to.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OwnerTeam {
+    pub id: String,
+    pub name: String,
+    #[serde(default)]
+    pub primary: bool,
+}
+
+/// One owner of `GET /crm/v3/owners` (HubSpot's `PublicOwner`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Owner {
+    pub id: String,
+    #[serde(default)]
+    pub email: Option<String>,
+    #[serde(default, rename = "type")]
+    pub kind: Option<String>,
+    #[serde(default)]
+    pub first_name: Option<String>,
+    #[serde(default)]
+    pub last_name: Option<String>,
+    #[serde(default)]
+    pub user_id: Option<i64>,
+    #[serde(default)]
+    pub user_id_including_inactive: Option<i64>,
+    pub created_at: String,
+    pub updated_at: String,
+    pub archived: bool,
+    #[serde(default)]
+    pub teams: Vec<OwnerTeam>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OwnersResponse {
+    pub results: Vec<Owner>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub paging: Option<Paging>,
+}
+
+/// One stage of a pipeline. `metadata` holds strings: deals' `probability` and `isClosed`,
+/// tickets' `ticketState` and `isClosed`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PipelineStage {
+    pub id: String,
+    pub label: String,
+    pub display_order: i64,
+    #[serde(default)]
+    pub metadata: BTreeMap<String, String>,
+    pub created_at: String,
+    pub updated_at: String,
+    pub archived: bool,
+}
+
+/// One pipeline of `GET /crm/v3/pipelines/{objectType}`, stages in display order.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Pipeline {
+    pub id: String,
+    pub label: String,
+    pub display_order: i64,
+    #[serde(default)]
+    pub stages: Vec<PipelineStage>,
+    pub created_at: String,
+    pub updated_at: String,
+    pub archived: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PipelinesResponse {
+    pub results: Vec<Pipeline>,
+}
+
+/// Properties naming the ids merged into a record: the survivor of a merge lists the ids that
+/// disappeared (`;`-separated); contacts also in `hs_calculated_merged_vids` (`id:ms;...`).
+pub const MERGED_IDS_PROPERTY: &str = "hs_merged_object_ids";
+pub const MERGED_VIDS_PROPERTY: &str = "hs_calculated_merged_vids";
+
+/// The ids a merged-ids property names: each `;`-separated item's leading number (a
+/// `hs_calculated_merged_vids` item is `id:timestamp`); anything else is skipped.
+pub fn merged_ids(value: &str) -> Vec<u64> {
+    value
+        .split(';')
+        .filter_map(|item| item.split(':').next()?.trim().parse::<u64>().ok())
+        .filter(|id| *id > 0)
+        .collect()
+}
+
 /// Rate-limit headers HubSpot sends on ordinary (non-search) responses.
 pub mod headers {
     pub const RATE_MAX: &str = "x-hubspot-ratelimit-max";

@@ -30,6 +30,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/mutate", post(mutate))
         .route("/config", get(config).post(configure))
         .route("/truth/{object_type}", get(truth))
+        .route("/associations/{from}/{to}", get(links_truth))
         .route("/stats", get(stats))
         .route("/stats/reset", post(reset_stats))
         .fallback(|| async { ApiError::not_found("No such simulator endpoint") })
@@ -103,4 +104,12 @@ async fn stats(State(state): State<Arc<AppState>>) -> Json<SimStats> {
 async fn reset_stats(State(state): State<Arc<AppState>>) -> StatusCode {
     state.stats.reset();
     StatusCode::NO_CONTENT
+}
+
+/// Every link between live records of two types, as JSON: `[[from_id, [links...]], ...]`.
+async fn links_truth(
+    State(state): State<Arc<AppState>>,
+    Path((from, to)): Path<(String, String)>,
+) -> Result<Json<Vec<(u64, Vec<wire::AssociationTo>)>>, ApiError> {
+    state.links_truth(&from, &to).map(Json).map_err(to_api_error)
 }

@@ -328,6 +328,10 @@ impl Kind {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Gen {
     ObjectId,
+    /// The ids merged into the record (`hs_merged_object_ids`, A4 in `relations.rs`).
+    MergedIds,
+    /// ... as contacts' `hs_calculated_merged_vids` (`id:ms` items).
+    MergedVids,
     Created,
     Modified,
     /// One of fixed options (enumerations, and free text drawn from a pool).

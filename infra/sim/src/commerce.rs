@@ -8,6 +8,7 @@ use Kind::{Bool, Date, DateTime, Enumeration, Number};
 
 pub(super) static TICKETS: &[PropSpec] = &[
     ID,
+    super::properties::MERGED_IDS,
     CREATEDATE,
     HS_MODIFIED,
     p(

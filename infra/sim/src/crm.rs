@@ -8,8 +8,10 @@ use axum::extract::{Path, Query, State};
 use axum::http::{Method, StatusCode, Uri};
 use axum::Json;
 use wire::{
-    BatchReadRequest, BatchReadResponse, ListResponse, NextPage, ObjectSchema, Paging, PropertiesResponse,
-    SchemasResponse, SearchRequest, SearchResponse, LIST_PAGE_MAX,
+    AssociationResult, AssociationsRequest, AssociationsResponse, BatchReadRequest, BatchReadResponse,
+    ListResponse, NextPage, ObjectSchema, OwnersResponse, Paging, PipelinesResponse, PropertiesResponse,
+    SchemasResponse, SearchRequest, SearchResponse, ASSOCIATIONS_BATCH_MAX, ASSOCIATIONS_PER_ID_MAX,
+    LIST_PAGE_MAX, OWNERS_PAGE_MAX,
 };
 
 use super::catalog::ObjectType;
@@ -308,4 +310,152 @@ mod tests {
         assert_eq!(parse_cursor("124"), Some(124));
         assert_eq!(list_params(&pairs(&[("after", "NTA=")])).unwrap().after, 50);
     }
+}
+
+/// `POST /crm/v4/associations/{from}/{to}/batch/read`: each input id's links to `to` (A1, A2),
+/// at most [`ASSOCIATIONS_PER_ID_MAX`] per result, `paging.next.after` for the rest; ids with
+/// no links (or no live record) are answered in one 207 error, not in `results`.
+pub async fn associations(
+    State(state): State<Arc<AppState>>,
+    Path((raw_from, raw_to)): Path<(String, String)>,
+    body: Result<Json<AssociationsRequest>, JsonRejection>,
+) -> Result<(StatusCode, Json<AssociationsResponse>), ApiError> {
+    let Json(request) =
+        body.map_err(|e| ApiError::validation(format!("Invalid input JSON: {}", e.body_text())))?;
+    if request.inputs.len() > ASSOCIATIONS_BATCH_MAX {
+        return Err(ApiError::validation(format!(
+            "Batch input is limited to {ASSOCIATIONS_BATCH_MAX} inputs, got {}",
+            request.inputs.len()
+        )));
+    }
+    let portal = state.read_portal();
+    let from = object_type(&portal, &raw_from)?;
+    let to = object_type(&portal, &raw_to)?;
+    let mut results = Vec::new();
+    let mut none: Vec<String> = Vec::new();
+    for input in &request.inputs {
+        let raw = input.id.trim();
+        let id = raw.parse::<u64>().ok().filter(|id| portal.is_live(from, *id));
+        let links = id
+            .map(|id| {
+                portal
+                    .links
+                    .render(from, id, to, |other| portal.is_live(to, other))
+            })
+            .unwrap_or_default();
+        let skip = match input.after.as_deref().map(parse_cursor) {
+            None => 0,
+            Some(Some(n)) => n as usize,
+            Some(None) => {
+                return Err(ApiError::validation(format!(
+                    "after '{}' is not a valid cursor",
+                    input.after.as_deref().unwrap_or_default()
+                )))
+            }
+        };
+        if links.len() <= skip {
+            none.push(raw.to_string());
+            continue;
+        }
+        let end = (skip + ASSOCIATIONS_PER_ID_MAX).min(links.len());
+        let paging = (end < links.len()).then(|| Paging {
+            next: Some(NextPage {
+                after: cursor(end as u64),
+                link: None,
+            }),
+        });
+        results.push(AssociationResult {
+            from: wire::AssociationFrom { id: raw.to_string() },
+            to: links[skip..end].to_vec(),
+            paging,
+        });
+    }
+    let status = if none.is_empty() {
+        StatusCode::OK
+    } else {
+        StatusCode::MULTI_STATUS
+    };
+    let errors = if none.is_empty() {
+        Vec::new()
+    } else {
+        vec![serde_json::json!({
+            "status": "error",
+            "category": "OBJECT_NOT_FOUND",
+            "subCategory": "crm.associations.NO_ASSOCIATIONS_FOUND",
+            "message": format!("No {} is associated with these {} ids", to.name(), from.name()),
+            "context": {"fromObjectId": none},
+        })]
+    };
+    Ok((
+        status,
+        Json(AssociationsResponse {
+            status: "COMPLETE".into(),
+            results,
+            num_errors: (!errors.is_empty()).then_some(errors.len() as u32),
+            errors,
+        }),
+    ))
+}
+
+/// `GET /crm/v3/owners`: `limit` 1..=500 (default 100), `after`, `archived` (only archived
+/// owners when true, as HubSpot answers).
+pub async fn owners(
+    State(state): State<Arc<AppState>>,
+    query: Result<Query<Vec<(String, String)>>, QueryRejection>,
+) -> Result<Json<OwnersResponse>, ApiError> {
+    let Query(pairs) = query.map_err(|e| ApiError::validation(e.body_text()))?;
+    let archived = archived_param(&pairs)?;
+    let mut limit = 100usize;
+    let mut after = 0usize;
+    for (k, v) in &pairs {
+        match k.as_str() {
+            "limit" => {
+                limit = v
+                    .parse::<usize>()
+                    .ok()
+                    .filter(|l| (1..=OWNERS_PAGE_MAX as usize).contains(l))
+                    .ok_or_else(|| {
+                        ApiError::validation(format!(
+                            "limit must be between 1 and {OWNERS_PAGE_MAX}, got '{v}'"
+                        ))
+                    })?
+            }
+            "after" => {
+                after = parse_cursor(v)
+                    .ok_or_else(|| ApiError::validation(format!("after '{v}' is not a valid cursor")))?
+                    as usize
+            }
+            _ => {}
+        }
+    }
+    let portal = state.read_portal();
+    let matching: Vec<_> = portal.owners.iter().filter(|o| o.archived == archived).collect();
+    let end = (after + limit).min(matching.len());
+    let results = matching
+        .get(after.min(end)..end)
+        .unwrap_or_default()
+        .iter()
+        .map(|o| (*o).clone())
+        .collect();
+    let paging = (end < matching.len()).then(|| Paging {
+        next: Some(NextPage {
+            after: cursor(end as u64),
+            link: None,
+        }),
+    });
+    Ok(Json(OwnersResponse { results, paging }))
+}
+
+/// `GET /crm/v3/pipelines/{type}`: deals' and tickets' pipelines with their stages.
+pub async fn pipelines(
+    State(state): State<Arc<AppState>>,
+    Path(raw_type): Path<String>,
+) -> Result<Json<PipelinesResponse>, ApiError> {
+    let portal = state.read_portal();
+    let t = object_type(&portal, &raw_type)?;
+    let results = portal
+        .pipelines(t)
+        .ok_or_else(|| ApiError::validation(format!("Object type {} has no pipelines", t.name())))?
+        .clone();
+    Ok(Json(PipelinesResponse { results }))
 }

@@ -16,7 +16,7 @@ use super::config::{FaultKind, FaultKinds};
 use super::errors::ApiError;
 use super::faults;
 use super::limits::{DAILY_LIMIT, GENERAL_WINDOW};
-use super::server::{AppState, CRM_BASE_PATH};
+use super::server::{AppState, CRM_BASE_PATH, CRM_V4_BASE_PATH};
 use super::stats::Endpoint;
 
 /// The longest CRM request target (path plus `?` and query string, as sent, percent-encoding
@@ -35,6 +35,13 @@ fn target_len(uri: &axum::http::Uri) -> usize {
 
 /// Which endpoint a request is for, from its method and path.
 fn classify(method: &Method, path: &str) -> Endpoint {
+    if let Some(rest) = path.strip_prefix(CRM_V4_BASE_PATH) {
+        let segments: Vec<&str> = rest.trim_matches('/').split('/').collect();
+        return match (method, segments.as_slice()) {
+            (&Method::POST, ["associations", _, _, "batch", "read"]) => Endpoint::Associations,
+            _ => Endpoint::Other,
+        };
+    }
     let Some(rest) = path.strip_prefix(CRM_BASE_PATH) else {
         return Endpoint::Other;
     };
@@ -45,6 +52,8 @@ fn classify(method: &Method, path: &str) -> Endpoint {
         (&Method::POST, ["objects", _, "batch", "read"]) => Endpoint::BatchRead,
         (&Method::GET, ["properties", _]) => Endpoint::Properties,
         (&Method::GET, ["schemas"] | ["schemas", _]) => Endpoint::Schemas,
+        (&Method::GET, ["owners"]) => Endpoint::Owners,
+        (&Method::GET, ["pipelines", _]) => Endpoint::Pipelines,
         _ => Endpoint::Other,
     }
 }

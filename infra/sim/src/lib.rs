@@ -22,8 +22,10 @@
 //! - `mutate`: time moving on request (updates, creates, archives, property changes);
 //!   invariants U1-U7.
 //! - `batch`: batch read by id; invariants B1-B3.
+//! - `relations`: links between records (seeded per pair of types, with HubSpot's type ids
+//!   and labels), owners, pipelines and merges; invariants A1-A5.
 //! - `search`: filter, sort and page evaluation of a search request; invariants SR1-SR2.
-//!   (P, PS, U, B and SR name the simulator's invariants; the pipeline's are W, M, L, S, G,
+//!   (P, PS, U, B, SR and A name the simulator's invariants; the pipeline's are W, M, L, S, G,
 //!   Q, K, R, C and E, so the two never share a name.)
 //! - `limits`, `faults`, `errors`: HubSpot's rate limits, failures and error bodies.
 //! - `gate`: the middleware applying the URL limit ([`URL_LIMIT_CHARS`]), auth, limits,
@@ -42,14 +44,20 @@
 //!   400; 200 `COMPLETE`, or 207 with `numErrors` and `OBJECT_NOT_FOUND` errors naming the ids
 //!   not found; charged to the general window, not lagged), `GET /crm/v3/properties/{type}`
 //!   (`?archived=true` lists only archived properties), `GET /crm/v3/schemas` and `GET
-//!   /crm/v3/schemas/{type}` (the portal's custom object schemas).
+//!   /crm/v3/schemas/{type}` (the portal's custom object schemas), `POST
+//!   /crm/v4/associations/{from}/{to}/batch/read` (1,000 ids, 500 links per id then
+//!   `paging.next.after`, 207 naming the ids with no links), `GET /crm/v3/owners` (`limit` up
+//!   to 500, `after`, `archived=true` for the archived ones only), `GET
+//!   /crm/v3/pipelines/{deals,tickets}`.
 //! - A standard type is a name (`deals`, `tickets`, `line_items`...) or type id (`0-3`); a
 //!   custom object its `objectTypeId` (`2-3508482`) or `fullyQualifiedName`
 //!   (`p<portal id>_cars`), not its bare name; an unknown or not enabled one is a 404.
 //! - Any CRM request whose path and query exceed [`URL_LIMIT_CHARS`] characters is a 414
 //!   (`URI_TOO_LONG`), counted in `SimStats::uri_too_long`.
 //! - `POST /_sim/mutate` (record changes; property changes `add_property`, `retype_property`,
-//!   `archive_property`, see [`MutateRequest`]), `GET|POST /_sim/config`, `GET
+//!   `archive_property`; `merges`, `associate`, `dissociate`, `random_links` (with or without
+//!   `touch` on the record's modified time), `relabel_stage`; see [`MutateRequest`]),
+//!   `GET /_sim/associations/{from}/{to}` (every link between live records), `GET|POST /_sim/config`, `GET
 //!   /_sim/truth/{type}` (JSON lines; every unarchived property; a custom object also by bare
 //!   name), `GET /_sim/stats`, `POST /_sim/stats/reset`, `GET /_sim/health`.
 
@@ -68,6 +76,7 @@ mod mutate;
 mod pools;
 mod portal;
 mod properties;
+mod relations;
 mod rng;
 mod schema;
 mod search;
@@ -88,8 +97,11 @@ pub use config::{
     DEFAULT_PORTAL_ID, DEFAULT_RATE_LIMIT, DEFAULT_RECORDS_PER_TYPE, DEFAULT_SEARCH_RATE, DEFAULT_SEED,
 };
 pub use gate::URL_LIMIT_CHARS;
-pub use mutate::{MutateRequest, MutateResponse, NewProperty, PropertyName};
+pub use mutate::{
+    LinkChange, Merge, MutateRequest, MutateResponse, NewProperty, PropertyName, RandomLinks, StageLabel,
+};
 pub use portal::{PORTAL_END_MS, PORTAL_START_MS};
+pub use relations::{pair_of as linked_pair, PAIRS as LINKED_PAIRS};
 pub use server::{start, SimHandle, SimServer, CRM_BASE_PATH, SIM_BASE_PATH};
 pub use stats::{EndpointCounts, FaultCounts, RateLimitedCounts, SimStats};
 

@@ -27,8 +27,10 @@ use wire::format_ms;
 
 use super::catalog::ObjectType;
 use super::portal::{Pending, Portal, Rec, TypeStore, ID_STRIDE};
+use super::relations::pair_of;
 use super::rng::SplitMix64;
 use super::schema::SchemaError;
+use super::values::MergedIds;
 
 /// `POST /_sim/mutate` body: counts of each change; all but `object_type` optional.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -73,6 +75,60 @@ pub struct MutateRequest {
     /// A property archived: gone from the listing, null on records (U7).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub archive_property: Option<PropertyName>,
+    /// Records merged (A4 in `relations.rs`): each loser disappears into its survivor.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub merges: Vec<Merge>,
+    /// Links added between this type's records and another type's (A3).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub associate: Vec<LinkChange>,
+    /// Links removed (A3).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub dissociate: Vec<LinkChange>,
+    /// Links added and removed at random between live records (A3).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub random_links: Option<RandomLinks>,
+    /// A pipeline stage's new label (deals and tickets, A5).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub relabel_stage: Option<StageLabel>,
+}
+
+/// `{"survivor": 101, "loser": 205}`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Merge {
+    pub survivor: u64,
+    pub loser: u64,
+}
+
+/// A link between this type's record `id` and `to_object_type`'s `to_id`; `touch` also
+/// bumps this record's modified time (U1), as HubSpot sometimes does and often does not.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LinkChange {
+    pub id: u64,
+    pub to_object_type: String,
+    pub to_id: u64,
+    #[serde(default)]
+    pub touch: bool,
+}
+
+/// `adds` new links and `removes` existing ones from random live records of this type to
+/// random live records of `to_object_type`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RandomLinks {
+    pub to_object_type: String,
+    #[serde(default)]
+    pub adds: u64,
+    #[serde(default)]
+    pub removes: u64,
+    #[serde(default)]
+    pub touch: bool,
+}
+
+/// `{"pipeline_id": "default", "stage_id": "closedwon", "label": "Won"}`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StageLabel {
+    pub pipeline_id: String,
+    pub stage_id: String,
+    pub label: String,
 }
 
 /// A property's name and (new) type: `{"name":"fleet_size","type":"number","field_type":"number"}`.
@@ -120,6 +176,14 @@ pub struct MutateResponse {
     /// Properties added, retyped or archived (U7), in that order.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub properties: Vec<String>,
+    /// Losers merged away (A4).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub merged: Vec<String>,
+    /// Links added and removed, `from:to` (A3).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub linked: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub unlinked: Vec<String>,
 }
 
 /// The instant a mutation stamps its changes with, and when search sees them (U4).
@@ -176,12 +240,152 @@ impl Portal {
             archived: Vec::with_capacity(picks.archives.len()),
             moved: Vec::with_capacity(picks.moves.len()),
             properties,
+            merged: Vec::new(),
+            linked: Vec::new(),
+            unlinked: Vec::new(),
         };
         apply_updates(store, picks.updates, req.same_timestamp, stamp, &mut out.updated);
         apply_archives(store, picks.archives, stamp, &mut out.archived);
         apply_moves(store, picks.moves, req.move_days, stamp, &mut out.moved);
         self.apply_creates(t, req, stamp, rng, &mut out.created);
+        self.apply_relations(t, req, stamp, rng, &mut out)?;
         Ok(out)
+    }
+
+    /// Links, merges and stage labels (A3-A5). Checked before anything changes: a request
+    /// naming an unknown type, a record that is not live or a pair that does not link
+    /// changes no link.
+    fn apply_relations(
+        &mut self,
+        t: ObjectType,
+        req: &MutateRequest,
+        stamp: Stamp,
+        rng: &mut SplitMix64,
+        out: &mut MutateResponse,
+    ) -> Result<(), SchemaError> {
+        let other = |name: &str| {
+            let to = ObjectType::parse(name).ok_or_else(|| format!("unknown object type `{name}`"))?;
+            pair_of(t, to).ok_or_else(|| format!("{} and {} do not link", t.name(), to.name()))?;
+            Ok::<ObjectType, SchemaError>(to)
+        };
+        for change in req.associate.iter().chain(&req.dissociate) {
+            let to = other(&change.to_object_type)?;
+            if !self.is_live(t, change.id) || !self.is_live(to, change.to_id) {
+                return Err(format!(
+                    "{} {} or {} {} is not a live record",
+                    t.name(),
+                    change.id,
+                    to.name(),
+                    change.to_id
+                ));
+            }
+        }
+        for m in &req.merges {
+            if m.survivor == m.loser || !self.is_live(t, m.survivor) || !self.is_live(t, m.loser) {
+                return Err(format!(
+                    "merge {} into {}: both must be distinct live {} records",
+                    m.loser,
+                    m.survivor,
+                    t.name()
+                ));
+            }
+        }
+        let mut touched: Vec<u64> = Vec::new();
+        for c in &req.associate {
+            let to = other(&c.to_object_type)?;
+            self.links.link(t, c.id, to, c.to_id, &[]);
+            out.linked.push(format!("{}:{}", c.id, c.to_id));
+            if c.touch {
+                touched.push(c.id);
+            }
+        }
+        for c in &req.dissociate {
+            let to = other(&c.to_object_type)?;
+            if self.links.unlink(t, c.id, to, c.to_id) {
+                out.unlinked.push(format!("{}:{}", c.id, c.to_id));
+            }
+            if c.touch {
+                touched.push(c.id);
+            }
+        }
+        if let Some(r) = &req.random_links {
+            let to = other(&r.to_object_type)?;
+            let from_ids: Vec<u64> = self.live_records(t).iter().map(|r| r.id).collect();
+            let to_ids: Vec<u64> = self.live_records(to).iter().map(|r| r.id).collect();
+            if !from_ids.is_empty() && !to_ids.is_empty() {
+                for _ in 0..r.adds {
+                    let a = from_ids[rng.below(from_ids.len() as u64) as usize];
+                    let b = to_ids[rng.below(to_ids.len() as u64) as usize];
+                    self.links.link(t, a, to, b, &[]);
+                    out.linked.push(format!("{a}:{b}"));
+                    if r.touch {
+                        touched.push(a);
+                    }
+                }
+                let mut removed = 0;
+                for _ in 0..r.removes.saturating_mul(20) {
+                    if removed == r.removes {
+                        break;
+                    }
+                    let a = from_ids[rng.below(from_ids.len() as u64) as usize];
+                    let Some(b) = self.links.of(t, a, to).and_then(|l| l.keys().next().copied()) else {
+                        continue;
+                    };
+                    self.links.unlink(t, a, to, b);
+                    out.unlinked.push(format!("{a}:{b}"));
+                    removed += 1;
+                    if r.touch {
+                        touched.push(a);
+                    }
+                }
+            }
+        }
+        for m in &req.merges {
+            self.merge_records(t, *m, stamp);
+            out.merged.push(m.loser.to_string());
+            touched.push(m.survivor);
+        }
+        touched.sort_unstable();
+        touched.dedup();
+        let store = &mut self.stores[t.index()];
+        let idx: Vec<usize> = touched
+            .iter()
+            .filter_map(|id| store.records.binary_search_by_key(id, |r| r.id).ok())
+            .collect();
+        apply_updates(store, idx, false, stamp, &mut out.updated);
+        if let Some(s) = &req.relabel_stage {
+            let now = format_ms(stamp.now);
+            let stage = match t {
+                ObjectType::Deals => &mut self.deal_pipelines,
+                ObjectType::Tickets => &mut self.ticket_pipelines,
+                _ => return Err(format!("{} has no pipelines", t.name())),
+            }
+            .iter_mut()
+            .filter(|p| p.id == s.pipeline_id)
+            .flat_map(|p| p.stages.iter_mut())
+            .find(|st| st.id == s.stage_id)
+            .ok_or_else(|| format!("no stage {} in pipeline {}", s.stage_id, s.pipeline_id))?;
+            stage.label = s.label.clone();
+            stage.updated_at = now;
+        }
+        Ok(())
+    }
+
+    /// A4: the loser disappears (it is not archived), its links go to the survivor, and the
+    /// survivor lists it (and what was merged into it) among its merged ids.
+    fn merge_records(&mut self, t: ObjectType, m: Merge, stamp: Stamp) {
+        let store = &mut self.stores[t.index()];
+        if let Ok(i) = store.records.binary_search_by_key(&m.loser, |r| r.id) {
+            store.records.remove(i);
+            store.pending.remove(&m.loser);
+            store.index_created();
+        }
+        self.links.merge(t, m.loser, m.survivor);
+        let mut merged: MergedIds = self.merged[t.index()].cloned().unwrap_or_default();
+        let mut ids = merged.remove(&m.loser).unwrap_or_default();
+        ids.push((m.loser, stamp.now));
+        merged.entry(m.survivor).or_default().extend(ids);
+        self.merged[t.index()] = Some(Box::leak(Box::new(merged)));
     }
 
     /// Applies the request's property changes to a copy of the type's table, and keeps it only

@@ -12,13 +12,14 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use wire::{format_ms, ObjectRecord};
+use wire::{format_ms, ObjectRecord, Owner, Pipeline};
 
 use super::catalog::{custom_fqn_name, ObjectType, PropSpec};
 use super::config::TypeCount;
+use super::relations::{seed_owners, seed_pipelines, Links};
 use super::rng::{below, hash, mix, tag, unit};
 use super::schema::TypeSchema;
-use super::values::{value, ValueCtx};
+use super::values::{owner_id, value, MergedIds, ValueCtx, OWNER_COUNT};
 
 /// Seeded records are created from this instant on (2019-01-01T00:00:00Z): fixed anchors,
 /// so one seed gives the same portal whatever the wall clock says.
@@ -133,6 +134,16 @@ pub struct Portal {
     pub next_engagement_id: u64,
     /// The latest instant a mutation stamped: mutations never go back in time.
     pub last_stamp_ms: i64,
+    /// Every link between records (`relations.rs`).
+    pub links: Links,
+    /// Per type, the ids merged into each survivor (A4), leaked anew at each merge so values
+    /// render without the portal's lock.
+    pub merged: Vec<Option<&'static MergedIds>>,
+    /// `GET /crm/v3/owners`.
+    pub owners: Vec<Owner>,
+    /// `GET /crm/v3/pipelines/{deals,tickets}`.
+    pub deal_pipelines: Vec<Pipeline>,
+    pub ticket_pipelines: Vec<Pipeline>,
 }
 
 /// The id of the `k`-th seeded record of a non-activity type (each its own id space).
@@ -169,6 +180,11 @@ impl Portal {
             next_id: vec![0; ObjectType::COUNT],
             next_engagement_id: engagement_id(spec.seed, 0),
             last_stamp_ms: PORTAL_END_MS,
+            links: Links::default(),
+            merged: vec![None; ObjectType::COUNT],
+            owners: seed_owners(spec.seed, OWNER_COUNT, |i| owner_id(spec.seed, i)),
+            deal_pipelines: seed_pipelines(ObjectType::Deals),
+            ticket_pipelines: seed_pipelines(ObjectType::Tickets),
         };
         for c in &spec.custom_properties {
             portal.schemas[c.object_type.index()].add_seeded(c.object_type, spec.seed, c.count);
@@ -198,6 +214,9 @@ impl Portal {
         for store in &mut portal.stores {
             store.index_created();
         }
+        portal.links = Links::seed(spec.seed, |t| {
+            portal.store(t).records.iter().map(|r| r.id).collect()
+        });
         portal
     }
 
@@ -275,7 +294,39 @@ impl Portal {
             object_type: t,
             company_count: self.records_per_type,
             uncastable_per_mille: self.uncastable_per_mille,
+            merged: self.merged[t.index()],
         }
+    }
+
+    /// Whether `t` has a live record `id`.
+    pub fn is_live(&self, t: ObjectType, id: u64) -> bool {
+        let records = &self.store(t).records;
+        records
+            .binary_search_by_key(&id, |r| r.id)
+            .is_ok_and(|i| records[i].is_live())
+    }
+
+    /// The pipelines of `t` (deals and tickets have them).
+    pub fn pipelines(&self, t: ObjectType) -> Option<&Vec<Pipeline>> {
+        match t {
+            ObjectType::Deals => Some(&self.deal_pipelines),
+            ObjectType::Tickets => Some(&self.ticket_pipelines),
+            _ => None,
+        }
+    }
+
+    /// Every link between live records of `from` and `to`, as a v4 batch read from `from`
+    /// answers them (A2): (from id, its links), ids ascending.
+    pub fn links_truth(&self, from: ObjectType, to: ObjectType) -> Vec<(u64, Vec<wire::AssociationTo>)> {
+        self.store(from)
+            .records
+            .iter()
+            .filter(|r| r.is_live())
+            .filter_map(|r| {
+                let links = self.links.render(from, r.id, to, |id| self.is_live(to, id));
+                (!links.is_empty()).then_some((r.id, links))
+            })
+            .collect()
     }
 
     /// The properties `t` has in this portal now.

@@ -8,6 +8,22 @@ use Gen::*;
 use Kind::{Bool, Date, DateTime, Enumeration, Number};
 
 pub(super) const ID: PropSpec = p("hs_object_id", "Record ID", Number, ObjectId).stable();
+/// The survivor of a merge lists the merged-away ids (A4 in `relations.rs`).
+pub(super) const MERGED_IDS: PropSpec = p(
+    "hs_merged_object_ids",
+    "Merged record IDs",
+    Enumeration,
+    MergedIds,
+)
+.field("checkbox")
+.calculated();
+const MERGED_VIDS: PropSpec = p(
+    "hs_calculated_merged_vids",
+    "Merged Contact IDs",
+    Kind::String,
+    MergedVids,
+)
+.calculated();
 pub(super) const OWNER: PropSpec = p("hubspot_owner_id", "Owner", Enumeration, Owner).nulls(120);
 pub(super) const CREATEDATE: PropSpec = p("createdate", "Create Date", DateTime, Created).stable();
 pub(super) const HS_CREATEDATE: PropSpec = p("hs_createdate", "Create Date", DateTime, Created).stable();
@@ -24,6 +40,7 @@ const COUNTRY: PropSpec = p("country", "Country/Region", Kind::String, Country)
 
 pub(super) static DEALS: &[PropSpec] = &[
     ID,
+    MERGED_IDS,
     CREATEDATE,
     HS_MODIFIED,
     p(
@@ -108,6 +125,8 @@ const DEAL_STAGES: &[&str] = &[
 
 pub(super) static CONTACTS: &[PropSpec] = &[
     ID,
+    MERGED_IDS,
+    MERGED_VIDS,
     CREATEDATE,
     p("lastmodifieddate", "Last Modified Date", DateTime, Modified),
     p("email", "Email", Kind::String, Email)
@@ -187,6 +206,7 @@ const LIFECYCLE: &[&str] = &[
 
 pub(super) static COMPANIES: &[PropSpec] = &[
     ID,
+    MERGED_IDS,
     CREATEDATE,
     HS_MODIFIED,
     p("name", "Company name", Kind::String, CompanyName)

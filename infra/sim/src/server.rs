@@ -26,6 +26,8 @@ use super::{admin, crm, gate};
 
 /// Where the CRM API is served; every CRM route is built from it.
 pub const CRM_BASE_PATH: &str = "/crm/v3";
+/// Where the v4 associations API is served.
+pub const CRM_V4_BASE_PATH: &str = "/crm/v4";
 /// The simulator's own endpoints (no auth, no limits, no faults).
 pub const SIM_BASE_PATH: &str = "/_sim";
 
@@ -128,6 +130,27 @@ impl AppState {
         (portal.live_records(t), portal.value_ctx(t), props)
     }
 
+    /// Every link between live records of `from` and `to` as a batch read from `from` answers.
+    pub fn links_truth(
+        &self,
+        from: &str,
+        to: &str,
+    ) -> Result<Vec<(u64, Vec<wire::AssociationTo>)>, SimError> {
+        let (from, to) = (self.admin_type(from)?, self.admin_type(to)?);
+        Ok(self.read_portal().links_truth(from, to))
+    }
+
+    /// Every owner, archived ones too.
+    pub fn owners_truth(&self) -> Vec<wire::Owner> {
+        self.read_portal().owners.clone()
+    }
+
+    /// The pipelines of deals or tickets.
+    pub fn pipelines_truth(&self, object_type: &str) -> Result<Vec<wire::Pipeline>, SimError> {
+        let t = self.admin_type(object_type)?;
+        Ok(self.read_portal().pipelines(t).cloned().unwrap_or_default())
+    }
+
     /// Every live record of a type with all its (unarchived) properties, in id order.
     pub fn truth(&self, object_type: &str) -> Result<Vec<ObjectRecord>, SimError> {
         let t = self.admin_type(object_type)?;
@@ -156,6 +179,15 @@ pub fn router(state: Arc<AppState>) -> Router {
             get(crm::properties),
         )
         .route(&format!("{CRM_BASE_PATH}/schemas"), get(crm::schemas))
+        .route(
+            &format!("{CRM_V4_BASE_PATH}/associations/{{from}}/{{to}}/batch/read"),
+            post(crm::associations),
+        )
+        .route(&format!("{CRM_BASE_PATH}/owners"), get(crm::owners))
+        .route(
+            &format!("{CRM_BASE_PATH}/pipelines/{{object_type}}"),
+            get(crm::pipelines),
+        )
         .route(
             &format!("{CRM_BASE_PATH}/schemas/{{object_type}}"),
             get(crm::schema),
@@ -272,6 +304,25 @@ impl SimServer {
     /// is a name or type id; a custom object's schema name, type id or fully qualified name.
     pub fn truth(&self, object_type: &str) -> Result<Vec<ObjectRecord>, SimError> {
         self.state.truth(object_type)
+    }
+
+    /// Every link between live records of `from` and `to` (names or type ids), by `from` id.
+    pub fn links_truth(
+        &self,
+        from: &str,
+        to: &str,
+    ) -> Result<Vec<(u64, Vec<wire::AssociationTo>)>, SimError> {
+        self.state.links_truth(from, to)
+    }
+
+    /// Every owner of the portal, archived ones too.
+    pub fn owners_truth(&self) -> Vec<wire::Owner> {
+        self.state.owners_truth()
+    }
+
+    /// The pipelines of `deals` or `tickets`, stages in display order.
+    pub fn pipelines_truth(&self, object_type: &str) -> Result<Vec<wire::Pipeline>, SimError> {
+        self.state.pipelines_truth(object_type)
     }
 
     /// Stops accepting, lets in-flight requests finish, and waits for the server task.

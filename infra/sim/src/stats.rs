@@ -15,6 +15,10 @@ pub enum Endpoint {
     BatchRead,
     Properties,
     Schemas,
+    /// `POST /crm/v4/associations/{from}/{to}/batch/read`.
+    Associations,
+    Owners,
+    Pipelines,
     /// Anything else under the API (unknown paths).
     Other,
 }
@@ -28,6 +32,9 @@ pub struct Stats {
     batch_read: AtomicU64,
     properties: AtomicU64,
     schemas: AtomicU64,
+    associations: AtomicU64,
+    owners: AtomicU64,
+    pipelines: AtomicU64,
     other: AtomicU64,
     unauthorized: AtomicU64,
     uri_too_long: AtomicU64,
@@ -65,6 +72,13 @@ pub struct EndpointCounts {
     /// `GET /crm/v3/schemas[/{type}]`.
     #[serde(default)]
     pub schemas: u64,
+    /// v4 association batch reads.
+    #[serde(default)]
+    pub associations: u64,
+    #[serde(default)]
+    pub owners: u64,
+    #[serde(default)]
+    pub pipelines: u64,
     pub other: u64,
 }
 
@@ -96,6 +110,9 @@ impl Stats {
             Endpoint::BatchRead => &self.batch_read,
             Endpoint::Properties => &self.properties,
             Endpoint::Schemas => &self.schemas,
+            Endpoint::Associations => &self.associations,
+            Endpoint::Owners => &self.owners,
+            Endpoint::Pipelines => &self.pipelines,
             Endpoint::Other => &self.other,
         };
         counter.fetch_add(1, Relaxed);
@@ -147,6 +164,9 @@ impl Stats {
                 batch_read: self.batch_read.load(Relaxed),
                 properties: self.properties.load(Relaxed),
                 schemas: self.schemas.load(Relaxed),
+                associations: self.associations.load(Relaxed),
+                owners: self.owners.load(Relaxed),
+                pipelines: self.pipelines.load(Relaxed),
                 other: self.other.load(Relaxed),
             },
             unauthorized: self.unauthorized.load(Relaxed),
@@ -170,6 +190,9 @@ impl Stats {
             &self.batch_read,
             &self.properties,
             &self.schemas,
+            &self.associations,
+            &self.owners,
+            &self.pipelines,
             &self.other,
             &self.unauthorized,
             &self.uri_too_long,

@@ -20,7 +20,12 @@ pub struct ValueCtx {
     /// Chance in 1000 that a typed custom value (number, date, datetime, bool) is a string that
     /// does not parse as its type (`SimConfig::uncastable_per_mille`).
     pub uncastable_per_mille: u16,
+    /// The ids merged into each record of the type, with when (A4 in `relations.rs`).
+    pub merged: Option<&'static MergedIds>,
 }
+
+/// Per survivor, the ids merged into it and when.
+pub type MergedIds = std::collections::HashMap<u64, Vec<(u64, i64)>>;
 
 const DAY_MS: i64 = 86_400_000;
 const NULL_SALT: u64 = 0x6e75_6c6c;
@@ -35,6 +40,10 @@ pub fn value(ctx: &ValueCtx, spec: &PropSpec, rec: &Rec) -> Option<String> {
         Gen::ObjectId => return Some(rec.id.to_string()),
         Gen::Created => return Some(format_ms(rec.created_ms)),
         Gen::Modified => return Some(format_ms(rec.modified_ms)),
+        Gen::MergedIds | Gen::MergedVids => {
+            let ids = ctx.merged?.get(&rec.id)?;
+            return Some(super::relations::render_merged(ids, spec.gen == Gen::MergedVids));
+        }
         _ => {}
     }
     let version = effective_version(ctx, spec.key, spec.stable, rec);
@@ -119,7 +128,9 @@ pub fn value(ctx: &ValueCtx, spec: &PropSpec, rec: &Rec) -> Option<String> {
         Gen::Vin => (0..17)
             .map(|i| VIN_CHARS[below(mix(h ^ i), VIN_CHARS.len() as u64) as usize] as char)
             .collect(),
-        Gen::ObjectId | Gen::Created | Gen::Modified | Gen::Custom => return None,
+        Gen::ObjectId | Gen::Created | Gen::Modified | Gen::MergedIds | Gen::MergedVids | Gen::Custom => {
+            return None
+        }
     })
 }
 
@@ -233,9 +244,9 @@ fn pick<T: Copy>(options: &[T], h: u64) -> T {
     options[below(h, options.len() as u64) as usize]
 }
 
-const OWNER_COUNT: u64 = 17;
+pub(crate) const OWNER_COUNT: u64 = 17;
 
-fn owner_id(seed: u64, index: u64) -> u64 {
+pub(crate) fn owner_id(seed: u64, index: u64) -> u64 {
     10_000_000 + below(hash(&[seed, tag("owner"), index]), 890_000_000)
 }
 
@@ -298,6 +309,7 @@ mod tests {
             object_type: ObjectType::Contacts,
             company_count: 10,
             uncastable_per_mille: 0,
+            merged: None,
         }
     }
 
