@@ -5,6 +5,7 @@
 //! request that met it, which retries as any other; a DAILY 429 fails at once (R4).
 //! The token lives in a [`Secret`] and is never logged.
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use backon::{ExponentialBuilder, Retryable};
@@ -15,7 +16,7 @@ use crate::adapt::{Policy, RateSignals};
 use crate::error::HubSpotError;
 use crate::rate::{RateBudget, Window};
 pub use wire::Secret;
-use wire::{self, ErrorBody, ListResponse, PropertiesResponse, SearchRequest, SearchResponse};
+use wire::{self, ErrorBody, ListResponse, Paging, PropertiesResponse, SearchRequest, SearchResponse};
 
 /// HubSpot's own API host.
 pub const DEFAULT_BASE_URL: &str = "https://api.hubapi.com";
@@ -219,6 +220,107 @@ impl HubSpotClient {
                 .await
         })
         .await
+    }
+
+    /// The links of each of `ids` (of `from`) to `to`, every page of them:
+    /// `POST /crm/v4/associations/{from}/{to}/batch/read`, [`wire::ASSOCIATIONS_BATCH_MAX`]
+    /// ids a request, then the ids whose answer had more links (`paging.next.after`) again
+    /// with their cursors. An id with no links (HubSpot answers it among a 207's errors, not
+    /// in `results`) maps to an empty list; every id asked for is in the answer.
+    pub async fn associations(
+        &self,
+        from: &str,
+        to: &str,
+        ids: &[String],
+    ) -> Result<BTreeMap<String, Vec<wire::AssociationTo>>, HubSpotError> {
+        let url = format!(
+            "{}/crm/v4/associations/{from}/{to}/batch/read",
+            self.config.base_url.trim_end_matches('/')
+        );
+        let mut out: BTreeMap<String, Vec<wire::AssociationTo>> =
+            ids.iter().map(|id| (id.trim().to_string(), Vec::new())).collect();
+        let mut pending: Vec<wire::AssociationInput> = out
+            .keys()
+            .map(|id| wire::AssociationInput {
+                id: id.clone(),
+                after: None,
+            })
+            .collect();
+        while !pending.is_empty() {
+            let take = pending.len().min(wire::ASSOCIATIONS_BATCH_MAX);
+            let body = wire::AssociationsRequest {
+                inputs: pending.drain(..take).collect(),
+            };
+            let asked: std::collections::BTreeSet<String> =
+                body.inputs.iter().map(|i| i.id.clone()).collect();
+            let resp: wire::AssociationsResponse = self
+                .with_retries(|| async {
+                    self.budget.general.acquire().await;
+                    self.send(self.http.post(&url).json(&body), Window::General).await
+                })
+                .await?;
+            for result in resp.results {
+                let id = result.from.id.trim().to_string();
+                if !asked.contains(&id) {
+                    return Err(HubSpotError::Incomplete(format!(
+                        "association batch read of {from}→{to} answered id {id}, which was not asked for"
+                    )));
+                }
+                if let Some(after) = Paging::next_after(&result.paging) {
+                    pending.push(wire::AssociationInput {
+                        id: id.clone(),
+                        after: Some(after.to_string()),
+                    });
+                }
+                out.entry(id).or_default().extend(result.to);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Every owner, `GET /crm/v3/owners` paged: the active ones, then (`archived=true`) the
+    /// archived ones (HubSpot lists each set on its own).
+    pub async fn owners(&self) -> Result<Vec<wire::Owner>, HubSpotError> {
+        let url = format!("{}/crm/v3/owners", self.config.base_url.trim_end_matches('/'));
+        let mut owners = Vec::new();
+        for archived in ["false", "true"] {
+            let mut after: Option<String> = None;
+            loop {
+                let limit = wire::OWNERS_PAGE_MAX.to_string();
+                let page: wire::OwnersResponse = self
+                    .with_retries(|| async {
+                        self.budget.general.acquire().await;
+                        let mut query = vec![("limit", limit.as_str()), ("archived", archived)];
+                        if let Some(a) = &after {
+                            query.push(("after", a.as_str()));
+                        }
+                        self.send(self.http.get(&url).query(&query), Window::General)
+                            .await
+                    })
+                    .await?;
+                owners.extend(page.results);
+                match Paging::next_after(&page.paging) {
+                    Some(next) => after = Some(next.to_string()),
+                    None => break,
+                }
+            }
+        }
+        Ok(owners)
+    }
+
+    /// `GET /crm/v3/pipelines/{type}`: the type's pipelines with their stages.
+    pub async fn pipelines(&self, object_type: &str) -> Result<Vec<wire::Pipeline>, HubSpotError> {
+        let url = format!(
+            "{}/crm/v3/pipelines/{object_type}",
+            self.config.base_url.trim_end_matches('/')
+        );
+        let resp: wire::PipelinesResponse = self
+            .with_retries(|| async {
+                self.budget.general.acquire().await;
+                self.send(self.http.get(&url), Window::General).await
+            })
+            .await?;
+        Ok(resp.results)
     }
 
     /// `GET /crm/v3/schemas`: the portal's custom object types.
