@@ -81,6 +81,9 @@ pub enum Slice {
     /// Its pages are staged as patches: the merge writes those columns into the rows it already
     /// holds at the same or an older version, and touches nothing else.
     Backfill { object_type: String },
+    /// A snapshot table's one job: HubSpot's owners (`object_type` "owners") or deal and
+    /// ticket pipelines ("pipelines"), read whole.
+    Snapshot { object_type: String },
 }
 
 impl Slice {
@@ -90,7 +93,8 @@ impl Slice {
             | Slice::ListArchived { object_type, .. }
             | Slice::Search { object_type, .. }
             | Slice::Created { object_type, .. }
-            | Slice::Backfill { object_type } => object_type,
+            | Slice::Backfill { object_type }
+            | Slice::Snapshot { object_type } => object_type,
         }
     }
 

@@ -57,6 +57,10 @@ pub struct Settings {
     pub backfill_slice_records: u64,
     /// Pages a full sync's list walk may read before its run is abandoned (C2).
     pub list_walk_max_pages: u32,
+    /// A link table's automatic sync is a full one (every record's links re-read) when its
+    /// last full sync started longer ago than this: links can change without the record's
+    /// modified time moving.
+    pub association_refresh_ms: i64,
 }
 
 impl Default for Settings {
@@ -74,6 +78,7 @@ impl Default for Settings {
             list_walk_max_records: DEFAULT_LIST_WALK_MAX_RECORDS,
             backfill_slice_records: wire::SEARCH_RESULT_CAP,
             list_walk_max_pages: DEFAULT_LIST_WALK_MAX_PAGES,
+            association_refresh_ms: 24 * 60 * 60 * 1000,
         }
     }
 }

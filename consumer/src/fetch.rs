@@ -56,6 +56,9 @@ pub async fn fetch_page(
                 .collect();
             Ok(Page { records, next_cursor })
         }
+        Slice::Snapshot { object_type } => Err(ConsumerError::BadJob(format!(
+            "a {object_type} snapshot job names no records to page through (only a snapshot table's run sends one)"
+        ))),
         Slice::Search {
             object_type,
             from_ms,

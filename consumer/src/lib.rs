@@ -17,6 +17,8 @@
 pub mod budget;
 pub mod config;
 pub mod fetch;
+pub mod links;
+pub mod snapshot;
 pub mod stage;
 pub mod worker;
 

@@ -130,6 +130,7 @@ impl Staged<'_> {
 enum ColumnBuilder {
     String(StringBuilder),
     Float64(Float64Builder),
+    Int64(Int64Builder),
     Decimal(Decimal128Builder),
     Timestamp(TimestampMillisecondBuilder),
     Date(Date32Builder),
@@ -142,6 +143,7 @@ impl ColumnBuilder {
         match ty {
             ColumnType::String => ColumnBuilder::String(StringBuilder::with_capacity(n, n * 8)),
             ColumnType::Float64 => ColumnBuilder::Float64(Float64Builder::with_capacity(n)),
+            ColumnType::Int64 => ColumnBuilder::Int64(Int64Builder::with_capacity(n)),
             ColumnType::Decimal => ColumnBuilder::Decimal(
                 Decimal128Builder::with_capacity(n)
                     .with_precision_and_scale(schema::DECIMAL_PRECISION, schema::DECIMAL_SCALE)
@@ -163,6 +165,7 @@ impl ColumnBuilder {
         match (self, value) {
             (ColumnBuilder::String(b), Typed::String(v)) => b.append_value(v),
             (ColumnBuilder::Float64(b), Typed::Float64(v)) => b.append_value(v),
+            (ColumnBuilder::Int64(b), Typed::Int64(v)) => b.append_value(v),
             (ColumnBuilder::Decimal(b), Typed::Decimal(v)) => b.append_value(v),
             (ColumnBuilder::Timestamp(b), Typed::Timestamp(v)) => b.append_value(v),
             (ColumnBuilder::Date(b), Typed::Date(v)) => b.append_value(v),
@@ -181,6 +184,7 @@ impl ColumnBuilder {
         match self {
             ColumnBuilder::String(b) => b.append_null(),
             ColumnBuilder::Float64(b) => b.append_null(),
+            ColumnBuilder::Int64(b) => b.append_null(),
             ColumnBuilder::Decimal(b) => b.append_null(),
             ColumnBuilder::Timestamp(b) => b.append_null(),
             ColumnBuilder::Date(b) => b.append_null(),
@@ -193,6 +197,7 @@ impl ColumnBuilder {
         match self {
             ColumnBuilder::String(b) => Arc::new(b.finish()),
             ColumnBuilder::Float64(b) => Arc::new(b.finish()),
+            ColumnBuilder::Int64(b) => Arc::new(b.finish()),
             ColumnBuilder::Decimal(b) => Arc::new(b.finish()),
             ColumnBuilder::Timestamp(b) => Arc::new(b.finish()),
             ColumnBuilder::Date(b) => Arc::new(b.finish()),

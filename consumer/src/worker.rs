@@ -65,6 +65,14 @@ pub async fn process_job(
         ControlFlow::Break(outcome) => return Ok(outcome),
     };
     let table = &table_spec(p, job).await?;
+    if let (Some(kind), Slice::Snapshot { .. }) = (table.snapshot, &job.slice) {
+        let encoded = crate::snapshot::fetch(hubspot, kind, &run.run_id, p.now_ms()).await?;
+        let mut staged = store_encoded(p, &run, job, table, encoded, None).await?;
+        let Some((pages_outstanding, effects)) = record_page(p, &run, job, &mut staged).await? else {
+            return Ok(JobOutcome::Duplicate);
+        };
+        return send_successors(p, &run, job, staged, pages_outstanding, effects).await;
+    }
     let source = source_of(table, job)?;
     if let Some(note) = walk_outpaced(&run, job, &p.settings) {
         return abandon(p, &run, note).await;
@@ -74,7 +82,7 @@ pub async fn process_job(
         // E2: a column backfill reads and stages only the columns waiting for it.
         columns = Arc::new(columns.patch_schema());
     }
-    let page = fetch(p, hubspot, &run, job, source, &columns).await?;
+    let page = fetch(p, hubspot, &run, job, table, source, &columns).await?;
     let mut staged = stage_page(p, &run, job, table, &columns, source, page).await?;
     let Some((pages_outstanding, effects)) = record_page(p, &run, job, &mut staged).await? else {
         return Ok(JobOutcome::Duplicate);
@@ -158,10 +166,19 @@ async fn fetch(
     hubspot: &HubSpotClient,
     run: &Run,
     job: &PageJob,
+    table: &TableSpec,
     source: &SourceSpec,
     columns: &TableSchema,
 ) -> Result<Page, ConsumerError> {
-    let properties = source.request_properties(columns.fetched_from(&source.object_type));
+    let properties = match &table.links {
+        Some(_) => crate::links::request_properties(source),
+        // The merged ids too (K2), whether the table takes them as a column or not.
+        None => {
+            let mut asked: Vec<&str> = columns.fetched_from(&source.object_type).collect();
+            asked.extend(crate::links::merged_properties(&source.object_type));
+            source.request_properties(asked)
+        }
+    };
     let page = fetch_page(
         hubspot,
         source,
@@ -171,6 +188,12 @@ async fn fetch(
         &p.settings,
     )
     .await?;
+    let page = match &table.links {
+        Some(links) if !matches!(job.slice, Slice::Backfill { .. }) => {
+            crate::links::link_rows(hubspot, source, links, page).await?
+        }
+        _ => page,
+    };
     if let Some(hooks) = &p.hooks {
         hooks.after_fetch(&run.run_id, &job.job_id()).await;
     }
@@ -199,7 +222,6 @@ async fn stage_page(
     let job_id = job.job_id();
     let index = key_index(p, run, &table.name).await?;
     // Encoded off the async threads.
-    let attempt = new_attempt();
     let synced_at = p.now_ms();
     let patch = matches!(job.slice, Slice::Backfill { .. });
     let encoded = encode_off_thread(
@@ -217,6 +239,21 @@ async fn stage_page(
         tracing::warn!(run_id = %run.run_id, job = %job_id, uncast = ?encoded.uncast,
             "values that do not cast to their column's type were kept raw in `_uncast` (their columns hold null)");
     }
+    store_encoded(p, run, job, table, encoded, page.next_cursor).await
+}
+
+/// Writes an encoded page under this attempt's own names (S1): its partition files and its
+/// quarantine file, if any.
+async fn store_encoded(
+    p: &Pipeline,
+    run: &Run,
+    job: &PageJob,
+    table: &TableSpec,
+    encoded: Encoded,
+    next_cursor: Option<String>,
+) -> Result<StagedPage, ConsumerError> {
+    let job_id = job.job_id();
+    let attempt = new_attempt();
     let mut staged = StagedPage {
         outcome: PageOutcome {
             slice_no: job.slice_no,
@@ -225,7 +262,7 @@ async fn stage_page(
             rejected: encoded.rejected_count as i64,
             max_created_ms: encoded.max_created_ms,
             max_modified_ms: encoded.max_modified_ms,
-            next_cursor: page.next_cursor,
+            next_cursor,
             fingerprint: job.slice.fingerprint(),
             uncast: encoded
                 .uncast
@@ -411,17 +448,17 @@ async fn discard(p: &Pipeline, run_id: &str, job_id: &str, files: &[Path]) -> Re
 }
 
 /// A page, validated and encoded.
-struct Encoded {
+pub(crate) struct Encoded {
     /// One Parquet file per partition.
-    files: Vec<(String, Vec<u8>)>,
+    pub(crate) files: Vec<(String, Vec<u8>)>,
     /// The quarantine file's lines, if any record could not be staged.
-    rejected: Option<Vec<u8>>,
-    rejected_count: usize,
-    records: usize,
-    max_created_ms: Option<i64>,
-    max_modified_ms: Option<i64>,
+    pub(crate) rejected: Option<Vec<u8>>,
+    pub(crate) rejected_count: usize,
+    pub(crate) records: usize,
+    pub(crate) max_created_ms: Option<i64>,
+    pub(crate) max_modified_ms: Option<i64>,
     /// Values per property that did not cast (kept in `_uncast`).
-    uncast: BTreeMap<String, u64>,
+    pub(crate) uncast: BTreeMap<String, u64>,
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -460,21 +497,49 @@ fn encode_page(
 }
 
 /// K1: a tombstone in the old partition of every row whose key the index places elsewhere.
-fn tombstones<'a>(index: &KeyIndex, rows: &'a [Row<'a>]) -> impl Iterator<Item = Staged<'a>> + 'a {
-    let index = index.clone();
-    rows.iter().filter_map(move |r| {
-        let old_day = index.get(r.key)?;
+/// K2: a tombstone in the partition of every id the index knows that a row's merged ids name
+/// (HubSpot merged that record into this one: it is gone), at the survivor's version. Each
+/// key and partition once (a link table has several rows per record).
+fn tombstones<'a>(index: &KeyIndex, rows: &'a [Row<'a>]) -> Vec<Staged<'a>> {
+    let mut seen = BTreeSet::new();
+    let mut out = Vec::new();
+    for r in rows {
         let new_dt = r.dt();
-        let old_dt = dt_of_day(old_day)?;
-        (old_dt != new_dt).then(|| {
-            tracing::debug!(key = r.key, from = %old_dt, to = %new_dt, "created date moved; the old row gets a tombstone");
-            Staged::Tombstone {
-                key: r.key,
-                modified_ms: r.modified_ms,
-                dt: old_dt,
+        if let Some(old_dt) = index.get(r.key).and_then(dt_of_day).filter(|old| *old != new_dt) {
+            if seen.insert((r.key, old_dt.clone())) {
+                tracing::debug!(key = r.key, from = %old_dt, to = %new_dt, "created date moved; the old row gets a tombstone");
+                out.push(Staged::Tombstone {
+                    key: r.key,
+                    modified_ms: r.modified_ms,
+                    dt: old_dt,
+                });
             }
-        })
-    })
+        }
+        for loser in merged_ids(r.record) {
+            let Some(dt) = index.get(loser).and_then(dt_of_day) else {
+                continue;
+            };
+            if loser != r.key && seen.insert((loser, dt.clone())) {
+                tracing::info!(survivor = r.key, merged = loser, %dt, "merged away in HubSpot; its row gets a tombstone");
+                out.push(Staged::Tombstone {
+                    key: loser,
+                    modified_ms: r.modified_ms,
+                    dt,
+                });
+            }
+        }
+    }
+    out
+}
+
+/// The ids a record's merged-ids properties name (K2).
+fn merged_ids(record: &wire::ObjectRecord) -> Vec<i64> {
+    [wire::MERGED_IDS_PROPERTY, wire::MERGED_VIDS_PROPERTY]
+        .iter()
+        .filter_map(|p| record.properties.get(*p).and_then(|v| v.as_deref()))
+        .flat_map(wire::merged_ids)
+        .filter_map(|id| i64::try_from(id).ok())
+        .collect()
 }
 
 /// C2: a full sync's list walk reads to the end of the list: ids are not in creation order,

@@ -73,6 +73,7 @@ fn rendered(
             let typed = match col.ty {
                 ColumnType::String => Typed::String(a.as_string::<i32>().value(i).to_string()),
                 ColumnType::Float64 => Typed::Float64(a.as_primitive::<Float64Type>().value(i)),
+                ColumnType::Int64 => Typed::Int64(a.as_primitive::<Int64Type>().value(i)),
                 ColumnType::Decimal => Typed::Decimal(a.as_primitive::<Decimal128Type>().value(i)),
                 ColumnType::Timestamp => {
                     Typed::Timestamp(a.as_primitive::<TimestampMillisecondType>().value(i))
@@ -126,6 +127,7 @@ pub async fn read_lake_table(lake: &Lake, table: &TableSpec) -> anyhow::Result<L
         schema,
     };
     let props = audited(&out.schema).into_iter().cloned().collect::<Vec<_>>();
+    let mut link_sets: BTreeMap<i64, (Record, Vec<String>)> = BTreeMap::new();
     for dt in lake.partitions(&table.name).await? {
         for meta in lake.list_parquet(&lake.partition_dir(&table.name, &dt)).await? {
             out.files += 1;
@@ -185,11 +187,139 @@ pub async fn read_lake_table(lake: &Lake, table: &TableSpec) -> anyhow::Result<L
                     if dt_of_created(record.created_ms) != dt {
                         out.misplaced.push(k);
                     }
+                    if table.is_links() {
+                        // A link table: a key's rows are its set of links, compared whole.
+                        let link = link_text(&record.properties);
+                        let (_, links) = link_sets.entry(k).or_insert_with(|| (record, Vec::new()));
+                        if links.is_empty() {
+                            *out.rows_per_dt.entry(dt.clone()).or_default() += 1;
+                        }
+                        if links.contains(&link) {
+                            out.duplicate_keys.push(k);
+                        }
+                        links.push(link);
+                        continue;
+                    }
                     *out.rows_per_dt.entry(dt.clone()).or_default() += 1;
                     if out.rows.insert(k, record).is_some() {
                         out.duplicate_keys.push(k);
                     }
                 }
+            }
+        }
+    }
+    for (k, (record, links)) in link_sets {
+        out.rows.insert(k, link_record(record, links));
+    }
+    Ok(out)
+}
+
+/// The property under which a link table's audit compares a key's set of links.
+const LINKS_PROPERTY: &str = "links";
+
+/// One link row, rendered: its columns (linked id, type id, category, label) by name.
+fn link_text(properties: &BTreeMap<String, Option<String>>) -> String {
+    properties
+        .iter()
+        .map(|(name, v)| format!("{name}={}", v.as_deref().unwrap_or("null")))
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+/// A key's record in a link table's audit: its version and its sorted set of links.
+fn link_record(record: Record, mut links: Vec<String>) -> Record {
+    links.sort();
+    Record {
+        properties: BTreeMap::from([(LINKS_PROPERTY.to_string(), Some(links.join(" ")))]),
+        ..record
+    }
+}
+
+/// The source's links of a link table, as the lake should hold them: every live `from`
+/// record's links (read with the v4 batch read, as a sync does), keyed by the record, at its
+/// version; records with no link have no row.
+pub async fn expected_links(
+    client: &HubSpotClient,
+    table: &TableSpec,
+) -> anyhow::Result<BTreeMap<i64, Record>> {
+    let links = table.links.as_ref().context("not a link table")?;
+    let schema = TableSchema::of_links(table).context("not a link table")?;
+    let mut out = BTreeMap::new();
+    for source in &table.sources {
+        let mut records = Vec::new();
+        let props = source.request_properties(std::iter::empty::<&str>());
+        let mut after: Option<String> = None;
+        loop {
+            let page = client
+                .list_page(
+                    &source.object_type,
+                    &props,
+                    after.as_deref(),
+                    false,
+                    LIST_PAGE_MAX,
+                )
+                .await
+                .with_context(|| format!("reading {} from HubSpot", source.object_type))?;
+            records.extend(page.results);
+            match Paging::next_after(&page.paging) {
+                Some(a) => after = Some(a.to_string()),
+                None => break,
+            }
+        }
+        for chunk in records.chunks(wire::ASSOCIATIONS_BATCH_MAX) {
+            let ids: Vec<String> = chunk.iter().map(|r| r.id.clone()).collect();
+            let found = client
+                .associations(&source.object_type, &links.to_object_type, &ids)
+                .await
+                .with_context(|| {
+                    format!(
+                        "reading the links of {} to {}",
+                        source.object_type, links.to_object_type
+                    )
+                })?;
+            for r in chunk {
+                let Some(set) = found.get(r.id.trim()).filter(|s| !s.is_empty()) else {
+                    continue;
+                };
+                let key: i64 =
+                    r.id.trim()
+                        .parse()
+                        .with_context(|| format!("record id {}", r.id))?;
+                let time = |prop: &str, fallback: &str| {
+                    r.properties
+                        .get(prop)
+                        .and_then(|v| v.as_deref())
+                        .and_then(parse_ms)
+                        .or_else(|| parse_ms(fallback))
+                };
+                let texts = set
+                    .iter()
+                    .flat_map(|to| {
+                        to.association_types.iter().map(|ty| {
+                            let raw = [
+                                Some(to.to_object_id.to_string()),
+                                Some(ty.type_id.to_string()),
+                                Some(ty.category.clone()),
+                                ty.label.clone(),
+                            ];
+                            let props = schema
+                                .columns
+                                .iter()
+                                .zip(raw)
+                                .map(|(c, v)| (c.name.clone(), schema::canonical(c.ty, v.as_deref())))
+                                .collect::<Vec<_>>();
+                            link_text(&props.into_iter().collect())
+                        })
+                    })
+                    .collect();
+                let record = Record {
+                    created_ms: time(source.created_property(), &r.created_at),
+                    modified_ms: time(source.modified_property(), &r.updated_at)
+                        .with_context(|| format!("record {key} has no modified time"))?,
+                    tag: table.tag_column.as_ref().and(source.tag.clone()),
+                    properties: BTreeMap::new(),
+                };
+                out.insert(key, link_record(record, texts));
             }
         }
     }
@@ -419,11 +549,19 @@ pub async fn audit(
 ) -> anyhow::Result<Vec<TableAudit>> {
     let mut out = Vec::new();
     for t in tables {
+        if let Some(kind) = t.snapshot {
+            out.push(audit_snapshot(lake, client, t, kind).await?);
+            continue;
+        }
         let at_rest = read_lake_table(lake, t)
             .await
             .with_context(|| format!("reading table {} from the lake {}", t.name, lake.uri()))?;
-        let source = source_records(client, t, &at_rest.schema).await?;
-        let expected = expected_rows(t, &at_rest.schema, &source)?;
+        let expected = if t.is_links() {
+            expected_links(client, t).await?
+        } else {
+            let source = source_records(client, t, &at_rest.schema).await?;
+            expected_rows(t, &at_rest.schema, &source)?
+        };
         out.push(TableAudit {
             table: t.name.clone(),
             lake_rows: at_rest.row_count(),
@@ -490,6 +628,9 @@ pub async fn sim_truth(
     let http = reqwest::Client::new();
     let mut out = BTreeMap::new();
     for t in tables {
+        if t.is_links() {
+            continue;
+        }
         for s in &t.sources {
             if out.contains_key(&s.object_type) {
                 continue;
@@ -516,4 +657,99 @@ pub async fn sim_truth(
         }
     }
     Ok(out)
+}
+
+/// A snapshot table's rows rendered (every column but `_synced_at` and `_run_id`), counted.
+fn snapshot_rows(
+    batches: &[datafusion::arrow::record_batch::RecordBatch],
+) -> anyhow::Result<BTreeMap<String, u64>> {
+    use datafusion::arrow::util::display::{ArrayFormatter, FormatOptions};
+    let mut out = BTreeMap::new();
+    let options = FormatOptions::default().with_null("null");
+    for b in batches {
+        let schema = b.schema();
+        let shown: Vec<(String, ArrayFormatter<'_>)> = schema
+            .fields()
+            .iter()
+            .zip(b.columns())
+            .filter(|(f, _)| f.name() != columns::SYNCED_AT && f.name() != columns::RUN_ID)
+            .map(|(f, c)| Ok((f.name().clone(), ArrayFormatter::try_new(c.as_ref(), &options)?)))
+            .collect::<anyhow::Result<_>>()?;
+        for i in 0..b.num_rows() {
+            let row = shown
+                .iter()
+                .map(|(name, f)| format!("{name}={}", f.value(i)))
+                .collect::<Vec<_>>()
+                .join(",");
+            *out.entry(row).or_default() += 1;
+        }
+    }
+    Ok(out)
+}
+
+/// Compares a snapshot table with what HubSpot lists now: every row equal, none missing,
+/// none extra, none twice.
+pub async fn audit_snapshot(
+    lake: &Lake,
+    client: &HubSpotClient,
+    table: &TableSpec,
+    kind: common::catalog::SnapshotKind,
+) -> anyhow::Result<TableAudit> {
+    let mut at_rest = Vec::new();
+    let mut rows_per_dt: BTreeMap<String, u64> = BTreeMap::new();
+    for dt in lake.partitions(&table.name).await? {
+        for meta in lake.list_parquet(&lake.partition_dir(&table.name, &dt)).await? {
+            let bytes = lake.store().get(&meta.location).await?.bytes().await?;
+            for batch in ParquetRecordBatchReaderBuilder::try_new(bytes)?.build()? {
+                let batch = batch?;
+                *rows_per_dt.entry(dt.clone()).or_default() += batch.num_rows() as u64;
+                at_rest.push(batch);
+            }
+        }
+    }
+    let source = match kind {
+        common::catalog::SnapshotKind::Owners => {
+            common::schema::snapshot::owners_batch(&client.owners().await?, "", 0)?
+        }
+        common::catalog::SnapshotKind::Pipelines => {
+            let mut all = Vec::new();
+            for t in common::schema::snapshot::PIPELINE_OBJECT_TYPES {
+                all.push((t.to_string(), client.pipelines(t).await?));
+            }
+            common::schema::snapshot::stages_batch(&all, "", 0)?
+        }
+    };
+    let (lake_rows, want) = (snapshot_rows(&at_rest)?, snapshot_rows(&[source])?);
+    let mut diff = Diff::default();
+    // Rows have no record id to name them by: differences are told by the row's text.
+    for (i, (row, n)) in want.iter().enumerate() {
+        match lake_rows.get(row) {
+            None => diff
+                .different
+                .push((i as i64, format!("in HubSpot, not at rest: {row}"))),
+            Some(m) => {
+                diff.rows_compared += n;
+                if m > n {
+                    diff.different
+                        .push((i as i64, format!("{m} times at rest: {row}")));
+                }
+            }
+        }
+    }
+    for (i, row) in lake_rows.keys().enumerate() {
+        if !want.contains_key(row) {
+            diff.different
+                .push((i as i64, format!("at rest, not in HubSpot: {row}")));
+        }
+    }
+    if rows_per_dt.len() > 1 {
+        diff.partitions
+            .extend(rows_per_dt.iter().map(|(dt, n)| (dt.clone(), *n, 0)));
+    }
+    Ok(TableAudit {
+        table: table.name.clone(),
+        lake_rows: rows_per_dt.values().sum(),
+        source_rows: want.values().sum(),
+        diff,
+    })
 }

@@ -414,6 +414,7 @@ pub async fn merge_files(
         modified: modified.to_string(),
         column_order,
         drop_archived: !keep_archived,
+        set_columns: Vec::new(),
         memory_limit: Some(memory_mb << 20),
         schema: None,
     };

@@ -4,7 +4,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context};
 
-use crate::audit::{compare, expected_rows, read_lake_table, sim_truth};
+use crate::audit::{compare, expected_links, expected_rows, read_lake_table, sim_truth};
 use crate::commands::print_reports;
 use crate::runner::{run_embedded, RunOptions};
 use sim::SimConfig;
@@ -117,7 +117,12 @@ pub async fn demo(lake: Option<PathBuf>, records: u64) -> anyhow::Result<()> {
     let mut clean = true;
     for t in &tables {
         let lake_table = read_lake_table(&p.lake, t).await?;
-        let diff = compare(&lake_table, &expected_rows(t, &lake_table.schema, &truth)?);
+        let expected = if t.is_links() {
+            expected_links(&client, t).await?
+        } else {
+            expected_rows(t, &lake_table.schema, &truth)?
+        };
+        let diff = compare(&lake_table, &expected);
         clean &= diff.is_clean();
         println!(
             "{:<14} {:>7} rows in {:>4} partitions: {}",
@@ -131,6 +136,9 @@ pub async fn demo(lake: Option<PathBuf>, records: u64) -> anyhow::Result<()> {
             }
         );
     }
+    println!("\n== 5. a question the lake answers: deals by owner and stage (the README's query) ==");
+    let answer = ask(&dir, DEALS_BY_OWNER_AND_STAGE).await?;
+    println!("{DEALS_BY_OWNER_AND_STAGE}\n{answer}");
     server.shutdown().await?;
     println!("\nlake: {}  (read it with DuckDB: SELECT * FROM read_parquet('{}/deals/*/*.parquet', hive_partitioning = true))",
         dir.display(), dir.display());
@@ -138,4 +146,40 @@ pub async fn demo(lake: Option<PathBuf>, records: u64) -> anyhow::Result<()> {
         bail!("the lake differs from the simulator's truth");
     }
     Ok(())
+}
+
+/// Deals joined to their primary company, their owner and their stage's label: the query the
+/// README shows (there for DuckDB, here for DataFusion; the same SQL).
+pub const DEALS_BY_OWNER_AND_STAGE: &str =
+    "SELECT coalesce(o.first_name || ' ' || o.last_name, '(no owner)') AS owner, \
+s.stage_label, count(*) AS deals, count(DISTINCT c.company_id) AS companies, round(sum(d.amount)) AS amount
+FROM deals d
+JOIN deal_company_associations dc ON dc.deal_id = d.deal_id AND dc.association_label = 'Primary'
+JOIN companies c ON c.company_id = dc.company_id
+LEFT JOIN owners o ON o.owner_id = TRY_CAST(d.hubspot_owner_id AS BIGINT)
+LEFT JOIN pipeline_stages s ON s.object_type = 'deals' AND s.stage_id = d.dealstage
+GROUP BY 1, 2 ORDER BY amount DESC NULLS LAST LIMIT 5";
+
+/// Runs `sql` over the lake's tables at `dir` with DataFusion; the answer as a text table.
+async fn ask(dir: &Path, sql: &str) -> anyhow::Result<String> {
+    use datafusion::prelude::{ParquetReadOptions, SessionContext};
+    let ctx = SessionContext::new();
+    for table in [
+        "deals",
+        "deal_company_associations",
+        "companies",
+        "owners",
+        "pipeline_stages",
+    ] {
+        let path = dir.join(table);
+        let options = ParquetReadOptions::default().table_partition_cols(vec![(
+            "dt".to_string(),
+            datafusion::arrow::datatypes::DataType::Utf8,
+        )]);
+        ctx.register_parquet(table, &format!("{}/", path.display()), options)
+            .await
+            .with_context(|| format!("reading {}", path.display()))?;
+    }
+    let batches = ctx.sql(sql).await?.collect().await?;
+    Ok(datafusion::arrow::util::pretty::pretty_format_batches(&batches)?.to_string())
 }

@@ -50,6 +50,25 @@ async fn mark_backfilled(p: &Pipeline, run: &Run) -> Result<(), MergerError> {
     Ok(())
 }
 
+/// A link table's full run read every record's links: the refresh clock restarts (see
+/// `TableSchema::links_refreshed_ms`).
+async fn mark_links_refreshed(p: &Pipeline, run: &Run) -> Result<(), MergerError> {
+    let table = crate::table_spec(p, &run.table).await?;
+    if !table.is_links() {
+        return Ok(());
+    }
+    let Some(mut recorded) = schema::load(&p.lake, &run.table).await? else {
+        return Ok(());
+    };
+    if recorded.links_refreshed_ms >= Some(run.started_at_ms) {
+        return Ok(());
+    }
+    recorded.links_refreshed_ms = Some(run.started_at_ms);
+    schema::save(&p.lake, &recorded).await?;
+    tracing::info!(table = %run.table, run_id = %run.run_id, "links refreshed: every record's links were read");
+    Ok(())
+}
+
 pub async fn commit(p: &Pipeline, run: &Run) -> Result<(), MergerError> {
     // G2: act on the run as the ledger has it now, not as this process last read it.
     let Some(run) = p.ledger.get_run(&run.run_id).await? else {
@@ -71,6 +90,9 @@ pub async fn commit(p: &Pipeline, run: &Run) -> Result<(), MergerError> {
     }
     crate::index::update(p, &run, &touched).await?;
     mark_backfilled(p, &run).await?;
+    if run.mode == RunMode::Full {
+        mark_links_refreshed(p, &run).await?;
+    }
     p.lake
         .delete_dir(&p.lake.staging_run_dir(&run.table, &run.run_id))
         .await?;

@@ -30,6 +30,10 @@ const READ_CONCURRENCY: usize = 16;
 /// Writes the run's version of its table's key index and moves the pointer to it.
 pub async fn update(p: &Pipeline, run: &Run, touched: &BTreeSet<String>) -> Result<(), MergerError> {
     let table = &crate::table_spec(p, &run.table).await?;
+    if table.snapshot.is_some() {
+        // A snapshot is read whole by every run: no record moves, nothing to look up.
+        return Ok(());
+    }
     let previous = p.ledger.index_version(&run.table).await?;
     let (base, read): (Vec<(i64, i64)>, Vec<String>) = match (&run.mode, &previous) {
         (RunMode::Incremental, Some(v)) => {
@@ -101,6 +105,7 @@ async fn read_keys(p: &Pipeline, path: &Path, key: &str) -> Result<Vec<i64>, Mer
         modified: common::catalog::columns::LAST_MODIFIED_AT.into(),
         column_order: Vec::new(),
         drop_archived: false,
+        set_columns: Vec::new(),
         memory_limit: None,
         schema: None,
     };

@@ -54,6 +54,10 @@ pub struct MergeKeys {
     pub column_order: Vec<String>,
     /// Drop survivors whose `archived` is true (when the column exists).
     pub drop_archived: bool,
+    /// Empty: one row per key survives. Otherwise a link table's rows: every row of a key's
+    /// latest version survives (its set of links, each once by these columns), so a link
+    /// the latest version lacks is gone.
+    pub set_columns: Vec<String>,
     /// Bytes the merge may hold; past them its sorts spill to temporary files instead of
     /// failing. `None`: unbounded.
     pub memory_limit: Option<usize>,
@@ -161,6 +165,9 @@ pub async fn merge_files(
     let checked = check_inputs(&store, inputs, keys).await?;
     let widened = with_extra_columns(&checked, keys)?;
     let keys = widened.as_ref().unwrap_or(keys);
+    if !keys.set_columns.is_empty() {
+        return merge_with_datafusion(store, inputs, output, keys).await;
+    }
     match keep_latest::merge(store.clone(), &checked, output, keys).await {
         Ok(stats) => return Ok(stats),
         Err(FastPathError::Failed(e)) => return Err(e),
@@ -294,6 +301,22 @@ fn keep_latest_sql(schema: &SchemaRef, keys: &MergeKeys) -> String {
         .map(|c| quote(c))
         .collect::<Vec<_>>()
         .join(", ");
+    if !keys.set_columns.is_empty() {
+        // Every row of the key's latest version (rank, not row number: its links tie), each
+        // link once (a record read twice in one run at one instant stages its set twice).
+        let link = std::iter::once(&keys.key)
+            .chain(&keys.set_columns)
+            .map(|c| quote(c))
+            .collect::<Vec<_>>()
+            .join(", ");
+        return format!(
+            "SELECT {select} FROM (SELECT *, rank() OVER (PARTITION BY {key} ORDER BY {order}) AS __hubsync_rank, \
+             row_number() OVER (PARTITION BY {link} ORDER BY {order}) AS __hubsync_rn FROM inputs) \
+             WHERE __hubsync_rank = 1 AND __hubsync_rn = 1{filter} ORDER BY {link}",
+            key = quote(&keys.key),
+            order = order_by.join(", "),
+        );
+    }
     format!(
         "SELECT {select} FROM (SELECT *, row_number() OVER (PARTITION BY {key} ORDER BY {order}) AS __hubsync_rn FROM inputs) \
          WHERE __hubsync_rn = 1{filter} ORDER BY {key}",

@@ -262,7 +262,9 @@ async fn try_merge(
         key: table.key_column.clone(),
         modified: columns::LAST_MODIFIED_AT.into(),
         column_order: target.fields().iter().map(|f| f.name().clone()).collect(),
-        drop_archived: true,
+        // A snapshot keeps archived owners and stages: HubSpot lists them, records name them.
+        drop_archived: table.snapshot.is_none(),
+        set_columns: set_columns(table),
         memory_limit: Some(p.settings.merge_memory_bytes),
         schema: Some(target),
     };
@@ -384,5 +386,21 @@ impl Handler for MergeTaskHandler {
             Ok(o) => Ok(Handled::Done(format!("{}: {o:?}", task.task_id()))),
             Err(e) => Err(e.failure(task.task_id())),
         }
+    }
+}
+
+/// The columns that tell a key's rows apart where a key has several (see `MergeKeys`): a
+/// link's linked id and type; a pipeline stage's object type and pipeline (a stage id is
+/// unique in its pipeline, not necessarily across deals and tickets).
+fn set_columns(table: &TableSpec) -> Vec<String> {
+    if let Some(links) = &table.links {
+        return vec![
+            links.to_column.clone(),
+            common::catalog::link_columns::TYPE_ID.to_string(),
+        ];
+    }
+    match table.snapshot {
+        Some(common::catalog::SnapshotKind::Pipelines) => vec!["object_type".into(), "pipeline_id".into()],
+        _ => Vec::new(),
     }
 }

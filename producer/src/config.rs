@@ -27,6 +27,15 @@ pub struct ProducerConfig {
     #[arg(long = "slice-records", env = "HUBSYNC_SLICE_RECORDS", default_value_t = wire::SEARCH_RESULT_CAP,
           value_parser = clap::value_parser!(u64).range(1..=wire::SEARCH_RESULT_CAP))]
     pub slice_records: u64,
+    /// Hours after which a link table's automatic sync re-reads every record's links (a full
+    /// sync of the table): a link added or removed without the record's modified time moving
+    /// reaches the lake within this bound, plus a sync's own time.
+    #[arg(
+        long = "association-refresh-hours",
+        env = "HUBSYNC_ASSOCIATION_REFRESH_HOURS",
+        default_value_t = 24.0
+    )]
+    pub association_refresh_hours: f64,
 }
 
 impl Default for ProducerConfig {
@@ -36,6 +45,7 @@ impl Default for ProducerConfig {
             slices_in_flight: DEFAULT_SLICES_IN_FLIGHT,
             list_walk_max_records: DEFAULT_LIST_WALK_MAX_RECORDS,
             slice_records: wire::SEARCH_RESULT_CAP,
+            association_refresh_hours: 24.0,
         }
     }
 }
@@ -49,7 +59,15 @@ impl ProducerConfig {
                 self.overlap_hours
             )));
         }
+        if !(self.association_refresh_hours.is_finite() && self.association_refresh_hours >= 0.0) {
+            return Err(ConfigError(format!(
+                "--association-refresh-hours (HUBSYNC_ASSOCIATION_REFRESH_HOURS) must be a non-negative \
+                 number of hours, got {}",
+                self.association_refresh_hours
+            )));
+        }
         Ok(Settings {
+            association_refresh_ms: (self.association_refresh_hours * 3_600_000.0) as i64,
             overlap_buffer_ms: (self.overlap_hours * 3_600_000.0) as i64,
             slices_in_flight: self.slices_in_flight,
             list_walk_max_records: self.list_walk_max_records,

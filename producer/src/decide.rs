@@ -10,6 +10,7 @@ use common::messages::RequestedMode;
 use common::pipeline::Pipeline;
 use common::ports::flag::{read_decision, FlagDecision};
 use common::ports::RunMode;
+use common::schema;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Decision {
@@ -28,6 +29,10 @@ pub async fn decide(p: &Pipeline, table: &str, requested: RequestedMode, now: Ep
             window_to_ms: now,
         }
     };
+    if p.catalog.table(table).is_ok_and(|t| t.snapshot.is_some()) {
+        // A snapshot is read whole every time: there is no window to read.
+        return full();
+    }
     match requested {
         RequestedMode::Full => return full(),
         RequestedMode::Incremental => {}
@@ -60,6 +65,10 @@ pub async fn decide(p: &Pipeline, table: &str, requested: RequestedMode, now: Ep
         tracing::info!(table, "sync state has no watermark yet; performing a full sync");
         return full();
     };
+    if let Some(why) = links_refresh_due(p, table, now).await {
+        tracing::info!(table, "{why}; a full sync re-reads every record's links");
+        return full();
+    }
     let from = watermark.saturating_sub(p.settings.overlap_buffer_ms).min(now);
     tracing::info!(
         table,
@@ -71,5 +80,28 @@ pub async fn decide(p: &Pipeline, table: &str, requested: RequestedMode, now: Ep
         mode: RunMode::Incremental,
         window_from_ms: Some(from),
         window_to_ms: now,
+    }
+}
+
+/// Why a link table's links are due a full re-read, if they are: its last full sync started
+/// longer ago than the association refresh (or is not known). A link added or removed without
+/// the record's modified time moving is in the lake at most that long (plus the sync's own
+/// time) after it happened. `None` for every other table.
+async fn links_refresh_due(p: &Pipeline, table: &str, now: EpochMs) -> Option<String> {
+    if !p.catalog.table(table).is_ok_and(|t| t.is_links()) {
+        return None;
+    }
+    let refreshed = match schema::load(&p.lake, table).await {
+        Ok(s) => s.and_then(|s| s.links_refreshed_ms),
+        Err(e) => return Some(format!("could not read the table's schema ({e})")),
+    };
+    match refreshed {
+        None => Some("no full sync of these links is recorded".to_string()),
+        Some(at) if now - at >= p.settings.association_refresh_ms => Some(format!(
+            "the links were last read whole at {} (the association refresh is {} h)",
+            iso(at),
+            p.settings.association_refresh_ms / 3_600_000
+        )),
+        Some(_) => None,
     }
 }

@@ -154,7 +154,12 @@ async fn plan_and_record(
         window_from_ms: run.window_from_ms,
         window_to_ms: run.window_to_ms,
     };
-    let mut slices = plan(hubspot, table, &decision, PlanOptions::from_settings(&p.settings)).await?;
+    let mut slices = match table.snapshot {
+        Some(kind) => vec![Slice::Snapshot {
+            object_type: kind.name().to_string(),
+        }],
+        None => plan(hubspot, table, &decision, PlanOptions::from_settings(&p.settings)).await?,
+    };
     // E2: an incremental run also backfills the columns that appeared since the table's data
     // was written (a full run reads every column of every record anyway).
     if run.mode == RunMode::Incremental {
@@ -193,6 +198,23 @@ async fn discover_schema(
     table: &TableSpec,
     run_id: &str,
 ) -> Result<schema::TableSchema, ProducerError> {
+    if table.snapshot.is_some() {
+        // A snapshot's columns are fixed (`schema::snapshot`); it records none of its own.
+        let fixed = schema::TableSchema {
+            columns: Vec::new(),
+            ..schema::TableSchema::of_catalog(table)
+        };
+        schema::save_for_run(&p.lake, run_id, &fixed).await?;
+        return Ok(fixed);
+    }
+    if let Some(fixed) = schema::TableSchema::of_links(table) {
+        // A link table's columns are the link's, whatever the portal's properties.
+        if schema::load(&p.lake, &table.name).await?.is_none() {
+            schema::save(&p.lake, &fixed).await?;
+        }
+        schema::save_for_run(&p.lake, run_id, &fixed).await?;
+        return Ok(fixed);
+    }
     let previous = schema::load(&p.lake, &table.name).await?;
     let mut discovered = Vec::with_capacity(table.sources.len());
     for source in &table.sources {

@@ -59,6 +59,36 @@ struct CatalogFile {
     #[serde(default)]
     custom_objects: CustomObjects,
     tables: Vec<TableSpec>,
+    /// Link tables, one per pair: `[[associations]] from = "deals" to = "contacts"`.
+    #[serde(default)]
+    associations: Vec<AssociationSpec>,
+}
+
+/// A pair whose links become a table: `from`, a table of the catalog; `to`, an object type.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+struct AssociationSpec {
+    from: String,
+    to: String,
+}
+
+/// What a link table holds besides its `from` table's key (see [`TableSpec::links`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LinkSpec {
+    /// The table whose records the links start from.
+    pub from_table: String,
+    /// The object type they lead to (`contacts`).
+    pub to_object_type: String,
+    /// The column of the linked record's id (`contact_id`).
+    pub to_column: String,
+}
+
+/// Columns of every link table besides the key, `created_at`, `last_modified_at`, `archived`,
+/// the tag column, `_synced_at` and `_run_id`.
+pub mod link_columns {
+    pub const TYPE_ID: &str = "association_type_id";
+    pub const CATEGORY: &str = "association_category";
+    pub const LABEL: &str = "association_label";
 }
 
 /// Whether the portal's custom object types are tables besides the catalog's own.
@@ -84,7 +114,40 @@ pub struct TableSpec {
     #[serde(default)]
     pub tag_column: Option<String>,
     pub sources: Vec<SourceSpec>,
+    /// A link table (`[[associations]]` in the catalog): one row per link of each record of
+    /// its sources (the `from` table's), read with HubSpot's v4 association batch read. A
+    /// record's links are replaced as a set at merge: the rows of its latest version are kept,
+    /// so a removed link disappears, and a record with none keeps no row.
+    #[serde(skip)]
+    pub links: Option<LinkSpec>,
+    /// A snapshot table: HubSpot's owners or pipelines with their stages, small lists read
+    /// whole at every run and replacing the table (it has no sources; see [`SnapshotKind`]).
+    #[serde(default)]
+    pub snapshot: Option<SnapshotKind>,
 }
+
+/// What a snapshot table holds.
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum SnapshotKind {
+    /// `GET /crm/v3/owners`, active and archived: one row per owner.
+    Owners,
+    /// `GET /crm/v3/pipelines/{deals,tickets}`: one row per stage, with its pipeline.
+    Pipelines,
+}
+
+impl SnapshotKind {
+    pub fn name(self) -> &'static str {
+        match self {
+            SnapshotKind::Owners => "owners",
+            SnapshotKind::Pipelines => "pipelines",
+        }
+    }
+}
+
+/// The one partition of a snapshot table: its rows are replaced whole by each run, so they
+/// have no created day to be spread over.
+pub const SNAPSHOT_DT: &str = "1970-01-01";
 
 /// One HubSpot object type feeding a table.
 #[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
@@ -193,6 +256,8 @@ impl TableSpec {
             name: name.to_string(),
             key_column: format!("{}_id", singular(name)),
             tag_column: None,
+            links: None,
+            snapshot: None,
             sources: vec![SourceSpec {
                 object_type: object_type.to_string(),
                 tag: None,
@@ -220,6 +285,11 @@ impl TableSpec {
         out
     }
 
+    /// Whether this is a link table (see [`TableSpec::links`]).
+    pub fn is_links(&self) -> bool {
+        self.links.is_some()
+    }
+
     /// Column names no property may take.
     pub fn reserved_columns(&self) -> Vec<String> {
         let mut out: Vec<String> = [
@@ -239,6 +309,41 @@ impl TableSpec {
         out
     }
 
+    /// The link table of `self`'s records to `to` (an object type): named
+    /// `<singular of the table>_<singular of the type>_associations`, keyed by `self`'s key,
+    /// with `self`'s sources (asking for no properties: a link row carries the link, and the
+    /// record's created and modified times, which place and order it).
+    pub fn links_to(&self, to: &str) -> Result<TableSpec, String> {
+        let to_name = wire::object_type_name(to)
+            .map(str::to_string)
+            .unwrap_or_else(|| custom_table_name(to));
+        let mut to_column = format!("{}_id", singular(&to_name));
+        if to_column == self.key_column {
+            to_column = format!("to_{to_column}");
+        }
+        Ok(TableSpec {
+            name: format!("{}_{}_associations", singular(&self.name), singular(&to_name)),
+            key_column: self.key_column.clone(),
+            tag_column: self.tag_column.clone(),
+            sources: self
+                .sources
+                .iter()
+                .map(|s| SourceSpec {
+                    properties: Some(Vec::new()),
+                    exclude: Vec::new(),
+                    decimal: Vec::new(),
+                    ..s.clone()
+                })
+                .collect(),
+            links: Some(LinkSpec {
+                from_table: self.name.clone(),
+                to_object_type: to.to_string(),
+                to_column,
+            }),
+            snapshot: None,
+        })
+    }
+
     pub fn source(&self, object_type: &str) -> Option<&SourceSpec> {
         self.sources.iter().find(|s| s.object_type == object_type)
     }
@@ -254,6 +359,16 @@ impl TableSpec {
                 "table name `{}` must be lowercase letters, digits and `_` (it is a lake directory)",
                 self.name
             ));
+        }
+        if self.snapshot.is_some() {
+            if !self.sources.is_empty() || self.tag_column.is_some() {
+                return Err(format!(
+                    "table `{}` is a snapshot: it reads HubSpot's {} whole and takes no sources or tag column",
+                    self.name,
+                    self.snapshot.map(SnapshotKind::name).unwrap_or_default()
+                ));
+            }
+            return Ok(());
         }
         if self.sources.is_empty() {
             return Err(format!("table `{}` has no sources", self.name));
@@ -333,8 +448,35 @@ impl Catalog {
         if file.tables.is_empty() {
             return Err(CatalogError::Invalid("the catalog has no tables".into()));
         }
+        let mut tables = file.tables;
+        for a in &file.associations {
+            let from = tables
+                .iter()
+                .find(|t| t.name == a.from && t.snapshot.is_none())
+                .ok_or_else(|| {
+                    CatalogError::Invalid(format!(
+                        "associations from `{}`: no such table (`from` names a table of the catalog)",
+                        a.from
+                    ))
+                })?;
+            if wire::object_type_name(&a.to).is_none() && !wire::is_custom_object_type(&a.to) {
+                return Err(CatalogError::Invalid(format!(
+                    "associations from `{}` to `{}`: `to` must be a HubSpot object type (a standard \
+                     type's name or id, or a custom object's `2-<id>`)",
+                    a.from, a.to
+                )));
+            }
+            let links = from.links_to(&a.to).map_err(CatalogError::Invalid)?;
+            if !names.insert(links.name.clone()) {
+                return Err(CatalogError::Invalid(format!(
+                    "table `{}` appears twice",
+                    links.name
+                )));
+            }
+            tables.push(links);
+        }
         Ok(Catalog {
-            tables: file.tables,
+            tables,
             custom_objects: file.custom_objects,
         })
     }
@@ -403,9 +545,35 @@ mod tests {
                 "tickets",
                 "line_items",
                 "products",
-                "quotes"
+                "quotes",
+                "owners",
+                "pipeline_stages",
+                "deal_contact_associations",
+                "deal_company_associations",
+                "contact_company_associations",
+                "ticket_contact_associations",
+                "ticket_company_associations",
+                "line_item_deal_associations",
+                "activity_contact_associations",
+                "activity_company_associations",
+                "activity_deal_associations",
+                "activity_ticket_associations",
             ]
         );
+        let links = c.table("activity_deal_associations").unwrap();
+        assert_eq!(
+            (links.key_column.as_str(), links.tag_column.as_deref()),
+            ("activity_id", Some("activity_type"))
+        );
+        let spec = links.links.as_ref().unwrap();
+        assert_eq!(
+            (spec.to_object_type.as_str(), spec.to_column.as_str()),
+            ("deals", "deal_id")
+        );
+        assert_eq!(links.sources.len(), 5);
+        assert!(links.sources.iter().all(|s| s.properties == Some(Vec::new())));
+        let bad = Catalog::from_toml("[[tables]]\nname='x'\nkey_column='id'\n[[tables.sources]]\nobject_type='deals'\n[[associations]]\nfrom='y'\nto='contacts'");
+        assert!(bad.unwrap_err().to_string().contains("no such table"));
         let acts = c.table("activities").unwrap();
         assert_eq!(acts.sources.len(), 5);
         assert_eq!(acts.tag_column.as_deref(), Some("activity_type"));

@@ -17,6 +17,7 @@ pub enum Typed {
     Null,
     String(String),
     Float64(f64),
+    Int64(i64),
     /// Scaled by 10^[`DECIMAL_SCALE`](super::DECIMAL_SCALE).
     Decimal(i128),
     Timestamp(i64),
@@ -108,6 +109,11 @@ impl ColumnType {
         match self {
             ColumnType::String => Ok(Typed::String(raw.to_string())),
             ColumnType::Float64 => parse_f64(raw).map(Typed::Float64).ok_or(DoesNotCast),
+            ColumnType::Int64 => raw
+                .trim()
+                .parse::<i64>()
+                .map(Typed::Int64)
+                .map_err(|_| DoesNotCast),
             ColumnType::Decimal => parse_decimal(raw).map(Typed::Decimal).ok_or(DoesNotCast),
             ColumnType::Timestamp => wire::parse_ms(raw).map(Typed::Timestamp).ok_or(DoesNotCast),
             ColumnType::Date => parse_date_days(raw).map(Typed::Date).ok_or(DoesNotCast),
@@ -125,6 +131,7 @@ impl Typed {
             Typed::Null => None,
             Typed::String(s) => Some(s.clone()),
             Typed::Float64(f) => Some(format!("{f:?}")),
+            Typed::Int64(i) => Some(i.to_string()),
             Typed::Decimal(d) => Some(d.to_string()),
             Typed::Timestamp(ms) => Some(wire::format_ms(*ms)),
             Typed::Date(d) => Some(format!("day {d}")),
@@ -176,5 +183,7 @@ mod tests {
         assert_eq!(Decimal.cast(Some("1.2.3")), Err(DoesNotCast));
         assert_eq!(canonical(Float64, Some("n/a")).as_deref(), Some("uncast:n/a"));
         assert_eq!(canonical(Float64, Some("3")).as_deref(), Some("3.0"));
+        assert_eq!(Int64.cast(Some(" 4001 ")), Ok(Typed::Int64(4001)));
+        assert_eq!(Int64.cast(Some("40.5")), Err(DoesNotCast));
     }
 }

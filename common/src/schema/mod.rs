@@ -25,6 +25,7 @@
 
 mod cast;
 mod objects;
+pub mod snapshot;
 mod store;
 
 use std::collections::BTreeMap;
@@ -56,6 +57,8 @@ pub const DECIMAL_SCALE: i8 = 9;
 pub enum ColumnType {
     String,
     Float64,
+    /// A record id (link tables' linked id and association type).
+    Int64,
     Decimal,
     /// Milliseconds, UTC.
     Timestamp,
@@ -84,6 +87,7 @@ impl ColumnType {
         match self {
             ColumnType::String => DataType::Utf8,
             ColumnType::Float64 => DataType::Float64,
+            ColumnType::Int64 => DataType::Int64,
             ColumnType::Decimal => DataType::Decimal128(DECIMAL_PRECISION, DECIMAL_SCALE),
             ColumnType::Timestamp => DataType::Timestamp(TimeUnit::Millisecond, Some("UTC".into())),
             ColumnType::Date => DataType::Date32,
@@ -96,6 +100,7 @@ impl ColumnType {
         match self {
             ColumnType::String => "string",
             ColumnType::Float64 => "double",
+            ColumnType::Int64 => "bigint",
             ColumnType::Decimal => "decimal(38,9)",
             ColumnType::Timestamp => "timestamp",
             ColumnType::Date => "date",
@@ -226,6 +231,11 @@ pub struct TableSchema {
     pub columns: Vec<Column>,
     pub changes: Vec<ColumnChange>,
     pub updated_at_ms: EpochMs,
+    /// A link table's last full sync that committed (its start): every record's links were
+    /// read since. The producer's automatic mode syncs the table fully again once it is older
+    /// than the association refresh.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub links_refreshed_ms: Option<EpochMs>,
 }
 
 impl TableSchema {
@@ -260,6 +270,9 @@ impl TableSchema {
     /// The table's Arrow schema: the key, `created_at`, `last_modified_at`, `archived`, the tag
     /// column, every property column (fetched or not, E5), `_uncast`, `_synced_at`, `_run_id`.
     pub fn arrow_schema(&self, table: &TableSpec) -> SchemaRef {
+        if let Some(kind) = table.snapshot {
+            return snapshot::arrow_schema(kind);
+        }
         let ts = || DataType::Timestamp(TimeUnit::Millisecond, Some("UTC".into()));
         let mut fields = vec![
             Field::new(&table.key_column, DataType::Int64, false),
@@ -279,6 +292,37 @@ impl TableSchema {
         fields.push(Field::new(columns::SYNCED_AT, ts(), false));
         fields.push(Field::new(columns::RUN_ID, DataType::Utf8, false));
         Arc::new(Schema::new(fields))
+    }
+
+    /// The fixed schema of a link table: the linked record's id, the link's type id, category
+    /// and label. No column is a property: a link table's pages ask HubSpot for none of them
+    /// (the consumer fills them from the association batch read).
+    pub fn of_links(table: &TableSpec) -> Option<TableSchema> {
+        let links = table.links.as_ref()?;
+        let column = |name: &str, ty: ColumnType| Column {
+            name: name.to_string(),
+            ty,
+            hubspot_type: "association".into(),
+            field_type: "association".into(),
+            fetched: true,
+            sources: table.sources.iter().map(|s| s.object_type.clone()).collect(),
+            backfill: false,
+            added_at_ms: 0,
+            added_by_run: String::new(),
+        };
+        Some(TableSchema {
+            table: table.name.clone(),
+            version: 1,
+            columns: vec![
+                column(&links.to_column, ColumnType::Int64),
+                column(crate::catalog::link_columns::TYPE_ID, ColumnType::Int64),
+                column(crate::catalog::link_columns::CATEGORY, ColumnType::String),
+                column(crate::catalog::link_columns::LABEL, ColumnType::String),
+            ],
+            changes: Vec::new(),
+            updated_at_ms: 0,
+            links_refreshed_ms: None,
+        })
     }
 
     /// The schema of a table whose properties are exactly the catalog's list, all strings: for
@@ -305,6 +349,7 @@ impl TableSchema {
             columns,
             changes: Vec::new(),
             updated_at_ms: 0,
+            links_refreshed_ms: None,
         }
     }
 }
@@ -421,6 +466,7 @@ pub fn evolve(
         columns: Vec::new(),
         changes: Vec::new(),
         updated_at_ms: now,
+        links_refreshed_ms: None,
     });
     let mut changes = Vec::new();
     let mut note = |column: &str, change: Change| {

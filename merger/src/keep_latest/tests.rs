@@ -97,6 +97,7 @@ fn keys_for_test(drop_archived: bool, memory_limit: Option<usize>) -> MergeKeys 
         modified: "modified".into(),
         column_order: vec!["id".into(), "modified".into(), "archived".into()],
         drop_archived,
+        set_columns: Vec::new(),
         memory_limit,
         schema: None,
     }

@@ -101,6 +101,9 @@ fn property_column(p: usize, ty: common::schema::ColumnType, ids: &[i64], versio
             )
             .with_timezone("UTC"),
         ),
+        ColumnType::Int64 => Arc::new(datafusion::arrow::array::Int64Array::from_iter_values(
+            ids.iter().map(h),
+        )),
         ColumnType::Boolean => Arc::new(BooleanArray::from_iter(ids.iter().map(|id| Some(h(id) % 2 == 0)))),
         ColumnType::Date => Arc::new(Date32Array::from_iter_values(
             ids.iter().map(|id| 18_000 + (h(id).rem_euclid(3000)) as i32),
