@@ -84,6 +84,16 @@ pub enum Slice {
     /// A snapshot table's one job: HubSpot's owners (`object_type` "owners") or deal and
     /// ticket pipelines ("pipelines"), read whole.
     Snapshot { object_type: String },
+    /// A link table's incremental share of merges on its `to` side: records of `merged_type`
+    /// modified in `[from_ms, to_ms]` that list merged ids (survivors), paged by id; the
+    /// `object_type` records linked to them (the loser's links moved to the survivor) have
+    /// their links read again, so no row keeps pointing at a merged-away record.
+    Merged {
+        object_type: String,
+        merged_type: String,
+        from_ms: EpochMs,
+        to_ms: EpochMs,
+    },
 }
 
 impl Slice {
@@ -94,7 +104,8 @@ impl Slice {
             | Slice::Search { object_type, .. }
             | Slice::Created { object_type, .. }
             | Slice::Backfill { object_type }
-            | Slice::Snapshot { object_type } => object_type,
+            | Slice::Snapshot { object_type }
+            | Slice::Merged { object_type, .. } => object_type,
         }
     }
 

@@ -59,6 +59,9 @@ pub async fn fetch_page(
         Slice::Snapshot { object_type } => Err(ConsumerError::BadJob(format!(
             "a {object_type} snapshot job names no records to page through (only a snapshot table's run sends one)"
         ))),
+        Slice::Merged { object_type, .. } => Err(ConsumerError::BadJob(format!(
+            "a merged-records job of {object_type} belongs to a link table's run"
+        ))),
         Slice::Search {
             object_type,
             from_ms,

@@ -25,9 +25,8 @@ pub fn request_properties(source: &SourceSpec) -> Vec<String> {
 
 /// The properties that name the ids merged into a record, for types HubSpot merges.
 pub fn merged_properties(object_type: &str) -> Vec<&'static str> {
-    let name = wire::object_type_name(object_type);
-    let mergeable = matches!(name, Some("contacts" | "companies" | "deals" | "tickets"));
-    let contacts = name == Some("contacts");
+    let mergeable = wire::merges_records(object_type);
+    let contacts = wire::object_type_name(object_type) == Some("contacts");
     [
         mergeable.then_some(wire::MERGED_IDS_PROPERTY),
         contacts.then_some(wire::MERGED_VIDS_PROPERTY),
@@ -35,6 +34,84 @@ pub fn merged_properties(object_type: &str) -> Vec<&'static str> {
     .into_iter()
     .flatten()
     .collect()
+}
+
+/// One page of a link table's merged-records slice (`Slice::Merged`): the survivors among
+/// `merged_type`'s records modified in the window (they list merged ids), paged by id; the
+/// `from` records now linked to them (HubSpot moved the losers' links to the survivor) are read
+/// by id and their whole sets of links staged again, at a later `_synced_at` than the rows that
+/// still point at a loser, which the merge therefore replaces.
+pub async fn relinked_page(
+    hubspot: &HubSpotClient,
+    source: &SourceSpec,
+    links: &LinkSpec,
+    (merged_type, from_ms, to_ms): (&str, i64, i64),
+    cursor: Option<&str>,
+    settings: &common::pipeline::Settings,
+) -> Result<Page, ConsumerError> {
+    use wire::{Direction, Filter, FilterGroup, Operator, SearchRequest, Sort};
+    let after =
+        match cursor {
+            None => None,
+            Some(c) => Some(c.parse::<u64>().map_err(|_| {
+                ConsumerError::BadJob(format!("merged-records cursor `{c}` is not a record id"))
+            })?),
+        };
+    let mut filters = vec![
+        Filter::between(wire::modified_property(merged_type), from_ms, to_ms),
+        Filter {
+            property_name: wire::MERGED_IDS_PROPERTY.into(),
+            operator: Operator::HasProperty,
+            value: None,
+            high_value: None,
+            values: None,
+        },
+    ];
+    if let Some(a) = after {
+        filters.push(Filter::new(wire::ID_PROPERTY, Operator::Gt, a));
+    }
+    let limit = settings.search_page_size.clamp(1, wire::SEARCH_PAGE_MAX);
+    let req = SearchRequest {
+        filter_groups: vec![FilterGroup { filters }],
+        sorts: vec![Sort {
+            property_name: wire::ID_PROPERTY.into(),
+            direction: Direction::Ascending,
+        }],
+        properties: vec![wire::ID_PROPERTY.into()],
+        limit: Some(limit),
+        after: None,
+    };
+    let resp = hubspot.search_page(merged_type, &req).await?;
+    let survivors: Vec<String> = resp.results.iter().map(|r| r.id.trim().to_string()).collect();
+    let next_cursor = (resp.results.len() as u32 >= limit)
+        .then(|| survivors.iter().filter_map(|id| id.parse::<u64>().ok()).max())
+        .flatten()
+        .map(|id| id.to_string());
+    if survivors.is_empty() {
+        return Ok(Page {
+            records: Vec::new(),
+            next_cursor,
+        });
+    }
+    let linked: std::collections::BTreeSet<String> = hubspot
+        .associations(merged_type, &source.object_type, &survivors)
+        .await?
+        .into_values()
+        .flatten()
+        .map(|to| to.to_object_id.to_string())
+        .collect();
+    let linked: Vec<String> = linked.into_iter().collect();
+    let properties = request_properties(source);
+    let mut records = Vec::with_capacity(linked.len());
+    for chunk in linked.chunks(wire::BATCH_READ_MAX) {
+        let resp = hubspot
+            .batch_read(&source.object_type, chunk, &properties, false)
+            .await?;
+        records.extend(resp.results);
+    }
+    tracing::info!(merged_type, survivors = survivors.len(), relinked = records.len(),
+        object_type = %source.object_type, "records linked to merge survivors: their links are read again");
+    link_rows(hubspot, source, links, Page { records, next_cursor }).await
 }
 
 /// Replaces the page's records by their link rows (see the module doc).

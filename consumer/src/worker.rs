@@ -179,6 +179,25 @@ async fn fetch(
             source.request_properties(asked)
         }
     };
+    if let (
+        Some(links),
+        Slice::Merged {
+            merged_type,
+            from_ms,
+            to_ms,
+            ..
+        },
+    ) = (&table.links, &job.slice)
+    {
+        let window = (merged_type.as_str(), *from_ms, *to_ms);
+        let page =
+            crate::links::relinked_page(hubspot, source, links, window, job.cursor.as_deref(), &p.settings)
+                .await?;
+        if let Some(hooks) = &p.hooks {
+            hooks.after_fetch(&run.run_id, &job.job_id()).await;
+        }
+        return Ok(page);
+    }
     let page = fetch_page(
         hubspot,
         source,

@@ -160,6 +160,20 @@ async fn plan_and_record(
         }],
         None => plan(hubspot, table, &decision, PlanOptions::from_settings(&p.settings)).await?,
     };
+    // K2: an incremental run of a link table also reads again the links of records linked to
+    // the window's merge survivors on its `to` side (a loser's links moved to its survivor).
+    if let (RunMode::Incremental, Some(links), Some(from_ms)) = (run.mode, &table.links, run.window_from_ms) {
+        if wire::merges_records(&links.to_object_type) {
+            for source in &table.sources {
+                slices.push(Slice::Merged {
+                    object_type: source.object_type.clone(),
+                    merged_type: links.to_object_type.clone(),
+                    from_ms,
+                    to_ms: run.window_to_ms,
+                });
+            }
+        }
+    }
     // E2: an incremental run also backfills the columns that appeared since the table's data
     // was written (a full run reads every column of every record anyway).
     if run.mode == RunMode::Incremental {

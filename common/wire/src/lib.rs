@@ -504,6 +504,15 @@ pub struct PipelinesResponse {
 pub const MERGED_IDS_PROPERTY: &str = "hs_merged_object_ids";
 pub const MERGED_VIDS_PROPERTY: &str = "hs_calculated_merged_vids";
 
+/// Whether HubSpot merges records of this type (contacts, companies, deals, tickets): their
+/// survivors list the merged-away ids in [`MERGED_IDS_PROPERTY`].
+pub fn merges_records(object_type: &str) -> bool {
+    matches!(
+        object_type_name(object_type),
+        Some("contacts" | "companies" | "deals" | "tickets")
+    )
+}
+
 /// The ids a merged-ids property names: each `;`-separated item's leading number (a
 /// `hs_calculated_merged_vids` item is `id:timestamp`); anything else is skipped.
 pub fn merged_ids(value: &str) -> Vec<u64> {
