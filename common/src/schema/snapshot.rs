@@ -214,7 +214,7 @@ mod tests {
                 primary: true,
             }],
         };
-        let b = owners_batch(&[owner.clone()], "r", 5).unwrap();
+        let b = owners_batch(std::slice::from_ref(&owner), "r", 5).unwrap();
         assert_eq!((b.num_rows(), b.num_columns()), (1, 15));
         let bad = Owner {
             id: "x".into(),

@@ -274,44 +274,6 @@ pub async fn not_found(method: Method, uri: Uri) -> ApiError {
     ApiError::not_found(format!("No endpoint for {method} {}", uri.path()))
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn pairs(q: &[(&str, &str)]) -> Vec<(String, String)> {
-        q.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
-    }
-
-    #[test]
-    fn list_params_parse_and_refuse_bad_values() {
-        let p = list_params(&pairs(&[
-            ("limit", "100"),
-            ("properties", "a,b"),
-            ("properties", "c"),
-            ("archived", "true"),
-        ]));
-        let p = p.unwrap();
-        assert_eq!(p.properties, Some(vec!["a".into(), "b".into(), "c".into()]));
-        assert!(p.archived && p.limit == 100);
-        for bad in [
-            ("limit", "101"),
-            ("limit", "0"),
-            ("after", "x"),
-            ("archived", "yes"),
-        ] {
-            assert!(list_params(&pairs(&[bad])).is_err(), "{bad:?}");
-        }
-    }
-
-    #[test]
-    fn cursors_are_opaque_tokens_as_hubspot_writes_them() {
-        assert_eq!(cursor(525), "NTI1Cg==", "HubSpot's own example");
-        assert_eq!(parse_cursor(&cursor(9_000_000_123)), Some(9_000_000_123));
-        assert_eq!(parse_cursor("124"), Some(124));
-        assert_eq!(list_params(&pairs(&[("after", "NTA=")])).unwrap().after, 50);
-    }
-}
-
 /// `POST /crm/v4/associations/{from}/{to}/batch/read`: each input id's links to `to` (A1, A2),
 /// at most [`ASSOCIATIONS_PER_ID_MAX`] per result, `paging.next.after` for the rest; ids with
 /// no links (or no live record) are answered in one 207 error, not in `results`.
@@ -458,4 +420,42 @@ pub async fn pipelines(
         .ok_or_else(|| ApiError::validation(format!("Object type {} has no pipelines", t.name())))?
         .clone();
     Ok(Json(PipelinesResponse { results }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pairs(q: &[(&str, &str)]) -> Vec<(String, String)> {
+        q.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    }
+
+    #[test]
+    fn list_params_parse_and_refuse_bad_values() {
+        let p = list_params(&pairs(&[
+            ("limit", "100"),
+            ("properties", "a,b"),
+            ("properties", "c"),
+            ("archived", "true"),
+        ]));
+        let p = p.unwrap();
+        assert_eq!(p.properties, Some(vec!["a".into(), "b".into(), "c".into()]));
+        assert!(p.archived && p.limit == 100);
+        for bad in [
+            ("limit", "101"),
+            ("limit", "0"),
+            ("after", "x"),
+            ("archived", "yes"),
+        ] {
+            assert!(list_params(&pairs(&[bad])).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn cursors_are_opaque_tokens_as_hubspot_writes_them() {
+        assert_eq!(cursor(525), "NTI1Cg==", "HubSpot's own example");
+        assert_eq!(parse_cursor(&cursor(9_000_000_123)), Some(9_000_000_123));
+        assert_eq!(parse_cursor("124"), Some(124));
+        assert_eq!(list_params(&pairs(&[("after", "NTA=")])).unwrap().after, 50);
+    }
 }

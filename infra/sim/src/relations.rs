@@ -148,11 +148,14 @@ fn association_type(pair: &Pair, forward: bool, kind: LinkKind) -> Option<Associ
     })
 }
 
+/// One side's links: from id → to id → kinds (sorted, distinct).
+type Side = BTreeMap<u64, BTreeMap<u64, Vec<LinkKind>>>;
+
 /// Every link of the portal, indexed from both sides (A1).
 #[derive(Debug, Default)]
 pub struct Links {
-    /// `(from, to)` → from id → to id → kinds (sorted, distinct).
-    by_side: HashMap<(ObjectType, ObjectType), BTreeMap<u64, BTreeMap<u64, Vec<LinkKind>>>>,
+    /// Per `(from, to)`.
+    by_side: HashMap<(ObjectType, ObjectType), Side>,
 }
 
 impl Links {

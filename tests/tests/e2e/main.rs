@@ -22,6 +22,7 @@ mod merge_files;
 mod properties;
 mod queue_contract;
 mod redelivery;
+mod relations;
 mod seed_rules;
 mod shared_budget;
 mod sim;
