@@ -246,26 +246,8 @@ pub async fn expected_links(
     let schema = TableSchema::of_links(table).context("not a link table")?;
     let mut out = BTreeMap::new();
     for source in &table.sources {
-        let mut records = Vec::new();
         let props = source.request_properties(std::iter::empty::<&str>());
-        let mut after: Option<String> = None;
-        loop {
-            let page = client
-                .list_page(
-                    &source.object_type,
-                    &props,
-                    after.as_deref(),
-                    false,
-                    LIST_PAGE_MAX,
-                )
-                .await
-                .with_context(|| format!("reading {} from HubSpot", source.object_type))?;
-            records.extend(page.results);
-            match Paging::next_after(&page.paging) {
-                Some(a) => after = Some(a.to_string()),
-                None => break,
-            }
-        }
+        let records = list_all(client, &source.object_type, &props).await?;
         for chunk in records.chunks(wire::ASSOCIATIONS_BATCH_MAX) {
             let ids: Vec<String> = chunk.iter().map(|r| r.id.clone()).collect();
             let found = client
@@ -499,6 +481,28 @@ pub fn compare(lake: &LakeTable, expected: &BTreeMap<i64, Record>) -> Diff {
     d
 }
 
+/// Every live record of `object_type` through the list API, with `props`.
+async fn list_all(
+    client: &HubSpotClient,
+    object_type: &str,
+    props: &[String],
+) -> anyhow::Result<Vec<ObjectRecord>> {
+    let mut records = Vec::new();
+    let mut after: Option<String> = None;
+    loop {
+        let page = client
+            .list_page(object_type, props, after.as_deref(), false, LIST_PAGE_MAX)
+            .await
+            .with_context(|| format!("reading {object_type} from HubSpot"))?;
+        records.extend(page.results);
+        match Paging::next_after(&page.paging) {
+            Some(a) => after = Some(a.to_string()),
+            None => break,
+        }
+    }
+    Ok(records)
+}
+
 /// Reads every live record of `table`'s object types through the list API, with the
 /// properties the table stores (what a sync of it would read, minus the archived ones).
 pub async fn source_records(
@@ -509,25 +513,8 @@ pub async fn source_records(
     let mut out: BTreeMap<String, Vec<ObjectRecord>> = BTreeMap::new();
     for source in &table.sources {
         let props = source.request_properties(schema.fetched_from(&source.object_type));
-        let records = out.entry(source.object_type.clone()).or_default();
-        let mut after: Option<String> = None;
-        loop {
-            let page = client
-                .list_page(
-                    &source.object_type,
-                    &props,
-                    after.as_deref(),
-                    false,
-                    LIST_PAGE_MAX,
-                )
-                .await
-                .with_context(|| format!("reading {} from HubSpot", source.object_type))?;
-            records.extend(page.results);
-            match Paging::next_after(&page.paging) {
-                Some(a) => after = Some(a.to_string()),
-                None => break,
-            }
-        }
+        let records = list_all(client, &source.object_type, &props).await?;
+        out.entry(source.object_type.clone()).or_default().extend(records);
     }
     Ok(out)
 }

@@ -58,17 +58,7 @@ async fn full_sync_of_every_table_equals_truth() -> anyhow::Result<()> {
     let all = h.assert_equals_truth(&[]).await?;
     assert!(all > compared, "the link and snapshot tables were compared too");
     // The seed's state items.
-    for t in [
-        "deals",
-        "contacts",
-        "companies",
-        "activities",
-        "contacts_dim",
-        "tickets",
-        "line_items",
-        "products",
-        "quotes",
-    ] {
+    for t in record_tables {
         let s = h.pipeline.state.get(t).await?.expect("state written");
         assert_eq!(s.records_processed, if t == "activities" { 2000 } else { 400 });
         assert!(s.last_modified_at.is_some() && s.last_created_at.is_some());
