@@ -214,6 +214,15 @@ pub async fn read_lake_table(lake: &Lake, table: &TableSpec) -> anyhow::Result<L
     Ok(out)
 }
 
+/// A record's time property in epoch ms, or its `fallback` field (`createdAt`, `updatedAt`).
+fn record_time(r: &ObjectRecord, prop: &str, fallback: &str) -> Option<i64> {
+    r.properties
+        .get(prop)
+        .and_then(|v| v.as_deref())
+        .and_then(parse_ms)
+        .or_else(|| parse_ms(fallback))
+}
+
 /// The property under which a link table's audit compares a key's set of links.
 const LINKS_PROPERTY: &str = "links";
 
@@ -267,13 +276,7 @@ pub async fn expected_links(
                     r.id.trim()
                         .parse()
                         .with_context(|| format!("record id {}", r.id))?;
-                let time = |prop: &str, fallback: &str| {
-                    r.properties
-                        .get(prop)
-                        .and_then(|v| v.as_deref())
-                        .and_then(parse_ms)
-                        .or_else(|| parse_ms(fallback))
-                };
+                let time = |prop: &str, fallback: &str| record_time(r, prop, fallback);
                 let texts = set
                     .iter()
                     .flat_map(|to| {
@@ -324,12 +327,7 @@ pub fn expected_rows(
         {
             let key: i64 = r.id.parse().with_context(|| format!("truth id {}", r.id))?;
             let time = |prop: &str, fallback: &str| {
-                r.properties
-                    .get(prop)
-                    .and_then(|v| v.as_deref())
-                    .and_then(parse_ms)
-                    .or_else(|| parse_ms(fallback))
-                    .with_context(|| format!("truth record {key} has no {prop}"))
+                record_time(r, prop, fallback).with_context(|| format!("truth record {key} has no {prop}"))
             };
             out.insert(
                 key,

@@ -95,6 +95,16 @@ mod tests {
                 .unwrap_err()
                 .to_string()
                 .contains("--overlap-hours"));
+            let c = ProducerConfig {
+                association_refresh_hours: bad,
+                ..Default::default()
+            };
+            assert!(c
+                .apply(Settings::default())
+                .unwrap_err()
+                .to_string()
+                .contains("--association-refresh-hours"));
         }
+        assert_eq!(s.association_refresh_ms, 24 * 3_600_000);
     }
 }

@@ -313,7 +313,7 @@ impl TableSpec {
     /// `<singular of the table>_<singular of the type>_associations`, keyed by `self`'s key,
     /// with `self`'s sources (asking for no properties: a link row carries the link, and the
     /// record's created and modified times, which place and order it).
-    pub fn links_to(&self, to: &str) -> Result<TableSpec, String> {
+    pub fn links_to(&self, to: &str) -> TableSpec {
         let to_name = wire::object_type_name(to)
             .map(str::to_string)
             .unwrap_or_else(|| custom_table_name(to));
@@ -321,7 +321,7 @@ impl TableSpec {
         if to_column == self.key_column {
             to_column = format!("to_{to_column}");
         }
-        Ok(TableSpec {
+        TableSpec {
             name: format!("{}_{}_associations", singular(&self.name), singular(&to_name)),
             key_column: self.key_column.clone(),
             tag_column: self.tag_column.clone(),
@@ -341,7 +341,7 @@ impl TableSpec {
                 to_column,
             }),
             snapshot: None,
-        })
+        }
     }
 
     pub fn source(&self, object_type: &str) -> Option<&SourceSpec> {
@@ -466,7 +466,7 @@ impl Catalog {
                     a.from, a.to
                 )));
             }
-            let links = from.links_to(&a.to).map_err(CatalogError::Invalid)?;
+            let links = from.links_to(&a.to);
             if !names.insert(links.name.clone()) {
                 return Err(CatalogError::Invalid(format!(
                     "table `{}` appears twice",
