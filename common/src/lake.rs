@@ -113,6 +113,11 @@ impl Lake {
         &self.uri
     }
 
+    /// The lake's root: its tables' folders and the `_` folders are its children.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
     fn child(&self, parts: &[&str]) -> Path {
         let mut p = self.root.clone();
         for part in parts {

@@ -199,26 +199,11 @@ LEFT JOIN owners o ON o.owner_id = TRY_CAST(d.hubspot_owner_id AS BIGINT)
 LEFT JOIN pipeline_stages s ON s.object_type = 'deals' AND s.stage_id = d.dealstage
 GROUP BY 1, 2 ORDER BY amount DESC NULLS LAST LIMIT 5";
 
-/// Runs `sql` over the lake's tables at `dir` with DataFusion; the answer as a text table.
+/// Runs `sql` over the lake's tables at `dir` with DataFusion (as `hubsync query` does); the
+/// answer as a text table.
 async fn ask(dir: &Path, sql: &str) -> anyhow::Result<String> {
-    use datafusion::prelude::{ParquetReadOptions, SessionContext};
-    let ctx = SessionContext::new();
-    for table in [
-        "deals",
-        "deal_company_associations",
-        "companies",
-        "owners",
-        "pipeline_stages",
-    ] {
-        let path = dir.join(table);
-        let options = ParquetReadOptions::default().table_partition_cols(vec![(
-            "dt".to_string(),
-            datafusion::arrow::datatypes::DataType::Utf8,
-        )]);
-        ctx.register_parquet(table, &format!("{}/", path.display()), options)
-            .await
-            .with_context(|| format!("reading {}", path.display()))?;
-    }
+    let lake = common::lake::Lake::local(dir)?;
+    let (ctx, _) = crate::query::session(&lake, None).await?;
     let batches = ctx.sql(sql).await?.collect().await?;
     Ok(datafusion::arrow::util::pretty::pretty_format_batches(&batches)?.to_string())
 }

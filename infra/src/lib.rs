@@ -11,6 +11,7 @@
 //! - `audit`: the lake compared with the source, value by value.
 //! - `logging`: human logs for the CLI, JSON for services.
 //! - `provision`: `hubsync infra up|down`, the AWS resources.
+//! - `query`: `hubsync query`, DataFusion SQL over the lake's tables.
 
 pub mod audit;
 pub mod commands;
@@ -18,5 +19,6 @@ pub mod dead;
 pub mod demo;
 pub mod logging;
 pub mod provision;
+pub mod query;
 pub mod runner;
 pub mod setup;

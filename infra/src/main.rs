@@ -166,6 +166,18 @@ enum Command {
         #[command(subcommand)]
         action: SchemaAction,
     },
+    /// DataFusion SQL over the lake's tables (local or s3://): each table by its name, with
+    /// its `dt` partition column (a filter on dt prunes partitions). For example:
+    /// hubsync query --lake L "SELECT dealstage, count(*) FROM deals GROUP BY 1"
+    Query {
+        #[command(flatten)]
+        lake: LakeArgs,
+        /// The SQL (DataFusion's dialect; table names are the lake's folders).
+        sql: String,
+        /// How to print the answer.
+        #[arg(long, value_enum, default_value = "table")]
+        format: hubsync_infra::query::OutputFormat,
+    },
     /// AWS mode: create (up) or delete (down) every queue, table, parameter and bucket.
     Infra {
         #[command(subcommand)]
@@ -290,6 +302,9 @@ async fn dispatch(command: Command) -> Result<bool> {
             memory_mb,
             inputs,
         } => commands::merge_files(&key, &modified, &out, &inputs, keep_archived, memory_mb)
+            .await
+            .map(|_| true),
+        Command::Query { lake, sql, format } => hubsync_infra::query::query(&lake, &sql, format)
             .await
             .map(|_| true),
         Command::Status { lake } => commands::status(&lake).await.map(|_| true),
