@@ -102,6 +102,8 @@ pub struct Pipeline {
     pub requests: Arc<dyn Queue>,
     pub pages: Arc<dyn Queue>,
     pub merges: Arc<dyn Queue>,
+    /// Where query engines find the tables (Glue in AWS mode), kept in step by every commit.
+    pub metastore: Option<Arc<dyn crate::ports::Metastore>>,
     pub clock: SharedClock,
     pub settings: Settings,
     /// The key indexes runs read (K1), loaded once per run.

@@ -8,6 +8,7 @@
 //! - `commands`: `run`, `flag`, `state`, `status`, `sync`, `replay`, `audit`.
 //! - `dead`: dead letters by the run they belong to.
 //! - `demo`: `hubsync demo`, the whole story against an in-process simulator.
+//! - `glue`: the lake's tables in Glue (`infra up`, `glue show`).
 //! - `audit`: the lake compared with the source, value by value.
 //! - `logging`: human logs for the CLI, JSON for services.
 //! - `provision`: `hubsync infra up|down`, the AWS resources.
@@ -17,6 +18,7 @@ pub mod audit;
 pub mod commands;
 pub mod dead;
 pub mod demo;
+pub mod glue;
 pub mod logging;
 pub mod provision;
 pub mod query;

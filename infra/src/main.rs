@@ -178,7 +178,13 @@ enum Command {
         #[arg(long, value_enum, default_value = "table")]
         format: hubsync_infra::query::OutputFormat,
     },
-    /// AWS mode: create (up) or delete (down) every queue, table, parameter and bucket.
+    /// AWS mode: the lake's tables in Glue's Data Catalog, which Athena reads.
+    Glue {
+        #[command(subcommand)]
+        action: GlueAction,
+    },
+    /// AWS mode: create (up) or delete (down) every queue, table, parameter and bucket (up also
+    /// creates the Glue database and tables).
     Infra {
         #[command(subcommand)]
         action: InfraAction,
@@ -201,6 +207,18 @@ enum InfraAction {
         lake: LakeArgs,
         #[arg(long)]
         delete_bucket: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum GlueAction {
+    /// The Athena DDL of a table (its columns follow the lake's schema, dt is projected), and
+    /// whether Glue holds it so (the merger publishes it at every commit).
+    Show {
+        #[command(flatten)]
+        lake: LakeArgs,
+        #[arg(long, env = "HUBSYNC_TABLE")]
+        table: String,
     },
 }
 
@@ -320,15 +338,17 @@ async fn dispatch(command: Command) -> Result<bool> {
             max,
             dry_run,
         } => commands::replay(&lake, &queue, max, dry_run).await.map(|_| true),
+        Command::Glue {
+            action: GlueAction::Show { lake, table },
+        } => hubsync_infra::glue::show(&lake, &table).await.map(|_| true),
         Command::Infra { action } => match action {
             InfraAction::Up {
                 lake,
                 max_receive_count,
             } => {
                 let (bucket, prefix) = s3_location(&lake)?;
-                hubsync_infra::provision::up(&lake.names(), &bucket, &prefix, max_receive_count)
-                    .await
-                    .map(|_| true)
+                hubsync_infra::provision::up(&lake.names(), &bucket, &prefix, max_receive_count).await?;
+                hubsync_infra::glue::up(&lake).await.map(|_| true)
             }
             InfraAction::Down { lake, delete_bucket } => {
                 let bucket = s3_bucket(&lake)?;

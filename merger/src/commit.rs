@@ -69,6 +69,29 @@ async fn mark_links_refreshed(p: &Pipeline, run: &Run) -> Result<(), MergerError
     Ok(())
 }
 
+/// Brings the table's definition in the query engines' catalog (Glue) in step with the files
+/// this run wrote: their columns (a property's column is in the table once the commit that
+/// first wrote it ends) and a `dt` range that takes in every partition it touched. A catalog
+/// that cannot be reached warns and does not fail the run: the lake is complete without it, and
+/// the next commit publishes again.
+async fn publish_definition(p: &Pipeline, run: &Run, touched: &[String]) -> Result<(), MergerError> {
+    let Some(metastore) = &p.metastore else {
+        return Ok(());
+    };
+    let table = crate::table_spec(p, &run.table).await?;
+    let files = schema::for_run(&p.lake, &run.table, &run.run_id)
+        .await?
+        .arrow_schema(&table);
+    match metastore.publish(&run.table, &files, touched).await {
+        Ok(true) => tracing::info!(table = %run.table, run_id = %run.run_id, columns = files.fields().len(),
+            "table definition published to the catalog"),
+        Ok(false) => {}
+        Err(e) => tracing::warn!(table = %run.table, run_id = %run.run_id, error = %e,
+            "could not publish the table's definition; the next commit tries again (check the merger's glue: permissions and that `hubsync infra up` or the stack created the database)"),
+    }
+    Ok(())
+}
+
 pub async fn commit(p: &Pipeline, run: &Run) -> Result<(), MergerError> {
     // G2: act on the run as the ledger has it now, not as this process last read it.
     let Some(run) = p.ledger.get_run(&run.run_id).await? else {
@@ -93,6 +116,7 @@ pub async fn commit(p: &Pipeline, run: &Run) -> Result<(), MergerError> {
     if run.mode == RunMode::Full {
         mark_links_refreshed(p, &run).await?;
     }
+    publish_definition(p, &run, &touched.iter().cloned().collect::<Vec<_>>()).await?;
     p.lake
         .delete_dir(&p.lake.staging_run_dir(&run.table, &run.run_id))
         .await?;

@@ -56,6 +56,8 @@ while True:
 if desc["StackStatus"] != "CREATE_COMPLETE":
     sys.exit(f"stack {stack} ended in {desc['StackStatus']}: {desc.get('StackStatusReason', '')}")
 outputs = {o["OutputKey"]: o["OutputValue"] for o in desc.get("Outputs", [])}
+# moto's CloudFormation skips AWS::Glue::Database (it warns); made here as the template has it.
+boto3.client("glue").create_database(DatabaseInput={"Name": params["GlueDatabaseName"]})
 for role, output in roles.items():
     user(role)
     iam.attach_user_policy(UserName=role, PolicyArn=outputs[output])
@@ -79,6 +81,7 @@ pub fn enforce(
         "Prefix": prefix,
         "LakeBucketName": bucket,
         "LakePrefix": lake_prefix,
+        "GlueDatabaseName": aws::AwsNames { prefix: prefix.into(), ..Default::default() }.glue_database(),
     });
     let roles: serde_json::Map<String, serde_json::Value> = ROLES
         .iter()

@@ -185,8 +185,26 @@ def _ssm_pairs(self):
     if p.get("Names"):
         return [(action, arn(n)) for n in p["Names"]]
     return [(action, "*")]
+# Glue authorizes a table call on the catalog, the database and the table (a database call on
+# the catalog and the database); moto checks "*".
+from moto.glue.responses import GlueResponse
+def _glue_pairs(self):
+    action = self._get_action()
+    p = _params(self)
+    base = f"arn:aws:glue:{self.region}:{self.current_account}"
+    pairs = [(action, f"{base}:catalog")]
+    if "Table" in action:
+        db = p.get("DatabaseName")
+        table = p.get("Name") or (p.get("TableInput") or {}).get("Name") or "*"
+        if db:
+            pairs += [(action, f"{base}:database/{db}"), (action, f"{base}:table/{db}/{table}")]
+    else:
+        db = p.get("Name") or (p.get("DatabaseInput") or {}).get("Name")
+        if db:
+            pairs.append((action, f"{base}:database/{db}"))
+    return pairs
 for _cls, _fn in ((SQSResponse, _sqs_pairs), (DynamoHandler, _ddb_pairs),
-                  (SimpleSystemManagerResponse, _ssm_pairs)):
+                  (SimpleSystemManagerResponse, _ssm_pairs), (GlueResponse, _glue_pairs)):
     _cls._authenticate_and_authorize_normal_action = (
         lambda self, resource="*", _fn=_fn: _check_pairs(self, _fn(self)))
 # S3 authorizes DeleteObjects per object (s3:DeleteObject on each key); moto checks the bucket.

@@ -9,16 +9,19 @@
 //!   keys and parsers, the calls they are made of, the `Ledger` port), with write metering.
 //! - `ssm`: the seed's incremental-sync flag in Parameter Store.
 //! - `s3`: the lake on S3 through `object_store`.
+//! - `glue`: the lake's tables in Glue's Data Catalog (Athena reads them), kept by each commit.
 //! - `names`: every resource name, derived from one prefix.
 //! - [`pipeline`]: all of them as the bundle every role is given.
 
 mod dynamo;
+mod glue;
 mod names;
 mod s3;
 mod sqs;
 mod ssm;
 
 pub use dynamo::{item_size, write_units, DynamoLedger, DynamoState, Meter, WriteStats};
+pub use glue::GlueMetastore;
 pub use names::AwsNames;
 pub use s3::s3_lake;
 pub use sqs::SqsQueue;
@@ -95,6 +98,12 @@ pub async fn pipeline(
         requests,
         pages,
         merges,
+        metastore: Some(Arc::new(GlueMetastore::new(
+            &config,
+            &names.glue_database(),
+            lake_bucket,
+            lake_prefix,
+        ))),
         clock,
         settings,
         indexes: Default::default(),

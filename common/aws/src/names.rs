@@ -43,6 +43,11 @@ impl AwsNames {
     pub fn merges_dlq(&self) -> String {
         format!("{}-merges-dlq.fifo", self.prefix)
     }
+    /// The Glue database of the lake's tables: the prefix, lowercased, `-` as `_` (Athena's
+    /// identifiers take no `-`).
+    pub fn glue_database(&self) -> String {
+        self.prefix.to_lowercase().replace('-', "_")
+    }
     pub fn runs_table(&self) -> String {
         format!("{}-runs", self.prefix)
     }

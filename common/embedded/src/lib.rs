@@ -62,6 +62,7 @@ pub fn pipeline(
         requests: queue(queue_names::REQUESTS, false),
         pages: queue(queue_names::PAGES, false),
         merges: queue(queue_names::MERGES, true),
+        metastore: None,
         clock,
         settings,
         indexes: Default::default(),

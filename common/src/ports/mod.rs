@@ -4,12 +4,14 @@
 
 pub mod flag;
 pub mod ledger;
+pub mod metastore;
 pub mod queue;
 pub mod run;
 pub mod state;
 
 pub use flag::{FlagError, FlagSource};
 pub use ledger::{Ledger, LedgerError, MergeCompletion};
+pub use metastore::{Metastore, MetastoreError, TableDefinition};
 pub use queue::{Outgoing, Queue, QueueDepth, QueueError, Received};
 pub use run::{
     IndexVersion, PageCompletion, PageDone, PageEffects, PageOutcome, Partition, Run, RunMode, RunStatus,

@@ -10,7 +10,10 @@ use common::ports::{RunMode, RunStatus};
 use hubsync_tests::deploy::{aws_pipeline, stop, Deployment};
 use hubsync_tests::harness::{diff_lake, sim_config, wait_for};
 use hubsync_tests::moto::Moto;
-use sim::{ConfigPatch, FaultKind, MutateRequest, SimServer};
+use object_store::ObjectStoreExt;
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use serde_json::Value;
+use sim::{ConfigPatch, FaultKind, MutateRequest, NewProperty, SimServer};
 
 const TABLES: [&str; 5] = ["deals", "contacts", "companies", "activities", "contacts_dim"];
 
@@ -22,6 +25,70 @@ async fn assert_equals_truth(sim: &SimServer, p: &Pipeline) -> anyhow::Result<u6
         compared += diff.rows_compared;
     }
     Ok(compared)
+}
+
+/// A Glue table as boto3 reads it: columns, partition keys, parameters.
+const GLUE_TABLE_SCRIPT: &str = r#"
+import json, sys
+import boto3
+t = boto3.client("glue").get_table(DatabaseName=sys.argv[1], Name=sys.argv[2])["Table"]
+print(json.dumps({"columns": [[c["Name"], c["Type"]] for c in t["StorageDescriptor"]["Columns"]],
+                  "partition_keys": [[c["Name"], c["Type"]] for c in t.get("PartitionKeys", [])],
+                  "parameters": t.get("Parameters", {}),
+                  "location": t["StorageDescriptor"]["Location"]}))
+"#;
+
+/// Every live file of `table` has exactly the columns and types of its Glue table (Hive types
+/// of the files' Arrow fields), `dt` is its projected partition key; returns Glue's columns.
+async fn assert_glue_follows_files(
+    moto: &Moto,
+    p: &Pipeline,
+    db: &str,
+    table: &str,
+) -> anyhow::Result<Vec<(String, String)>> {
+    let out = moto.run_python(GLUE_TABLE_SCRIPT, &[db, table])?;
+    let glue: Value = serde_json::from_str(out.trim())?;
+    let columns: Vec<(String, String)> = serde_json::from_value(glue["columns"].clone())?;
+    assert_eq!(
+        glue["partition_keys"],
+        serde_json::json!([["dt", "string"]]),
+        "{table}"
+    );
+    assert_eq!(
+        glue["parameters"]["projection.enabled"], "true",
+        "{table}: {glue}"
+    );
+    assert_eq!(
+        glue["parameters"]["projection.dt.type"], "date",
+        "{table}: {glue}"
+    );
+    let location = glue["location"].as_str().unwrap_or_default();
+    assert!(
+        location.ends_with(&format!("/data/{table}/")),
+        "{table}: {location}"
+    );
+    let mut files = 0;
+    for dt in p.lake.partitions(table).await? {
+        for meta in p.lake.list_parquet(&p.lake.partition_dir(table, &dt)).await? {
+            let bytes = p.lake.store().get(&meta.location).await?.bytes().await?;
+            let builder = ParquetRecordBatchReaderBuilder::try_new(bytes)?;
+            let of_file: Vec<(String, String)> = builder
+                .schema()
+                .fields()
+                .iter()
+                .map(|f| {
+                    (
+                        f.name().clone(),
+                        common::ports::metastore::hive_type(f.data_type()),
+                    )
+                })
+                .collect();
+            assert_eq!(of_file, columns, "{table} dt={dt}: {}", meta.location);
+            files += 1;
+        }
+    }
+    assert!(files > 0, "{table} has no files");
+    Ok(columns)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -53,6 +120,25 @@ async fn services_on_the_emulator_sync_all_five_tables_equal_to_truth() -> anyho
     assert!(runs.iter().all(|r| r.mode == RunMode::Full));
     let compared = assert_equals_truth(&server, &p).await?;
     assert_eq!(compared, 40 * 4 + 40 * 5);
+    // Athena's tables: created by `infra up`, kept in step by the merger's commits (under its
+    // own policy), each equal to its files' schema; `glue show` prints the same DDL.
+    for t in TABLES {
+        assert_glue_follows_files(&moto, &p, "t1", t).await?;
+    }
+    let ddl = d.hubsync_ok(&["glue", "show", "--table", "deals"])?;
+    assert!(
+        ddl.contains("CREATE EXTERNAL TABLE IF NOT EXISTS `t1`.`deals`"),
+        "{ddl}"
+    );
+    assert!(ddl.contains("'projection.dt.type' = 'date'"), "{ddl}");
+    // `hubsync query` reads the S3 lake as the operator.
+    let count = d.hubsync_ok(&[
+        "query",
+        "--format",
+        "csv",
+        "SELECT count(*) AS n FROM deals WHERE dt >= '1970-01-01'",
+    ])?;
+    assert_eq!(count.trim(), "n\n40", "{count}");
     // Relations under the services' own policies: link tables (v4 batch reads, set merges)
     // and the owners and pipelines snapshots.
     let relations = [
@@ -94,6 +180,7 @@ async fn services_on_the_emulator_sync_all_five_tables_equal_to_truth() -> anyho
     }
 
     // Changes, the flag turned on in SSM with a value of the seed's vocabulary, incremental.
+    // Deals get a new property: its column lands through a column backfill.
     for object_type in ["deals", "contacts", "companies", "calls", "notes"] {
         server
             .mutate(&MutateRequest {
@@ -102,6 +189,11 @@ async fn services_on_the_emulator_sync_all_five_tables_equal_to_truth() -> anyho
                 creates: 3,
                 archives: 2,
                 same_timestamp: false,
+                add_property: (object_type == "deals").then(|| NewProperty {
+                    name: "fleet_size".into(),
+                    kind: "number".into(),
+                    field_type: Some("number".into()),
+                }),
                 ..Default::default()
             })
             .await?;
@@ -121,6 +213,11 @@ async fn services_on_the_emulator_sync_all_five_tables_equal_to_truth() -> anyho
         runs.iter().map(|r| r.mode).collect::<Vec<_>>()
     );
     assert_equals_truth(&server, &p).await?;
+    let columns = assert_glue_follows_files(&moto, &p, "t1", "deals").await?;
+    assert!(
+        columns.contains(&("fleet_size".to_string(), "double".to_string())),
+        "{columns:?}"
+    );
 
     // A poison page job: HubSpot fails every request, the job is dead-lettered; the cause is
     // removed, `hubsync replay` brings it back, and the run commits.
