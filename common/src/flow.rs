@@ -98,9 +98,12 @@ pub async fn live_run(
         Verdict::Live => Ok(Ok(run)),
         Verdict::Stale(why) => Ok(Err(why)),
         Verdict::Abandon(note) => {
-            ledger
+            if ledger
                 .finish(&run.run_id, RunStatus::Abandoned, Some(&note), None, now)
-                .await?;
+                .await?
+            {
+                metrics::counter!(crate::metrics::RUNS_FAILED, "table" => run.table.clone()).increment(1);
+            }
             tracing::warn!(run_id, table, %note, "run abandoned");
             Ok(Err(format!("run {run_id} abandoned: {note}")))
         }

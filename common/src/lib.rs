@@ -47,6 +47,7 @@ pub mod flow;
 pub mod keyindex;
 pub mod lake;
 pub mod messages;
+pub mod metrics;
 pub mod pipeline;
 pub mod ports;
 pub mod schema;

@@ -41,7 +41,29 @@ pub struct SyncRequest {
     pub request_id: String,
     pub table: String,
     pub mode: RequestedMode,
+    /// Epoch milliseconds; an RFC 3339 string is read too, since that is all EventBridge
+    /// Scheduler can put there (`<aws.scheduler.scheduled-time>`, see `infra/schedule.yaml`).
+    #[serde(deserialize_with = "epoch_ms_or_rfc3339")]
     pub requested_at_ms: EpochMs,
+}
+
+fn epoch_ms_or_rfc3339<'de, D: serde::Deserializer<'de>>(d: D) -> Result<EpochMs, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Instant {
+        Ms(EpochMs),
+        Text(String),
+    }
+    match Instant::deserialize(d)? {
+        Instant::Ms(ms) => Ok(ms),
+        Instant::Text(text) => chrono::DateTime::parse_from_rfc3339(&text)
+            .map(|t| t.timestamp_millis())
+            .map_err(|e| {
+                serde::de::Error::custom(format!(
+                    "`requested_at_ms` {text:?} is neither epoch milliseconds nor an RFC 3339 time: {e}"
+                ))
+            }),
+    }
 }
 
 /// A query that stays under the search cap, read as one chain of page jobs.
@@ -458,6 +480,26 @@ mod tests {
             .unwrap_err()
             .to_string()
             .contains("1 to 64"));
+    }
+
+    #[test]
+    fn a_scheduled_request_may_carry_its_time_as_rfc_3339() {
+        let raw = |at: &str| {
+            format!(
+                r#"{{"v":1,"kind":"sync_request","request_id":"r1","table":"deals","mode":"auto","requested_at_ms":{at}}}"#
+            )
+        };
+        let text = decode_sync_request(&raw(r#""2026-12-03T18:00:00Z""#)).unwrap();
+        assert_eq!(text.requested_at_ms, 1_796_320_800_000);
+        let ms = decode_sync_request(&raw("1796320800000")).unwrap();
+        assert_eq!(ms, text);
+        let err = decode_sync_request(&raw(r#""tomorrow""#))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("neither epoch milliseconds nor an RFC 3339"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -132,6 +132,27 @@ async fn handle_received(
     options: &WorkerOptions,
     msg: Received,
 ) -> Result<StepOutcome, QueueError> {
+    let outcome = settle(queue, handler, options, msg).await?;
+    let label = match &outcome {
+        StepOutcome::EmptyQueue => return Ok(outcome),
+        StepOutcome::Handled(Handled::Done(_)) => "done",
+        StepOutcome::Handled(Handled::Dropped(_)) => "dropped",
+        StepOutcome::Failed { .. } => "retried",
+        StepOutcome::DeadLettered { .. } => "dead_letter",
+        StepOutcome::Lost => "lost",
+    };
+    metrics::counter!(crate::metrics::MESSAGES, "queue" => queue.name().to_string(), "outcome" => label)
+        .increment(1);
+    Ok(outcome)
+}
+
+/// Handles one message and settles it on its queue: acked, retried later or dead-lettered.
+async fn settle(
+    queue: &dyn Queue,
+    handler: &dyn Handler,
+    options: &WorkerOptions,
+    msg: Received,
+) -> Result<StepOutcome, QueueError> {
     tracing::debug!(queue = queue.name(), message_id = %msg.message_id,
         receive_count = msg.receive_count, "received");
     let Some(result) = work_with_heartbeat(queue, handler, options, &msg).await else {

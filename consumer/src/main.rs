@@ -5,7 +5,7 @@
 use clap::Parser;
 use common::worker::run_workers;
 use hubsync_consumer::config::ConsumerConfig;
-use service::{init_json_logs, shutdown_on_signals, HubSpotArgs, ServiceArgs};
+use service::{init_json_logs, shutdown_on_signals, HubSpotArgs, ServiceArgs, Telemetry};
 
 /// Fetches one HubSpot page per page job and stages it as Parquet; as many as the limit allows.
 #[derive(Debug, Parser)]
@@ -23,6 +23,8 @@ struct Args {
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     init_json_logs();
+    let shutdown = shutdown_on_signals();
+    let telemetry = Telemetry::start("consumer", &args.service.metrics, shutdown.clone()).await?;
     let settings = args.consumer.apply(args.service.settings());
     let p = args.service.pipeline(settings).await?;
     let client = args.hubspot.client()?;
@@ -32,7 +34,6 @@ async fn main() -> anyhow::Result<()> {
     // ledger; the general window is split into shares by the heartbeats below.
     hubspot::share_search_schedule(&client, &p);
     let handler = hubsync_consumer::PageJobHandler::new(p.clone(), client.clone());
-    let shutdown = shutdown_on_signals();
     let beat = tokio::spawn(hubsync_consumer::budget::share_budget(
         p.clone(),
         client,
@@ -48,6 +49,7 @@ async fn main() -> anyhow::Result<()> {
     )
     .await;
     let _ = beat.await;
+    telemetry.finish();
     tracing::info!("consumer stopped");
     Ok(())
 }

@@ -83,6 +83,9 @@ pub async fn process_job(
         columns = Arc::new(columns.patch_schema());
     }
     let page = fetch(p, hubspot, &run, job, table, source, &columns).await?;
+    metrics::counter!(common::metrics::PAGES_FETCHED, "table" => table.name.clone()).increment(1);
+    metrics::counter!(common::metrics::RECORDS_FETCHED, "table" => table.name.clone())
+        .increment(page.records.len() as u64);
     let mut staged = stage_page(p, &run, job, table, &columns, source, page).await?;
     let Some((pages_outstanding, effects)) = record_page(p, &run, job, &mut staged).await? else {
         return Ok(JobOutcome::Duplicate);
@@ -148,9 +151,12 @@ fn source_of<'t>(table: &'t TableSpec, job: &PageJob) -> Result<&'t SourceSpec, 
 async fn abandon(p: &Pipeline, run: &Run, note: String) -> Result<JobOutcome, ConsumerError> {
     // Nothing of the run is committed: the lake and the watermark stay as they were.
     tracing::error!(run_id = %run.run_id, table = %run.table, %note, "run abandoned");
-    p.ledger
+    if p.ledger
         .finish(&run.run_id, RunStatus::Abandoned, Some(&note), None, p.now_ms())
-        .await?;
+        .await?
+    {
+        metrics::counter!(common::metrics::RUNS_FAILED, "table" => run.table.clone()).increment(1);
+    }
     Ok(JobOutcome::Stale(note))
 }
 

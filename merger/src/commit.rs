@@ -153,6 +153,7 @@ pub async fn commit(p: &Pipeline, run: &Run) -> Result<(), MergerError> {
         .delete_dir(&p.lake.staging_run_dir(&run.table, &run.run_id))
         .await?;
     if committed {
+        metrics::counter!(common::metrics::RUNS_COMMITTED, "table" => run.table.clone()).increment(1);
         tracing::info!(
             run_id = %run.run_id,
             table = %run.table,

@@ -5,7 +5,7 @@
 use clap::Parser;
 use common::worker::run_workers;
 use hubsync_merger::config::MergerConfig;
-use service::{init_json_logs, shutdown_on_signals, ServiceArgs};
+use service::{init_json_logs, shutdown_on_signals, ServiceArgs, Telemetry};
 
 /// Merges staged pages into live partitions, one partition at a time, and commits runs.
 #[derive(Debug, Parser)]
@@ -21,6 +21,8 @@ struct Args {
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     init_json_logs();
+    let shutdown = shutdown_on_signals();
+    let telemetry = Telemetry::start("merger", &args.service.metrics, shutdown.clone()).await?;
     let settings = args.merger.apply(args.service.settings());
     let p = args.service.pipeline(settings).await?;
     let concurrency = args.service.concurrency;
@@ -31,9 +33,10 @@ async fn main() -> anyhow::Result<()> {
         handler,
         args.service.worker_options(),
         concurrency,
-        shutdown_on_signals(),
+        shutdown,
     )
     .await;
+    telemetry.finish();
     tracing::info!("merger stopped");
     Ok(())
 }

@@ -42,6 +42,8 @@ const LAKE_URL: &str = "hubsync-lake://lake/";
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct MergeStats {
     pub input_files: usize,
+    /// Bytes of the input files (their sizes as listed).
+    pub bytes_in: u64,
     pub rows_out: u64,
 }
 
@@ -163,12 +165,24 @@ pub async fn merge_files(
         return Err(MergerError::Merge("no input files".into()));
     }
     let checked = check_inputs(&store, inputs, keys).await?;
-    let widened = with_extra_columns(&checked, keys)?;
+    let bytes_in = checked.iter().map(|c| c.size).sum();
+    let stats = merge_checked(store, inputs, &checked, output, keys).await?;
+    Ok(MergeStats { bytes_in, ..stats })
+}
+
+async fn merge_checked(
+    store: Arc<dyn ObjectStore>,
+    inputs: &[Path],
+    checked: &[CheckedInput],
+    output: &Path,
+    keys: &MergeKeys,
+) -> Result<MergeStats, MergerError> {
+    let widened = with_extra_columns(checked, keys)?;
     let keys = widened.as_ref().unwrap_or(keys);
     if !keys.set_columns.is_empty() {
         return merge_with_datafusion(store, inputs, output, keys).await;
     }
-    match keep_latest::merge(store.clone(), &checked, output, keys).await {
+    match keep_latest::merge(store.clone(), checked, output, keys).await {
         Ok(stats) => return Ok(stats),
         Err(FastPathError::Failed(e)) => return Err(e),
         Err(FastPathError::Declined(why)) => tracing::debug!(%why, "merging with DataFusion"),
@@ -223,6 +237,7 @@ pub(crate) async fn merge_with_datafusion(
     let rows_out = write_output(store, output, result).await?;
     Ok(MergeStats {
         input_files: inputs.len(),
+        bytes_in: 0,
         rows_out,
     })
 }

@@ -280,14 +280,19 @@ async fn try_merge(
     let mut rows = 0;
     let mut published_file = None;
     if !inputs.is_empty() {
+        let started = std::time::Instant::now();
         // M2: the new file is complete in the store before anything is deleted.
         rows = if patches.is_empty() {
-            merge_files(lake.store().clone(), &inputs, &output, &keys)
-                .await?
-                .rows_out
+            let stats = merge_files(lake.store().clone(), &inputs, &output, &keys).await?;
+            metrics::counter!(common::metrics::MERGE_BYTES, "table" => table.name.clone())
+                .increment(stats.bytes_in);
+            stats.rows_out
         } else {
             merge_and_patch(p, run, table, &inputs, &patches, &output, &keys).await?
         };
+        metrics::histogram!(common::metrics::MERGE_SECONDS, "table" => table.name.clone())
+            .record(started.elapsed().as_secs_f64());
+        metrics::counter!(common::metrics::MERGE_ROWS, "table" => table.name.clone()).increment(rows);
         if rows == 0 {
             lake.delete(&output).await?;
         } else {

@@ -5,7 +5,7 @@
 use clap::Parser;
 use common::worker::run_workers;
 use hubsync_producer::config::ProducerConfig;
-use service::{init_json_logs, shutdown_on_signals, HubSpotArgs, ServiceArgs};
+use service::{init_json_logs, shutdown_on_signals, HubSpotArgs, ServiceArgs, Telemetry};
 
 /// Turns sync requests into runs: decides full or incremental, plans slices, sends page jobs.
 #[derive(Debug, Parser)]
@@ -23,6 +23,8 @@ struct Args {
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     init_json_logs();
+    let shutdown = shutdown_on_signals();
+    let telemetry = Telemetry::start("producer", &args.service.metrics, shutdown.clone()).await?;
     let settings = args.producer.apply(args.service.settings())?;
     let p = args.service.pipeline(settings).await?;
     let client = args.hubspot.client()?;
@@ -31,15 +33,19 @@ async fn main() -> anyhow::Result<()> {
     // general requests (property definitions) keep to the part the consumers leave it.
     hubspot::share_search_schedule(&client, &p);
     client.budget().general.keep_to_planning_part();
+    // The alarms' inputs: time since each table's last commit, runs past their lease.
+    let watch_every = std::time::Duration::from_secs(args.service.metrics.emf_interval_secs.clamp(1, 60));
+    service::watch_commits(p.clone(), watch_every, shutdown.clone());
     let handler = hubsync_producer::RequestHandler::new(p.clone(), client);
     run_workers(
         p.requests.clone(),
         handler,
         args.service.worker_options(),
         1,
-        shutdown_on_signals(),
+        shutdown,
     )
     .await;
+    telemetry.finish();
     tracing::info!("producer stopped");
     Ok(())
 }

@@ -376,6 +376,25 @@ impl HubSpotClient {
         req: reqwest::RequestBuilder,
         endpoint: Window,
     ) -> Result<T, HubSpotError> {
+        let started = std::time::Instant::now();
+        let answer = self.exchange(req, endpoint).await;
+        let window = endpoint.name();
+        metrics::histogram!(common::metrics::HUBSPOT_REQUEST_SECONDS, "window" => window)
+            .record(started.elapsed().as_secs_f64());
+        let outcome = match &answer {
+            Ok(_) => "ok",
+            Err(e) => e.outcome(),
+        };
+        metrics::counter!(common::metrics::HUBSPOT_REQUESTS, "window" => window, "outcome" => outcome)
+            .increment(1);
+        answer
+    }
+
+    async fn exchange<T: DeserializeOwned>(
+        &self,
+        req: reqwest::RequestBuilder,
+        endpoint: Window,
+    ) -> Result<T, HubSpotError> {
         let mut req = req.header(header::ACCEPT, "application/json");
         if !self.config.token.is_empty() {
             req = req.bearer_auth(self.config.token.expose());

@@ -61,4 +61,18 @@ impl HubSpotError {
                 | HubSpotError::Incomplete(_)
         )
     }
+
+    /// The outcome label of [`common::metrics::HUBSPOT_REQUESTS`].
+    pub fn outcome(&self) -> &'static str {
+        match self {
+            HubSpotError::Rejected { .. } => "rejected",
+            HubSpotError::Unauthorized(_) => "unauthorized",
+            HubSpotError::RateLimited { .. } => "rate_limited",
+            HubSpotError::DailyLimit { .. } => "daily_limit",
+            HubSpotError::Server { .. } => "server_error",
+            HubSpotError::Transport(_) => "transport",
+            HubSpotError::Decode { .. } | HubSpotError::Incomplete(_) => "decode",
+            HubSpotError::Invalid(_) => "invalid",
+        }
+    }
 }

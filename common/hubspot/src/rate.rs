@@ -90,6 +90,8 @@ pub struct RollingWindow {
     sent: Mutex<VecDeque<Instant>>,
     /// The account-wide schedule, when processes share one (R5).
     schedule: std::sync::Mutex<Option<Arc<dyn Schedule>>>,
+    /// The `window` label of its wait metrics.
+    label: &'static str,
 }
 
 impl RollingWindow {
@@ -106,7 +108,14 @@ impl RollingWindow {
             }),
             sent: Mutex::new(VecDeque::with_capacity(max)),
             schedule: std::sync::Mutex::new(None),
+            label: "window",
         }
+    }
+
+    /// This window with `label` as its metrics' `window` label.
+    pub fn named(mut self, label: &'static str) -> Self {
+        self.label = label;
+        self
     }
 
     /// Takes send times from `schedule`, shared by every process of the account (R5).
@@ -215,6 +224,18 @@ impl RollingWindow {
 
     /// Waits until no pause runs and one more request fits in the window, then records it.
     pub async fn acquire(&self) {
+        let started = Instant::now();
+        self.acquire_slot().await;
+        let waited = started.elapsed();
+        // A wait under a millisecond is only the bookkeeping.
+        if waited >= Duration::from_millis(1) {
+            metrics::counter!(common::metrics::RATE_WAITS, "window" => self.label).increment(1);
+            metrics::histogram!(common::metrics::RATE_WAIT_SECONDS, "window" => self.label)
+                .record(waited.as_secs_f64());
+        }
+    }
+
+    async fn acquire_slot(&self) {
         loop {
             if let Some(left) = self.paused_for() {
                 tokio::time::sleep(left).await;
@@ -326,8 +347,12 @@ impl RateBudget {
         // it surely left the account's, whatever the network jitter, so processes that each
         // fill their share never sum past the limit.
         RateBudget {
-            general: Arc::new(RollingWindow::new(general_per_10s, GENERAL_INTERVAL)),
-            search: Arc::new(RollingWindow::new(search_per_sec, SEARCH_INTERVAL)),
+            general: Arc::new(
+                RollingWindow::new(general_per_10s, GENERAL_INTERVAL).named(Window::General.name()),
+            ),
+            search: Arc::new(
+                RollingWindow::new(search_per_sec, SEARCH_INTERVAL).named(Window::Search.name()),
+            ),
         }
     }
 

@@ -9,6 +9,7 @@
 //! - [`HubSpotArgs`]: how a process reaches HubSpot (URL, rate limits, retries; the token from
 //!   `HUBSPOT_TOKEN` only).
 //! - [`init_json_logs`], [`shutdown_on_signals`]: JSON logs and SIGTERM handling.
+//! - [`telemetry`]: metrics as Prometheus and as CloudWatch EMF lines in the logs.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -23,6 +24,10 @@ use common::pipeline::{Pipeline, Settings};
 use common::worker::WorkerOptions;
 use hubspot::client::DEFAULT_BASE_URL;
 use hubspot::{ClientConfig, HubSpotClient, RateBudget, Secret};
+
+pub mod telemetry;
+
+pub use telemetry::{watch_commits, MetricsArgs, Telemetry};
 
 /// Environment variable holding the HubSpot token (never a flag).
 pub const TOKEN_ENV: &str = "HUBSPOT_TOKEN";
@@ -58,6 +63,8 @@ pub struct ServiceArgs {
     /// Longest pause, in milliseconds, before a failed message is retried.
     #[arg(long, env = "HUBSYNC_MAX_RETRY_DELAY_MS", default_value_t = 30_000)]
     pub max_retry_delay_ms: u64,
+    #[command(flatten)]
+    pub metrics: MetricsArgs,
 }
 
 /// How a process talks to HubSpot (the producer plans through it, consumers fetch through it);

@@ -175,6 +175,7 @@ async fn merge_tuned(
     match result {
         Ok(rows_out) => Ok(MergeStats {
             input_files: checked.len(),
+            bytes_in: checked.iter().map(|c| c.size).sum(),
             rows_out,
         }),
         Err(e) => {

@@ -91,6 +91,79 @@ async fn assert_glue_follows_files(
     Ok(columns)
 }
 
+/// The named series on each service's `/metrics` after the syncs, and EMF lines in the logs.
+async fn assert_metrics_name_the_syncs(ports: &[String], log: &std::path::Path) -> anyhow::Result<()> {
+    let scrape = |addr: String| async move {
+        let body = reqwest::get(format!("http://{addr}/metrics"))
+            .await?
+            .error_for_status()?
+            .text()
+            .await?;
+        anyhow::Ok(body)
+    };
+    // The producer's commit watch runs every second here (its EMF interval).
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    let producer = loop {
+        let body = scrape(ports[0].clone()).await?;
+        if body.contains("hubsync_max_seconds_since_last_commit") || tokio::time::Instant::now() > deadline {
+            break body;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    };
+    assert!(
+        producer.contains("hubsync_max_seconds_since_last_commit"),
+        "{producer}"
+    );
+    assert!(
+        producer.contains("hubsync_seconds_since_last_commit{table=\"deals\"}"),
+        "{producer}"
+    );
+    assert!(producer.contains("hubsync_runs_past_lease 0"), "{producer}");
+    assert!(
+        producer.contains("hubsync_hubspot_requests_total{window=\"search\",outcome=\"ok\"}"),
+        "{producer}"
+    );
+    let consumer = scrape(ports[1].clone()).await?;
+    for series in [
+        "hubsync_records_fetched_total{table=\"deals\"}",
+        "hubsync_pages_fetched_total{table=\"deals\"}",
+        "hubsync_hubspot_requests_total{window=\"general\",outcome=\"ok\"}",
+        "hubsync_hubspot_request_seconds",
+        "hubsync_messages_total{queue=\"t1-pages\",outcome=\"done\"}",
+    ] {
+        assert!(consumer.contains(series), "consumer lacks {series}:\n{consumer}");
+    }
+    let merger = scrape(ports[2].clone()).await?;
+    for series in [
+        "hubsync_runs_committed_total{table=\"deals\"}",
+        "hubsync_merge_seconds",
+        "hubsync_merge_bytes_total{table=\"deals\"}",
+        "hubsync_merge_rows_total{table=\"deals\"}",
+    ] {
+        assert!(merger.contains(series), "merger lacks {series}:\n{merger}");
+    }
+    // The same counters as CloudWatch embedded metric format, in the JSON logs.
+    let emf: Vec<Value> = std::fs::read_to_string(log)?
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter(|l| l.get("_aws").is_some())
+        .collect();
+    let fetched: f64 = emf
+        .iter()
+        .filter(|l| l["service"] == "consumer" && l["table"] == "deals")
+        .filter_map(|l| l["hubsync_records_fetched_total"].as_f64())
+        .sum();
+    assert!(fetched >= 40.0, "EMF lines count {fetched} deal records fetched");
+    let directive = &emf[0]["_aws"]["CloudWatchMetrics"][0];
+    assert_eq!(directive["Namespace"], "hubsync", "{directive}");
+    assert!(
+        emf.iter()
+            .any(|l| l["service"] == "producer" && l.get("hubsync_max_seconds_since_last_commit").is_some()),
+        "no EMF line of the commit watch"
+    );
+    Ok(())
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn services_on_the_emulator_sync_all_five_tables_equal_to_truth() -> anyhow::Result<()> {
     let _env = hubsync_tests::moto::env_lock().await;
@@ -107,11 +180,25 @@ async fn services_on_the_emulator_sync_all_five_tables_equal_to_truth() -> anyho
         &[],
     )?;
     d.hubsync_ok(&["infra", "up", "--max-receive-count", "2"])?;
+    // Each service serves Prometheus metrics and writes EMF lines every second.
+    let ports: Vec<String> = (0..3)
+        .map(|_| hubsync_tests::moto::free_port().map(|p| format!("127.0.0.1:{p}")))
+        .collect::<anyhow::Result<_>>()?;
+    let metrics = |addr: &str| {
+        [
+            ("HUBSYNC_METRICS_ADDR", addr.to_string()),
+            ("HUBSYNC_EMF_INTERVAL_SECS", "1".into()),
+        ]
+    };
+    let with = |name: &str, env: [(&str, String); 2]| {
+        let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        d.service_with(name, &env)
+    };
     let mut services = vec![
-        d.service("producer")?,
+        with("producer", metrics(&ports[0]))?,
+        with("consumer", metrics(&ports[1]))?,
         d.service("consumer")?,
-        d.service("consumer")?,
-        d.service("merger")?,
+        with("merger", metrics(&ports[2]))?,
     ];
     let p = aws_pipeline("lake-t1", "t1").await?;
 
@@ -218,6 +305,8 @@ async fn services_on_the_emulator_sync_all_five_tables_equal_to_truth() -> anyho
         columns.contains(&("fleet_size".to_string(), "double".to_string())),
         "{columns:?}"
     );
+
+    assert_metrics_name_the_syncs(&ports, &dir.path().join("services.log")).await?;
 
     // A poison page job: HubSpot fails every request, the job is dead-lettered; the cause is
     // removed, `hubsync replay` brings it back, and the run commits.
