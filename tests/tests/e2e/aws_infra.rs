@@ -434,3 +434,73 @@ fn infra_up_works_in_any_region_and_hardens_what_it_makes() {
     assert_eq!(sse.len(), 6);
     assert!(sse.values().all(|v| v == "true"), "{sse:?}");
 }
+
+/// The three templates pass cfn-lint (installed with moto, into the same private folder), the
+/// services and schedule stacks deploy into the emulator beside the data stack with the
+/// properties the script checks, and the schedule's message decodes with our own decoder.
+#[test]
+fn the_stack_lints_deploys_with_services_and_its_schedule_sends_a_request_we_decode() {
+    let moto = Moto::start().expect("moto");
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let templates = [
+        "infra/cloudformation.yaml",
+        "infra/services.yaml",
+        "infra/schedule.yaml",
+    ];
+    let lint = moto
+        .python()
+        .current_dir(&root)
+        .args([
+            "-c",
+            "import sys; from cfnlint.runner import main; sys.argv[0] = 'cfn-lint'; sys.exit(main())",
+        ])
+        .args(templates)
+        .output()
+        .expect("cfn-lint");
+    assert!(
+        lint.status.success(),
+        "cfn-lint: {}{}",
+        String::from_utf8_lossy(&lint.stdout),
+        String::from_utf8_lossy(&lint.stderr)
+    );
+    let check = moto
+        .python()
+        .current_dir(&root)
+        .arg("tests/scripts/stack_check.py")
+        .arg(&moto.endpoint)
+        .args(templates)
+        .output()
+        .expect("stack_check.py");
+    let summary = String::from_utf8_lossy(&check.stdout);
+    assert!(
+        check.status.success(),
+        "stack_check: {summary}{}",
+        String::from_utf8_lossy(&check.stderr)
+    );
+    let summary: Value = serde_json::from_str(summary.lines().last().expect("a summary")).expect("json");
+    assert_eq!(summary["ok"], true, "{summary}");
+    let body = moto
+        .python()
+        .current_dir(&root)
+        .args([
+            "tests/scripts/schedule_input.py",
+            "infra/schedule.yaml",
+            "--table",
+            "deals",
+        ])
+        .args([
+            "--execution-id",
+            "d32c5kddcf5bb8c3",
+            "--scheduled-time",
+            "2026-12-03T18:00:00Z",
+        ])
+        .output()
+        .expect("schedule_input.py");
+    assert!(body.status.success(), "{}", String::from_utf8_lossy(&body.stderr));
+    let request = common::messages::decode_sync_request(String::from_utf8_lossy(&body.stdout).trim())
+        .expect("the schedule's message decodes");
+    assert_eq!(request.table, "deals");
+    assert_eq!(request.request_id, "d32c5kddcf5bb8c3");
+    assert_eq!(request.mode, common::messages::RequestedMode::Auto);
+    assert_eq!(request.requested_at_ms, 1_796_320_800_000);
+}
