@@ -231,7 +231,9 @@ fn cloudformation_template_deploys_into_moto() {
     assert!(granted(&state, "hubsync-producer", ":hubsync-pages").contains(&"sqs:SendMessage".into()));
     assert_eq!(
         granted(&state, "hubsync-producer", "table/hubspot-sync-state"),
-        ["dynamodb:GetItem"]
+        // GetItem decides a run's mode; Scan is the commit watch's one read of every table's
+        // last commit (`hubsync_seconds_since_last_commit`).
+        ["dynamodb:GetItem", "dynamodb:Scan"]
     );
     assert_eq!(
         granted(
