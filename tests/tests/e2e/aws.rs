@@ -1,9 +1,11 @@
 //! AWS mode against the moto emulator: `hubsync infra up`, the producer, two consumers and a
 //! merger as separate processes, full and incremental syncs of all five tables equal to the
 //! simulator's truth read back from S3, the seed's state items in DynamoDB, the flag in SSM,
-//! a poison page job dead-lettered then replayed, and the CloudFormation template's resources.
+//! a poison page job dead-lettered then replayed, and the CloudFormation template's resources
+//! with a consumer stopped by SIGTERM mid-page, draining within the services' StopTimeout.
 
-use std::time::Duration;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
 
 use common::pipeline::Pipeline;
 use common::ports::{RunMode, RunStatus};
@@ -92,6 +94,23 @@ async fn assert_glue_follows_files(
 }
 
 /// The named series on each service's `/metrics` after the syncs, and EMF lines in the logs.
+/// The StopTimeout of the consumer's container in `infra/services.yaml`: how long ECS waits
+/// after SIGTERM before it kills the task.
+fn consumer_stop_timeout() -> anyhow::Result<Duration> {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../infra/services.yaml");
+    let template = std::fs::read_to_string(path)?;
+    let (_, consumer) = template
+        .split_once("EntryPoint: [consumer]")
+        .ok_or_else(|| anyhow::anyhow!("{path} has no consumer container"))?;
+    let secs: u64 = consumer
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("StopTimeout:"))
+        .ok_or_else(|| anyhow::anyhow!("the consumer container of {path} sets no StopTimeout"))?
+        .trim()
+        .parse()?;
+    Ok(Duration::from_secs(secs))
+}
+
 async fn assert_metrics_name_the_syncs(ports: &[String], log: &std::path::Path) -> anyhow::Result<()> {
     let scrape = |addr: String| async move {
         let body = reqwest::get(format!("http://{addr}/metrics"))
@@ -352,14 +371,58 @@ async fn services_on_the_emulator_sync_all_five_tables_equal_to_truth() -> anyho
         &dir.path().join("services-cfn.log"),
         &[],
     )?;
-    let services = vec![
-        d2.service("producer")?,
-        d2.service("consumer")?,
-        d2.service("merger")?,
-    ];
-    let out = d2.hubsync_ok(&["sync", "--table", "companies", "--wait", "--wait-secs", "180"])?;
-    assert!(out.contains("committed"), "{out}");
+    let services = vec![d2.service("producer")?, d2.service("merger")?];
+    let mut consumer = d2.service("consumer")?;
     let p2 = aws_pipeline("lake-cfn", "cfn").await?;
+
+    // ECS stops a task with SIGTERM and kills it StopTimeout seconds later: a consumer told
+    // to stop while a page is in its hands (each HubSpot answer takes 3 s now) finishes that
+    // page within the template's StopTimeout and exits 0, so the run commits with no consumer
+    // left running.
+    let stop_timeout = consumer_stop_timeout()?;
+    server.configure(&ConfigPatch {
+        latency_ms: Some(3_000),
+        ..Default::default()
+    })?;
+    let mut sync = Command::new(hubsync_tests::binary::hubsync_binary()?);
+    d2.env(&mut sync, "operator");
+    let sync = sync
+        .args(["sync", "--table", "companies", "--wait", "--wait-secs", "300"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()?;
+    wait_for(
+        "a page job in the consumer's hands",
+        Duration::from_secs(120),
+        || async { Ok(p2.pages.depth().await?.in_flight >= 1) },
+    )
+    .await?;
+    let asked = Instant::now();
+    Command::new("kill")
+        .arg("-TERM")
+        .arg(consumer.id().to_string())
+        .status()?;
+    let status = consumer.wait()?;
+    let drained_in = asked.elapsed();
+    assert!(status.success(), "the consumer did not stop cleanly: {status}");
+    assert!(
+        drained_in < stop_timeout,
+        "the consumer took {drained_in:?} to drain, past the StopTimeout of {stop_timeout:?}"
+    );
+    println!(
+        "consumer drained its page and exited {drained_in:?} after SIGTERM (StopTimeout {stop_timeout:?})"
+    );
+    let out = sync.wait_with_output()?;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && stdout.contains("committed"),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    server.configure(&ConfigPatch {
+        latency_ms: Some(0),
+        ..Default::default()
+    })?;
     let (_, diff) = diff_lake(&server, &p2, "companies").await?;
     assert!(diff.is_clean() && diff.rows_compared > 0, "{}", diff.summary());
     stop(services)?;
