@@ -109,16 +109,16 @@ async fn read_keys(p: &Pipeline, path: &Path, key: &str) -> Result<Vec<i64>, Mer
         memory_limit: None,
         schema: None,
     };
-    let checked = crate::merge::check_inputs(p.lake.store(), std::slice::from_ref(path), &keys).await?;
-    let metadata = checked
+    let checked = crate::merge::check_inputs(p.lake.store(), std::slice::from_ref(path), &keys)
+        .await?
         .into_iter()
         .next()
-        .map(|c| c.metadata)
         .ok_or_else(|| bad("no footer".into()))?;
     let reader = StoreReader {
         store: Arc::clone(p.lake.store()),
         path: path.clone(),
-        metadata,
+        metadata: checked.metadata,
+        whole: checked.whole,
     };
     let builder = ParquetRecordBatchStreamBuilder::new(reader)
         .await
@@ -145,11 +145,13 @@ async fn read_keys(p: &Pipeline, path: &Path, key: &str) -> Result<Vec<i64>, Mer
     Ok(out)
 }
 
-/// A Parquet file in the lake's store whose footer was read already.
+/// A Parquet file in the lake's store whose footer was read already (and, for a small file,
+/// all of it: its ranges are then cut from those bytes, with no request).
 struct StoreReader {
     store: Arc<dyn object_store::ObjectStore>,
     path: Path,
     metadata: Arc<ParquetMetaData>,
+    whole: Option<bytes::Bytes>,
 }
 
 impl AsyncFileReader for StoreReader {
@@ -160,6 +162,17 @@ impl AsyncFileReader for StoreReader {
         use futures::FutureExt;
         use object_store::ObjectStoreExt;
         async move {
+            if let Some(all) = &self.whole {
+                let (start, end) = (range.start as usize, range.end as usize);
+                return match all.get(start..end) {
+                    Some(_) => Ok(all.slice(start..end)),
+                    None => Err(parquet::errors::ParquetError::EOF(format!(
+                        "{}: range {start}..{end} past its {} bytes",
+                        self.path,
+                        all.len()
+                    ))),
+                };
+            }
             self.store
                 .get_range(&self.path, range)
                 .await

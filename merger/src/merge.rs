@@ -77,6 +77,9 @@ pub(crate) struct CheckedInput {
     pub path: Path,
     pub size: u64,
     pub metadata: Arc<ParquetMetaData>,
+    /// The whole file, when the footer's read already fetched all of it (a file under
+    /// [`FOOTER_READ`], as most staged pages of a sparse table are): no second GET.
+    pub whole: Option<bytes::Bytes>,
 }
 
 /// Reads every input's footer: each must be Parquet with the key and modified columns. A file
@@ -146,6 +149,7 @@ async fn check_input(
         path: path.clone(),
         size,
         metadata: Arc::new(metadata),
+        whole: (tail.len() as u64 == size).then_some(tail),
     })
 }
 

@@ -12,12 +12,11 @@ use parquet::arrow::arrow_reader::{
     ArrowReaderMetadata, ArrowReaderOptions, ParquetRecordBatchReader, ParquetRecordBatchReaderBuilder,
 };
 use parquet::arrow::ProjectionMask;
-use parquet::file::metadata::ParquetMetaData;
 use tokio::runtime::Handle;
 
 use super::source::{InputBytes, RangedFile};
 use super::FastPathError;
-use crate::merge::MergeKeys;
+use crate::merge::{CheckedInput, MergeKeys};
 use crate::MergerError;
 
 /// One input file, its footer read and checked (`merge::check_inputs`).
@@ -55,14 +54,13 @@ pub(super) struct ColumnWeight {
 }
 
 impl Input {
-    /// Wraps a checked input, fetching it here when `whole`.
+    /// Wraps a checked input, fetching it here when `whole` (unless checking it already did).
     pub(super) async fn open(
         store: &Arc<dyn ObjectStore>,
-        path: &Path,
-        size: u64,
-        metadata: Arc<ParquetMetaData>,
+        checked: &CheckedInput,
         whole: bool,
     ) -> Result<Input, MergerError> {
+        let (path, size, metadata) = (&checked.path, checked.size, checked.metadata.clone());
         let unreadable = |e: parquet::errors::ParquetError| MergerError::Merge(format!("{path}: {e}"));
         let plain =
             ArrowReaderMetadata::try_new(metadata.clone(), ArrowReaderOptions::new()).map_err(unreadable)?;
@@ -79,7 +77,9 @@ impl Input {
             ArrowReaderMetadata::try_new(metadata, ArrowReaderOptions::new().with_schema(views))
                 .map_err(unreadable)?
         };
-        let bytes = if whole {
+        let bytes = if let Some(all) = checked.whole.clone().filter(|_| whole) {
+            InputBytes::Whole(all)
+        } else if whole {
             let got = store
                 .get(path)
                 .await

@@ -121,7 +121,7 @@ async fn merge_tuned(
     let mut inputs = Vec::with_capacity(checked.len());
     for c in checked {
         let whole = c.size <= tuning.small_input_bytes;
-        inputs.push(Input::open(&store, &c.path, c.size, c.metadata.clone(), whole).await?);
+        inputs.push(Input::open(&store, c, whole).await?);
     }
     let layout = Layout::of(&inputs, keys)?;
     let threads = parallel::threads();

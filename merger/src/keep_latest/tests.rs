@@ -250,6 +250,24 @@ async fn small_inputs_read_whole_give_the_same_result() {
     let merged = merge_both(dir.path(), &inputs, &keys_for_test(true, None), Tuning::default()).await;
     assert_eq!(merged.fast, merged.datafusion);
     assert_eq!(merged.fast_groups, 1);
+    // The footer's read (its last 64 KiB) already holds a small file whole: the merge reads it
+    // from those bytes, with no second request; a larger file is read again.
+    let store: Arc<dyn ObjectStore> = Arc::new(LocalFileSystem::new());
+    let checked = check_inputs(&store, &inputs, &keys_for_test(true, None))
+        .await
+        .expect("inputs");
+    for c in &checked {
+        let on_disk = std::fs::read(format!("/{}", c.path)).expect("the input");
+        match &c.whole {
+            Some(bytes) => assert_eq!(bytes.as_ref(), on_disk.as_slice(), "{}", c.path),
+            None => assert!(on_disk.len() > 64 * 1024, "{}: {} bytes", c.path, on_disk.len()),
+        }
+    }
+    assert!(
+        checked.iter().any(|c| c.whole.is_some()) && checked.iter().any(|c| c.whole.is_none()),
+        "sizes: {:?}",
+        checked.iter().map(|c| c.size).collect::<Vec<_>>()
+    );
 }
 
 /// Runs the fast path alone; returns its output.
