@@ -25,3 +25,13 @@ trap 'rm -f "$log"' EXIT
 cargo test --workspace --locked -- --test-threads 2 2>&1 | tee "$log"
 # One closing line over every test binary (cargo's last line is a doc-test run of 0 tests).
 awk '/^test result:/ { p += $4; f += $6 } END { printf "summary: %d passed, %d failed\n", p, f }' "$log"
+# The image: built by scripts/image.sh from the debug binaries above (no daemon, no registry)
+# and run with podman: every binary's --help, the user, the workdir, the CA bundle. Needs root
+# (debootstrap, chroot, container storage); it installs buildah, debootstrap and podman itself.
+image_rc=0
+PROFILE=debug bash scripts/image-test.sh || image_rc=$?
+case "$image_rc" in
+  0) echo "image: passed" ;;
+  77) echo "image: skipped (not root)" ;;
+  *) echo "image: FAILED"; exit "$image_rc" ;;
+esac
