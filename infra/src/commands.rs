@@ -7,6 +7,7 @@ use common::messages::RequestedMode;
 use common::ports::flag::{parse_flag, read_decision, FlagDecision};
 use common::schema;
 
+use crate::progress::{Progress, ProgressMode};
 use crate::runner::{run_embedded, RunOptions, RunReport};
 use common::pipeline::Settings;
 
@@ -22,6 +23,7 @@ pub async fn run(
     tables: Vec<String>,
     mode: RequestedMode,
     consumers: usize,
+    progress: ProgressMode,
 ) -> anyhow::Result<bool> {
     let _lock = take_over_lake(&local_lake_dir(&lake.lake)?).await?;
     let p = embedded_pipeline(lake, roles.settings()?)?;
@@ -30,6 +32,7 @@ pub async fn run(
         tables,
         mode,
         consumers,
+        progress,
         ..Default::default()
     };
     let reports = run_embedded(&p, &client, &options).await?;
@@ -142,13 +145,14 @@ pub async fn state(lake: &LakeArgs, reset: bool, table: Option<&str>) -> anyhow:
     Ok(())
 }
 
-/// `hubsync sync`: sends one sync request; with `wait`, follows the run until it ends.
-/// Returns whether it committed (or, without `wait`, was sent).
+/// `hubsync sync`: sends one sync request; with `wait`, follows the run until it ends, showing
+/// its progress. Returns whether it committed (or, without `wait`, was sent).
 pub async fn sync(
     lake: &LakeArgs,
     table: &str,
     mode: RequestedMode,
     wait: Option<std::time::Duration>,
+    progress: ProgressMode,
 ) -> anyhow::Result<bool> {
     let p = open_pipeline(lake, Settings::default()).await?;
     schema::table_spec(&p.lake, &p.catalog, table).await?;
@@ -178,23 +182,21 @@ pub async fn sync(
         return Ok(true);
     };
     let deadline = tokio::time::Instant::now() + timeout;
-    let mut last = String::new();
+    let mut progress = Progress::new(&[table.to_string()], progress);
+    let mut dead_seen = 0;
     loop {
         if let Some(run) = p.ledger.get_run(&run_id).await? {
-            let now = format!(
-                "{} ({} records, {} rejected, {} merges done of {})",
-                run.status.as_str(),
-                run.records,
-                run.rejected,
-                run.merges_counted - run.merges_outstanding,
-                run.merges_counted
-            );
-            if now != last {
-                println!("run {run_id}: {now}");
-                last = now;
-            }
+            progress.update(table, &run);
             if !run.status.is_active() {
+                progress.finish(table, Some(&run), None);
+                drop(progress);
                 if run.status == common::ports::RunStatus::Committed {
+                    println!(
+                        "run {run_id} committed: {} records ({} rejected) in {} partitions",
+                        run.records,
+                        run.rejected,
+                        partitions_text(&run)
+                    );
                     return Ok(true);
                 }
                 anyhow::bail!(
@@ -210,8 +212,9 @@ pub async fn sync(
         }
         let dead =
             p.requests.depth().await?.dead + p.pages.depth().await?.dead + p.merges.depth().await?.dead;
-        if dead > 0 {
-            println!("warning: {dead} dead-lettered message(s); see `hubsync status` and `hubsync replay`");
+        if dead > dead_seen {
+            tracing::warn!("{dead} dead-lettered message(s); see `hubsync status` and `hubsync replay`");
+            dead_seen = dead;
         }
         anyhow::ensure!(
             tokio::time::Instant::now() < deadline,

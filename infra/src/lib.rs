@@ -11,6 +11,7 @@
 //! - `glue`: the lake's tables in Glue (`infra up`, `glue show`).
 //! - `audit`: the lake compared with the source, value by value.
 //! - `logging`: human logs for the CLI, JSON for services.
+//! - `progress`: live or plain progress lines of the runs `run` and `sync --wait` wait on.
 //! - `provision`: `hubsync infra up|down`, the AWS resources.
 //! - `query`: `hubsync query`, DataFusion SQL over the lake's tables.
 
@@ -20,6 +21,7 @@ pub mod dead;
 pub mod demo;
 pub mod glue;
 pub mod logging;
+pub mod progress;
 pub mod provision;
 pub mod query;
 pub mod runner;

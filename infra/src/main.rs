@@ -7,6 +7,7 @@ use anyhow::Result;
 use clap::{Parser, Subcommand, ValueEnum};
 use common::messages::RequestedMode;
 use hubsync_infra::logging::{self, LogFormat};
+use hubsync_infra::progress::ProgressMode;
 use hubsync_infra::setup::{HubSpotArgs, LakeArgs, RoleArgs};
 use hubsync_infra::{commands, demo};
 
@@ -78,6 +79,9 @@ enum Command {
         /// Concurrent page fetchers.
         #[arg(long, env = "HUBSYNC_CONSUMERS", default_value_t = 4)]
         consumers: usize,
+        /// Progress on stderr: one live line per table on a terminal (auto), plain lines, or off.
+        #[arg(long, env = "HUBSYNC_PROGRESS", value_enum, default_value = "auto")]
+        progress: ProgressMode,
     },
     /// Read or set the incremental-sync flag (/hubspot-analytics/incremental-sync-enabled).
     Flag {
@@ -104,6 +108,9 @@ enum Command {
         /// With --wait, give up after this many seconds (the run goes on).
         #[arg(long, env = "HUBSYNC_WAIT_SECS", default_value_t = 3600)]
         wait_secs: u64,
+        /// With --wait, progress on stderr: a live line on a terminal (auto), plain lines, or off.
+        #[arg(long, env = "HUBSYNC_PROGRESS", value_enum, default_value = "auto")]
+        progress: ProgressMode,
     },
     /// Active runs, queue and dead-letter depths, and the watermark of every table.
     Status {
@@ -287,7 +294,8 @@ async fn dispatch(command: Command) -> Result<bool> {
             tables,
             mode,
             consumers,
-        } => commands::run(&lake, &hubspot, &roles, tables, mode.into(), consumers).await,
+            progress,
+        } => commands::run(&lake, &hubspot, &roles, tables, mode.into(), consumers, progress).await,
         Command::Flag { action } => match action {
             FlagAction::Get { lake } => commands::flag(&lake, None).await.map(|_| true),
             FlagAction::Set { value, lake } => commands::flag(&lake, Some(&value)).await.map(|_| true),
@@ -298,12 +306,14 @@ async fn dispatch(command: Command) -> Result<bool> {
             mode,
             wait,
             wait_secs,
+            progress,
         } => {
             commands::sync(
                 &lake,
                 &table,
                 mode.into(),
                 wait.then(|| std::time::Duration::from_secs(wait_secs)),
+                progress,
             )
             .await
         }

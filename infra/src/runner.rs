@@ -12,6 +12,8 @@ use common::pipeline::Pipeline;
 use common::ports::{Outgoing, Run, RunStatus};
 use common::schema;
 use common::worker::{run_workers, WorkerOptions};
+
+use crate::progress::{Progress, ProgressMode};
 use hubspot::HubSpotClient;
 use tokio_util::sync::CancellationToken;
 
@@ -26,6 +28,8 @@ pub struct RunOptions {
     pub mergers: usize,
     /// Give up waiting after this long (the runs stay active and resume next time).
     pub timeout: Option<Duration>,
+    /// How the runs' progress is shown while waiting (on stderr).
+    pub progress: ProgressMode,
 }
 
 impl Default for RunOptions {
@@ -36,6 +40,7 @@ impl Default for RunOptions {
             consumers: 4,
             mergers: 2,
             timeout: None,
+            progress: ProgressMode::Off,
         }
     }
 }
@@ -98,7 +103,9 @@ pub async fn run_embedded(
 
     let shutdown = CancellationToken::new();
     let workers = spawn_roles(p, hubspot, options, shutdown.clone());
-    let end = wait_for_runs(p, &waiting, dead_before, options.timeout).await;
+    let mut progress = Progress::new(&tables, options.progress);
+    let end = wait_for_runs(p, &waiting, dead_before, options.timeout, &mut progress).await;
+    drop(progress);
     // However waiting ended (a failed read of the ledger too), the workers stop before this
     // returns: each finishes the message in hand, none is left running behind the caller.
     shutdown.cancel();
@@ -186,12 +193,14 @@ async fn ensure_resumed_runs_not_dead_lettered(p: &Pipeline, waiting: &Waiting) 
     Ok(())
 }
 
-/// Polls every 100 ms until each table's run is over, new dead letters appear or time is up.
+/// Polls every 100 ms until each table's run is over, new dead letters appear or time is up,
+/// showing each read on `progress`.
 async fn wait_for_runs(
     p: &Pipeline,
     waiting: &Waiting,
     dead_before: u64,
     timeout: Option<Duration>,
+    progress: &mut Progress,
 ) -> anyhow::Result<WaitEnd> {
     let started = tokio::time::Instant::now();
     let mut reports: BTreeMap<String, RunReport> = BTreeMap::new();
@@ -202,7 +211,12 @@ async fn wait_for_runs(
             if reports.contains_key(table) {
                 continue;
             }
-            if let Some(report) = report_if_over(p, table, run_id, *resumed).await? {
+            let run = p.ledger.get_run(run_id).await?;
+            if let Some(run) = &run {
+                progress.update(table, run);
+            }
+            if let Some(report) = report_if_over(p, table, run_id, run, *resumed).await? {
+                progress.finish(table, report.run.as_ref(), report.problem.as_deref());
                 reports.insert(table.clone(), report);
             }
         }
@@ -217,13 +231,15 @@ async fn wait_for_runs(
 }
 
 /// The report of `table`'s run if it is over: finished, or never created (request refused).
+/// `run` is the run as just read.
 async fn report_if_over(
     p: &Pipeline,
     table: &str,
     run_id: &str,
+    run: Option<Run>,
     resumed: bool,
 ) -> anyhow::Result<Option<RunReport>> {
-    match p.ledger.get_run(run_id).await? {
+    match run {
         Some(run) if run.status.is_active() => Ok(None),
         Some(run) => Ok(Some(finished_report(table, run, resumed))),
         None => {

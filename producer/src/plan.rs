@@ -52,22 +52,35 @@ impl PlanOptions {
     }
 }
 
+/// A run's slices and the records their counts add up to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Plan {
+    pub slices: Vec<Slice>,
+    /// The sum of the search totals the plan read (the full sync's count, each modified
+    /// window's parts); `None` when a slice was planned without a count (a list walk chosen
+    /// without counting, or after counting failed). Archived records are not counted.
+    pub expected_records: Option<u64>,
+}
+
 /// Plans the slices of a run.
 pub async fn plan(
     client: &HubSpotClient,
     table: &TableSpec,
     decision: &Decision,
     options: PlanOptions,
-) -> Result<Vec<Slice>, HubSpotError> {
+) -> Result<Plan, HubSpotError> {
     let max_parts = (MAX_PLAN_SLICES / table.sources.len().max(1)).max(1);
     let target = options.slice_records.clamp(1, SEARCH_RESULT_CAP);
     let mut slices = Vec::new();
+    let mut expected = Some(0u64);
+    let mut counted = |n: Option<u64>| expected = expected.zip(n).map(|(a, b)| a + b);
     for source in &table.sources {
         let object_type = source.object_type.clone();
         let t0 = decision.window_to_ms;
         match decision.window_from_ms {
             None => {
                 if options.list_walk_max_records == u64::MAX {
+                    counted(None);
                     slices.push(Slice::List { object_type });
                     continue;
                 }
@@ -83,11 +96,13 @@ pub async fn plan(
                     Err(e) => {
                         tracing::warn!(%object_type, error = %e,
                             "counting records through search failed; backfilling with one list walk");
+                        counted(None);
                         slices.push(Slice::List { object_type });
                         continue;
                     }
                 };
                 let total = first.total;
+                counted(Some(total));
                 if total <= options.list_walk_max_records {
                     slices.push(Slice::List { object_type });
                     continue;
@@ -133,6 +148,7 @@ pub async fn plan(
                     max_parts,
                 )
                 .await?;
+                counted(Some(parts.iter().map(|p| p.count).sum()));
                 slices.extend(parts.into_iter().map(|p| Slice::Search {
                     object_type: object_type.clone(),
                     from_ms: p.from,
@@ -147,7 +163,10 @@ pub async fn plan(
             }
         }
     }
-    Ok(slices)
+    Ok(Plan {
+        slices,
+        expected_records: expected,
+    })
 }
 
 /// C1: a full sync's created slices cover the whole timeline. The first part's window opens

@@ -17,7 +17,7 @@ use common::worker::{Failure, Handled, Handler};
 use hubspot::HubSpotClient;
 
 use crate::decide::{decide, Decision};
-use crate::plan::{plan, PlanOptions};
+use crate::plan::{plan, Plan, PlanOptions};
 use crate::ProducerError;
 
 /// What became of a request.
@@ -154,10 +154,16 @@ async fn plan_and_record(
         window_from_ms: run.window_from_ms,
         window_to_ms: run.window_to_ms,
     };
-    let mut slices = match table.snapshot {
-        Some(kind) => vec![Slice::Snapshot {
-            object_type: kind.name().to_string(),
-        }],
+    let Plan {
+        mut slices,
+        expected_records,
+    } = match table.snapshot {
+        Some(kind) => Plan {
+            slices: vec![Slice::Snapshot {
+                object_type: kind.name().to_string(),
+            }],
+            expected_records: None,
+        },
         None => plan(hubspot, table, &decision, PlanOptions::from_settings(&p.settings)).await?,
     };
     // K2: an incremental run of a link table also reads again the links of records linked to
@@ -195,7 +201,13 @@ async fn plan_and_record(
     // Record the plan before sending anything: a redelivery reuses it.
     let started = p
         .ledger
-        .start_fetching(run_id, &slices, p.settings.slices_in_flight, p.now_ms())
+        .start_fetching(
+            run_id,
+            &slices,
+            expected_records,
+            p.settings.slices_in_flight,
+            p.now_ms(),
+        )
         .await?;
     if started {
         failpoint::hit(failpoint::PRODUCER_AFTER_PLAN);

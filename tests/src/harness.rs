@@ -95,6 +95,7 @@ impl Harness {
             consumers: 4,
             mergers: 2,
             timeout: Some(Duration::from_secs(240)),
+            ..Default::default()
         };
         let reports = run_embedded(&self.pipeline, &self.pipeline.hubspot, &options).await?;
         for r in &reports {

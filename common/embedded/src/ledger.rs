@@ -199,6 +199,7 @@ impl Ledger for EmbeddedLedger {
         &self,
         run_id: &str,
         plan: &[Slice],
+        expected_records: Option<u64>,
         in_flight: usize,
         now: EpochMs,
     ) -> Result<bool, LedgerError> {
@@ -214,6 +215,7 @@ impl Ledger for EmbeddedLedger {
                 if !run.start_fetching(bodies.len() as u32, in_flight, now, lease) {
                     return Ok(false);
                 }
+                run.expected_records = expected_records;
                 tx.execute("DELETE FROM slices WHERE run_id = ?1", [&run_id])?;
                 let mut insert =
                     tx.prepare_cached("INSERT INTO slices (run_id, slice_no, body) VALUES (?1, ?2, ?3)")?;

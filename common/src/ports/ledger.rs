@@ -102,7 +102,8 @@ pub trait Ledger: Send + Sync {
     /// Most recent runs first, at most `limit`.
     async fn list_runs(&self, table: Option<&str>, limit: usize) -> Result<Vec<Run>, LedgerError>;
 
-    /// Records `plan` (one item per slice) and moves the run planning → fetching with
+    /// Records `plan` (one item per slice) and the records it counted (`expected_records`,
+    /// shown as progress), and moves the run planning → fetching with
     /// `pages_outstanding = plan.len()` and the first `in_flight` slices started (L5). Returns
     /// false when the run was not planning (already started: a redelivered request); the plan
     /// recorded first then stands.
@@ -110,6 +111,7 @@ pub trait Ledger: Send + Sync {
         &self,
         run_id: &str,
         plan: &[Slice],
+        expected_records: Option<u64>,
         in_flight: usize,
         now: EpochMs,
     ) -> Result<bool, LedgerError>;

@@ -107,6 +107,11 @@ pub struct Run {
     /// Slices in the plan (set when fetching starts; the slices are items of their own).
     #[serde(default)]
     pub slices: u32,
+    /// Records the plan counted (search totals of its slices), for progress: `None` when the
+    /// plan could not count (a list walk chosen without counting, a snapshot). A run may fetch
+    /// more (archived records, column backfills, records created while it runs).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expected_records: Option<u64>,
     /// How many slices, in plan order, have been started (L5).
     #[serde(default)]
     pub slices_started: u32,

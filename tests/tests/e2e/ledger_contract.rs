@@ -85,15 +85,20 @@ async fn scenario(l: &dyn Ledger) -> anyhow::Result<()> {
             object_type: "deals".into(),
         },
     ];
-    assert!(l.start_fetching("r1", &plan, 1, 12).await?);
+    assert!(l.start_fetching("r1", &plan, Some(3), 1, 12).await?);
     assert!(
-        !l.start_fetching("r1", &plan[..1], 1, 12).await?,
+        !l.start_fetching("r1", &plan[..1], None, 1, 12).await?,
         "the first plan stands"
     );
     let head = l.get_run("r1").await?.expect("the run");
     assert_eq!(
         (head.slices, head.slices_started, head.pages_outstanding),
         (2, 1, 2)
+    );
+    assert_eq!(
+        head.expected_records,
+        Some(3),
+        "the plan's count is kept for progress"
     );
     assert_eq!(l.slice("r1", 1).await?, Some(plan[1].clone()));
     assert_eq!(l.slice("r1", 2).await?, None);
@@ -332,7 +337,7 @@ async fn a_run_of_20000_partitions_keeps_every_item_small_l6() -> anyhow::Result
             id_max: u64::MAX,
         })
         .collect();
-    assert!(l.start_fetching("big", &plan, 16, 11).await?);
+    assert!(l.start_fetching("big", &plan, None, 16, 11).await?);
     let mut page_bytes = Vec::new();
     for i in 0..pages {
         // Days spread over 55 years, each page's interleaved with the others'.

@@ -19,6 +19,7 @@ mod layers;
 mod leases;
 mod ledger_contract;
 mod merge_files;
+mod progress;
 mod properties;
 mod queue_contract;
 mod redelivery;

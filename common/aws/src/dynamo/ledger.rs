@@ -122,6 +122,7 @@ impl Ledger for DynamoLedger {
         &self,
         run_id: &str,
         plan: &[Slice],
+        expected_records: Option<u64>,
         in_flight: usize,
         now: EpochMs,
     ) -> Result<bool, LedgerError> {
@@ -154,6 +155,7 @@ impl Ledger for DynamoLedger {
         Ok(self
             .modify("start_fetching", run_id, None, |run| {
                 run.plan_id = plan_id.clone();
+                run.expected_records = expected_records;
                 run.start_fetching(slices, in_flight, now, lease).then_some(())
             })
             .await?

@@ -186,6 +186,7 @@ async fn fetch_embedded(
         consumers,
         mergers: 2,
         timeout: Some(Duration::from_secs(3600)),
+        ..Default::default()
     };
     // The budget governs fetching: measure from the request to the last page recorded.
     let watcher = {

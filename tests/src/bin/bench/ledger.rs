@@ -104,7 +104,7 @@ async fn one_run(l: &DynamoLedger, args: &LedgerBench, partitions: u64) -> Resul
             id_max: u64::MAX,
         })
         .collect();
-    l.start_fetching(&run_id, &plan, slices as usize, 1).await?;
+    l.start_fetching(&run_id, &plan, None, slices as usize, 1).await?;
     // Slice s owns the days [s * partitions / slices, (s + 1) * partitions / slices]; each of
     // its pages stages into every one of them (records of a slice spread over its days).
     let days = |s: u64| -> BTreeSet<String> {
