@@ -225,6 +225,114 @@ def _s3_auth_per_key(self, bucket_name=None, key_name=None):
             return
     return _s3_auth(self, bucket_name=bucket_name, key_name=key_name)
 S3Response._authenticate_and_authorize_s3_action = _s3_auth_per_key
+# With HUBSYNC_MOTO_COUNT=1 (`Moto::start_counting`), every request is counted by the API call
+# AWS would bill and DynamoDB's request units are reckoned from item sizes; GET
+# /_hubsync/requests answers the counts and DELETE resets them.
+if os.environ.get("HUBSYNC_MOTO_COUNT") == "1":
+    import io, json, math, base64, collections
+    from moto.moto_server.werkzeug_app import DomainDispatcherApplication
+    _counts = collections.Counter()
+    _counts_lock = threading.Lock()
+    def _value_size(v):
+        (t, x), = v.items()
+        if t == "S": return len(x.encode())
+        if t == "N": return len(x.lstrip("-").replace(".", "").lstrip("0")) // 2 + 2
+        if t == "B": return len(base64.b64decode(x))
+        if t in ("BOOL", "NULL"): return 1
+        if t == "SS": return sum(len(e.encode()) for e in x)
+        if t == "NS": return sum(len(e) // 2 + 2 for e in x)
+        if t == "BS": return sum(len(base64.b64decode(e)) for e in x)
+        if t == "L": return 3 + sum(1 + _value_size(e) for e in x)
+        if t == "M": return 3 + sum(1 + len(k.encode()) + _value_size(e) for k, e in x.items())
+        return 1
+    def _item_size(item):
+        return sum(len(k.encode()) + _value_size(v) for k, v in (item or {}).items())
+    def _wru(item): return max(1, math.ceil(_item_size(item) / 1024))
+    def _rru(size, consistent): return max(1, math.ceil(size / 4096)) * (1.0 if consistent else 0.5)
+    def _ddb_units(op, req, resp):
+        consistent = bool(req.get("ConsistentRead"))
+        if op == "PutItem": return 0, _wru(req.get("Item"))
+        if op == "UpdateItem": return 0, _wru(resp.get("Attributes") or {k: {"S": ""} for k in req.get("Key", {})})
+        if op == "DeleteItem": return 0, 1
+        if op == "GetItem": return _rru(_item_size(resp.get("Item")), consistent), 0
+        if op in ("Query", "Scan"): return _rru(sum(_item_size(i) for i in resp.get("Items", [])), consistent), 0
+        if op == "BatchGetItem":
+            r = 0.0
+            for table, items in resp.get("Responses", {}).items():
+                c = bool(req.get("RequestItems", {}).get(table, {}).get("ConsistentRead"))
+                r += sum(_rru(_item_size(i), c) for i in items)
+            return r, 0
+        if op == "BatchWriteItem":
+            w = 0
+            for reqs in req.get("RequestItems", {}).values():
+                for e in reqs:
+                    w += _wru(e["PutRequest"]["Item"]) if "PutRequest" in e else 1
+            return 0, w
+        if op == "TransactWriteItems":
+            w = 0
+            for e in req.get("TransactItems", []):
+                (k, v), = e.items()
+                w += 2 * (_wru(v.get("Item")) if k == "Put" else 1)
+            return 0, w
+        if op == "TransactGetItems":
+            return sum(2 * _rru(_item_size(i.get("Item")), True) for i in resp.get("Responses", [])), 0
+        return 0, 0
+    def _s3_call(method, query):
+        q = dict(p.split("=", 1) if "=" in p else (p, "") for p in query.split("&") if p)
+        if method == "POST" and "delete" in q: return "DeleteObjects"
+        if method in ("PUT", "POST"): return "PUT"
+        if method == "DELETE": return "DELETE"
+        if method == "GET" and ("list-type" in q or "prefix" in q or "delimiter" in q): return "LIST"
+        return "GET"
+    _orig_call = DomainDispatcherApplication.__call__
+    def _counting_call(self, environ, start_response):
+        if environ.get("PATH_INFO") == "/_hubsync/requests":
+            with _counts_lock:
+                body = json.dumps(dict(_counts)).encode()
+                if environ.get("REQUEST_METHOD") == "DELETE":
+                    _counts.clear()
+            start_response("200 OK", [("Content-Type", "application/json"), ("Content-Length", str(len(body)))])
+            return [body]
+        auth = environ.get("HTTP_AUTHORIZATION", "")
+        service = auth.split("Credential=", 1)[1].split("/")[3] if "Credential=" in auth else ""
+        target = environ.get("HTTP_X_AMZ_TARGET", "")
+        length = int(environ.get("CONTENT_LENGTH") or 0)
+        raw = environ["wsgi.input"].read(length) if length else b""
+        environ["wsgi.input"] = io.BytesIO(raw)
+        op = target.split(".")[-1] if target else ""
+        label = service
+        if service == "sqs":
+            from urllib.parse import parse_qs
+            try:
+                body = json.loads(raw or b"{}")
+                queue = str(body.get("QueueUrl") or body.get("QueueName") or "")
+            except Exception:
+                form = parse_qs(raw.decode(errors="replace"))
+                op = op or (form.get("Action") or [""])[0]
+                queue = (form.get("QueueUrl") or form.get("QueueName") or [""])[0]
+            if queue.endswith(".fifo"):
+                label = "sqs-fifo"
+        if service == "s3":
+            op = _s3_call(environ.get("REQUEST_METHOD", "GET"), environ.get("QUERY_STRING", ""))
+        if service not in ("sqs", "dynamodb", "s3", "ssm", "glue"):
+            return _orig_call(self, environ, start_response)
+        status = []
+        def _start(s, h, exc_info=None):
+            status.append(s)
+            return start_response(s, h, exc_info)
+        out = b"".join(_orig_call(self, environ, _start))
+        units = (0, 0)
+        if service == "dynamodb" and status and status[0].startswith("200"):
+            try:
+                units = _ddb_units(op, json.loads(raw or b"{}"), json.loads(out or b"{}"))
+            except Exception:
+                units = (0, 0)
+        with _counts_lock:
+            _counts[f"{label}:{op}"] += 1
+            _counts["dynamodb:read_units"] += units[0]
+            _counts["dynamodb:write_units"] += units[1]
+        return [out]
+    DomainDispatcherApplication.__call__ = _counting_call
 from moto.server import main
 main(["-H", "127.0.0.1", "-p", sys.argv[1]])
 "#;
@@ -254,12 +362,22 @@ pub struct AwsKeys {
 impl Moto {
     /// Installs moto if needed, starts a server on a free port and waits until it answers.
     pub fn start() -> anyhow::Result<Moto> {
+        Moto::start_with(false)
+    }
+
+    /// As [`Moto::start`], counting every request by the call AWS bills (see
+    /// [`Moto::requests`]).
+    pub fn start_counting() -> anyhow::Result<Moto> {
+        Moto::start_with(true)
+    }
+
+    fn start_with(count: bool) -> anyhow::Result<Moto> {
         let python_path = ensure_installed()?;
         let log_dir = tempfile::Builder::new().prefix("hubsync-moto-log").tempdir()?;
         let mut last_error = anyhow!("moto never started");
         for attempt in 0..START_ATTEMPTS {
             let log_path = log_dir.path().join(format!("moto-{attempt}.log"));
-            match start_server(python_path.as_ref(), &log_path) {
+            match start_server(python_path.as_ref(), &log_path, count) {
                 Ok((child, port)) => {
                     return Ok(Moto {
                         endpoint: format!("http://127.0.0.1:{port}"),
@@ -333,6 +451,20 @@ impl Moto {
             );
         }
         Ok(stdout)
+    }
+
+    /// The requests counted since the last reset, by `service:call` (`sqs-fifo` for FIFO
+    /// queues; S3 calls as PUT, GET, LIST, DELETE, DeleteObjects), with `dynamodb:read_units` and `dynamodb:write_units`
+    /// reckoned from item sizes as on-demand billing does; resets them when `reset`. Only on a
+    /// server from [`Moto::start_counting`].
+    pub fn requests(&self, reset: bool) -> anyhow::Result<std::collections::BTreeMap<String, f64>> {
+        let (status, body) = http(
+            self.port,
+            if reset { "DELETE" } else { "GET" },
+            "/_hubsync/requests",
+        )?;
+        anyhow::ensure!(status == 200, "the request counts answered {status}: {body}");
+        Ok(serde_json::from_str(&body)?)
     }
 
     /// Forgets every resource in every emulated service (`POST /moto-api/reset`).
@@ -555,7 +687,11 @@ pub fn free_port() -> anyhow::Result<u16> {
 }
 
 /// Starts one server and waits until it answers; kills it on any failure.
-fn start_server(python_path: Option<&OsString>, log_path: &Path) -> anyhow::Result<(Child, u16)> {
+fn start_server(
+    python_path: Option<&OsString>,
+    log_path: &Path,
+    count: bool,
+) -> anyhow::Result<(Child, u16)> {
     let port = free_port()?;
     let log = File::create(log_path)?;
     let mut cmd = Command::new(python_exe());
@@ -568,7 +704,8 @@ fn start_server(python_path: Option<&OsString>, log_path: &Path) -> anyhow::Resu
         // moto reads these for defaults; keep them deterministic.
         .env("AWS_ACCESS_KEY_ID", "testing")
         .env("AWS_SECRET_ACCESS_KEY", "testing")
-        .env("AWS_DEFAULT_REGION", "us-east-1");
+        .env("AWS_DEFAULT_REGION", "us-east-1")
+        .env("HUBSYNC_MOTO_COUNT", if count { "1" } else { "0" });
     if let Some(p) = python_path {
         cmd.env("PYTHONPATH", p);
     }

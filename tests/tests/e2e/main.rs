@@ -24,6 +24,7 @@ mod properties;
 mod queue_contract;
 mod redelivery;
 mod relations;
+mod request_counts;
 mod seed_rules;
 mod shared_budget;
 mod sim;

@@ -11,6 +11,7 @@
 //!
 //! Every figure is printed, never asserted; `all` ends with the machine it ran on.
 
+mod cost;
 mod e2e;
 mod fetch;
 mod ledger;
@@ -43,6 +44,9 @@ enum BenchCommand {
     E2e(e2e::E2eBench),
     /// The run ledger's DynamoDB write units per page and per merge (on moto).
     Ledger(ledger::LedgerBench),
+    /// AWS requests and dollars of a backfill, an incremental and a sparse table's backfill
+    /// (AWS mode on moto, every request counted).
+    Cost(cost::CostBench),
     /// merge, fetch, e2e and ledger with their defaults, then the machine they ran on.
     All,
 }
@@ -258,6 +262,7 @@ async fn main() -> Result<()> {
         BenchCommand::Fetch(args) => bench_fetch(args).await.map(drop),
         BenchCommand::E2e(args) => e2e::bench_e2e(args).await.map(|r| e2e::print_table(&r)),
         BenchCommand::Ledger(args) => ledger::bench_ledger(args).await.map(|r| ledger::print_table(&r)),
+        BenchCommand::Cost(args) => cost::bench_cost(args).await.map(|r| cost::print_table(&r)),
         BenchCommand::All => {
             let defaults = |sub: &str| Cli::parse_from(["bench", sub]).command;
             let BenchCommand::Merge(m) = defaults("merge") else {
