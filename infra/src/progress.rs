@@ -188,16 +188,12 @@ impl Progress {
         self.show(table, run, &v, false);
     }
 
-    /// Shows the last read of `table`'s run (or that none was made), with what went wrong.
+    /// Shows the last read of `table`'s run, or `problem` when no run was made.
     pub fn finish(&mut self, table: &str, run: Option<&Run>, problem: Option<&str>) {
+        // A run that ended shows its status (why it did not commit is in the report below);
+        // a request that made no run shows why.
         let v = match run {
-            Some(run) => {
-                let mut v = view(run, None);
-                if let Some(p) = problem.filter(|_| run.status == RunStatus::Committed) {
-                    v.status = format!("{} ({p})", v.status);
-                }
-                v
-            }
+            Some(run) => view(run, None),
             None => View {
                 status: problem.unwrap_or("no run").to_string(),
                 records: 0,
