@@ -19,9 +19,9 @@ use anyhow::{Context, Result};
 use clap::Args;
 use common::ports::RunStatus;
 use hubsync_tests::deploy::{aws_pipeline, stop, tail, Deployment};
-use hubsync_tests::harness::{latest_run, wait_for};
+use hubsync_tests::harness::{latest_run, sim_config, wait_for};
 use hubsync_tests::moto::Moto;
-use sim::{MutateRequest, ObjectType, RuntimeConfig, SimConfig};
+use sim::{MutateRequest, ObjectType};
 
 /// On-demand prices in us-east-1, in dollars (see the README's cost section for the date and
 /// the sources).
@@ -87,6 +87,14 @@ impl Cost {
     pub fn s3(&self, call: &str) -> f64 {
         self.get(&format!("s3:{call}"))
     }
+    /// Every AWS request counted (DynamoDB's units aside).
+    pub fn requests(&self) -> f64 {
+        self.sqs()
+            + ["dynamodb", "s3", "glue", "ssm"]
+                .iter()
+                .map(|s| self.sum(s))
+                .sum::<f64>()
+    }
     pub fn dollars(&self) -> f64 {
         let sqs = self.sum("sqs") * price::SQS + self.sum("sqs-fifo") * price::SQS_FIFO;
         let dynamo = self.get("dynamodb:read_units") * price::DYNAMO_READ
@@ -113,17 +121,7 @@ async fn table_costs(args: &CostBench, records: u64, name: &str, incremental: bo
     let moto = Moto::start_counting().context("starting the moto emulator")?;
     moto.export_env();
     let moto = &moto;
-    let server = sim::start(SimConfig {
-        records_per_type: records,
-        object_types: vec![ObjectType::Deals],
-        runtime: RuntimeConfig {
-            rate_limit: 0,
-            search_rate: 0,
-            ..RuntimeConfig::default()
-        },
-        ..SimConfig::default()
-    })
-    .await?;
+    let server = sim::start(sim_config(records, &[ObjectType::Deals])).await?;
     let dir = tempfile::tempdir()?;
     let d = Deployment::on(
         moto,
@@ -150,7 +148,7 @@ async fn table_costs(args: &CostBench, records: u64, name: &str, incremental: bo
         "full",
     )
     .await?;
-    println!("cost: {}", line(&backfill));
+    println!("cost:\n{}\n{}", header(), row(&backfill));
     out.push(backfill);
     if incremental {
         d.hubsync_ok(&["flag", "set", "true"])?;
@@ -172,7 +170,7 @@ async fn table_costs(args: &CostBench, records: u64, name: &str, incremental: bo
             "auto",
         )
         .await?;
-        println!("cost: {}", line(&inc));
+        println!("cost:\n{}\n{}", header(), row(&inc));
         out.push(inc);
     }
     stop(services)?;
@@ -224,9 +222,10 @@ async fn measure(
     })
 }
 
-fn line(c: &Cost) -> String {
+/// One run's row of the table (under [`header`]).
+fn row(c: &Cost) -> String {
     format!(
-        "{}: {} records, {} partitions in {:.0} s; SQS {:.0}, DynamoDB {:.0} RRU / {:.0} WRU, S3 PUT {:.0} GET {:.0} LIST {:.0} DELETE {:.0}, HubSpot {}; ${:.4}",
+        "{:<40} {:>8} {:>6} {:>6.0} {:>7.0} {:>8.0} {:>8.0} {:>7.0} {:>7.0} {:>7.0} {:>7.0} {:>8} {:>8.4}",
         c.what,
         c.records,
         c.partitions,
@@ -243,12 +242,14 @@ fn line(c: &Cost) -> String {
     )
 }
 
-pub fn print_table(costs: &[Cost]) {
-    println!(
-        "{:<34} {:>9} {:>6} {:>9} {:>9} {:>9} {:>8} {:>8} {:>7} {:>7} {:>8} {:>9}",
+/// The table's header, in [`row`]'s widths.
+fn header() -> String {
+    format!(
+        "{:<40} {:>8} {:>6} {:>6} {:>7} {:>8} {:>8} {:>7} {:>7} {:>7} {:>7} {:>8} {:>8}",
         "run",
         "records",
         "dts",
+        "secs",
         "SQS",
         "DDB RRU",
         "DDB WRU",
@@ -258,34 +259,24 @@ pub fn print_table(costs: &[Cost]) {
         "DELETE",
         "HubSpot",
         "$"
-    );
+    )
+}
+
+pub fn print_table(costs: &[Cost]) {
+    println!("{}", header());
     for c in costs {
-        println!(
-            "{:<34} {:>9} {:>6} {:>9.0} {:>9.0} {:>9.0} {:>8.0} {:>8.0} {:>7.0} {:>7.0} {:>8} {:>9.4}",
-            c.what,
-            c.records,
-            c.partitions,
-            c.sqs(),
-            c.get("dynamodb:read_units"),
-            c.get("dynamodb:write_units"),
-            c.s3("PUT"),
-            c.s3("GET"),
-            c.s3("LIST"),
-            c.s3("DELETE") + c.s3("DeleteObjects"),
-            c.hubspot,
-            c.dollars()
-        );
+        println!("{}", row(c));
     }
     println!();
     println!(
-        "{:<34} {:>12} {:>12} {:>14} {:>12}",
+        "{:<40} {:>12} {:>12} {:>14} {:>12}",
         "per partition / per 1M records", "AWS req/dt", "$ per dt", "AWS req per 1M", "$ per 1M"
     );
     for c in costs {
-        let requests = c.sqs() + c.sum("dynamodb") + c.sum("s3") + c.sum("glue") + c.sum("ssm");
+        let requests = c.requests();
         let per_million = 1e6 / c.records.max(1) as f64;
         println!(
-            "{:<34} {:>12.1} {:>12.6} {:>14.0} {:>12.4}",
+            "{:<40} {:>12.1} {:>12.6} {:>14.0} {:>12.4}",
             c.what,
             requests / c.partitions.max(1) as f64,
             c.dollars() / c.partitions.max(1) as f64,
@@ -299,7 +290,6 @@ pub fn print_table(costs: &[Cost]) {
     // days as the dense table spans, without scaling its partitions with its records.
     let backfills: Vec<&Cost> = costs.iter().filter(|c| c.what.contains("backfill")).collect();
     if let [dense, sparse] = backfills[..] {
-        let requests = |c: &Cost| c.sqs() + c.sum("dynamodb") + c.sum("s3") + c.sum("glue") + c.sum("ssm");
         let (r1, p1, r2, p2) = (
             dense.records as f64,
             dense.partitions as f64,
@@ -307,10 +297,18 @@ pub fn print_table(costs: &[Cost]) {
             sparse.partitions as f64,
         );
         let det = r1 * p2 - r2 * p1;
-        if det.abs() > f64::EPSILON {
+        // Two runs of about the same density (records per partition) cannot tell the two
+        // parts apart: the fit is printed only when the densities differ twofold or more.
+        let (d1, d2) = (r1 / p1.max(1.0), r2 / p2.max(1.0));
+        if d1.max(d2) < 2.0 * d1.min(d2) {
+            println!();
+            println!(
+                "no model: the backfills' densities ({d1:.1} and {d2:.1} records per partition) are too close to split per record from per partition"
+            );
+        } else if det.abs() > f64::EPSILON {
             let solve = |y1: f64, y2: f64| ((y1 * p2 - y2 * p1) / det, (r1 * y2 - r2 * y1) / det);
             let (a_usd, b_usd) = solve(dense.dollars(), sparse.dollars());
-            let (a_req, b_req) = solve(requests(dense), requests(sparse));
+            let (a_req, b_req) = solve(dense.requests(), sparse.requests());
             println!();
             println!(
                 "model from the two backfills: {:.3} AWS requests and ${:.8} per record, {:.1} requests and ${:.6} per partition",
