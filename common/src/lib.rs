@@ -46,6 +46,7 @@ pub mod failpoint;
 pub mod flow;
 pub mod keyindex;
 pub mod lake;
+pub mod meet;
 pub mod messages;
 pub mod metrics;
 pub mod pipeline;

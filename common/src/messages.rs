@@ -98,6 +98,23 @@ pub enum Slice {
         id_min: u64,
         id_max: u64,
     },
+    /// A full sync's list walk of a large object type, read up from the lowest ids (the list
+    /// endpoint's order) while [`Slice::Lane`]s read down from the highest: it ends where the
+    /// lanes' claims begin (the meeting, see [`crate::meet`]). Its cursor stays HubSpot's,
+    /// opaque; where it has read to comes from its records' ids.
+    Walk { object_type: String },
+    /// A full sync's share of a large object type through search, beside its [`Slice::Walk`]:
+    /// lane `lane` claims id ranges of about `width` ids, one after another, going down from
+    /// `top` (the highest id at planning, plus one; the first claim stays open above, so records
+    /// created during the run are read), and reads each by an id keyset, until the walk's
+    /// frontier is reached. Its cursor is ours: `<lo>-<hi>-<after>` inside a claim, `next`
+    /// when the next page claims.
+    Lane {
+        object_type: String,
+        lane: u32,
+        top: u64,
+        width: u64,
+    },
     /// A column backfill (E2): the list endpoint over every live record of one object type,
     /// asking only for the run's backfill columns (with the created and modified properties).
     /// Its pages are staged as patches: the merge writes those columns into the rows it already
@@ -122,6 +139,8 @@ impl Slice {
     pub fn object_type(&self) -> &str {
         match self {
             Slice::List { object_type }
+            | Slice::Walk { object_type }
+            | Slice::Lane { object_type, .. }
             | Slice::ListArchived { object_type, .. }
             | Slice::Search { object_type, .. }
             | Slice::Created { object_type, .. }
@@ -141,8 +160,8 @@ impl Slice {
     }
 
     /// Whether the slice owns the partitions of its days (a created window): its partitions
-    /// merge when it is done. Others (list walks, modified windows) touch any partition, and
-    /// theirs merge when the run's fetching is over (L3).
+    /// merge when it is done. Others (list walks, lanes, modified windows) touch any
+    /// partition, and theirs merge when the run's fetching is over (L3).
     pub fn owns_its_days(&self) -> bool {
         self.days().is_some()
     }

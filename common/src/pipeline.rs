@@ -29,6 +29,25 @@ pub const DEFAULT_LIST_WALK_MAX_RECORDS: u64 = 10_000;
 /// creation (C2): 10 million records at 100 a page, a thousand times the walk's usual size.
 pub const DEFAULT_LIST_WALK_MAX_PAGES: u32 = 100_000;
 
+/// Records a search lane claims at once in a backfill on both paths (W1): five search pages.
+/// Smaller claims let the walk and the lanes meet closer to where their rates put them; each
+/// claim costs one ledger write.
+pub const DEFAULT_LANE_RECORDS: u64 = 1_000;
+/// Search lanes of a backfill on both paths at most: HubSpot answers about 5 searches a second
+/// per account, which a few lanes keep busy.
+pub const MAX_LANES: usize = 8;
+
+/// How a full sync reads an object type too large for one list walk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum BackfillReads {
+    /// A list walk up from the lowest ids and search lanes down from the highest, at once,
+    /// each on its own rate limit (W1-W4).
+    #[default]
+    Both,
+    /// Search slices over created-date windows only: partitions merge as their slices end.
+    Search,
+}
+
 /// Tunables shared by the roles, with the seed's defaults.
 #[derive(Debug, Clone)]
 pub struct Settings {
@@ -53,6 +72,10 @@ pub struct Settings {
     /// A full sync reads object types of at most this many records with one list walk, and
     /// larger ones with parallel search slices over created-date windows.
     pub list_walk_max_records: u64,
+    /// How a full sync reads an object type past `list_walk_max_records`.
+    pub backfill_reads: BackfillReads,
+    /// Records a search lane claims at once (W1).
+    pub lane_records: u64,
     /// Records a slice should hold at most (the search cap, 10,000, at most).
     pub backfill_slice_records: u64,
     /// Pages a full sync's list walk may read before its run is abandoned (C2).
@@ -76,6 +99,8 @@ impl Default for Settings {
             merge_memory_bytes: DEFAULT_MERGE_MEMORY_MB << 20,
             slices_in_flight: DEFAULT_SLICES_IN_FLIGHT,
             list_walk_max_records: DEFAULT_LIST_WALK_MAX_RECORDS,
+            backfill_reads: BackfillReads::Both,
+            lane_records: DEFAULT_LANE_RECORDS,
             backfill_slice_records: wire::SEARCH_RESULT_CAP,
             list_walk_max_pages: DEFAULT_LIST_WALK_MAX_PAGES,
             association_refresh_ms: 24 * 60 * 60 * 1000,

@@ -26,7 +26,7 @@ pub async fn fetch_page(
     settings: &Settings,
 ) -> Result<Page, ConsumerError> {
     match slice {
-        Slice::List { object_type } | Slice::Backfill { object_type } => {
+        Slice::List { object_type } | Slice::Walk { object_type } | Slice::Backfill { object_type } => {
             let resp = client
                 .list_page(object_type, &properties, cursor, false, settings.list_page_size)
                 .await?;
@@ -56,6 +56,9 @@ pub async fn fetch_page(
                 .collect();
             Ok(Page { records, next_cursor })
         }
+        Slice::Lane { object_type, .. } => Err(ConsumerError::BadJob(format!(
+            "a {object_type} lane's page reads the range its meeting hands it (crate::meet)"
+        ))),
         Slice::Snapshot { object_type } => Err(ConsumerError::BadJob(format!(
             "a {object_type} snapshot job names no records to page through (only a snapshot table's run sends one)"
         ))),
@@ -83,6 +86,33 @@ pub async fn fetch_page(
             search_page(client, source, object_type, window, cursor, properties, settings).await
         }
     }
+}
+
+/// One page of search over ids `lo..=hi` (after `after_id`), any created date: a lane's
+/// claim. The next cursor is the greatest id read, when the page was full.
+#[allow(clippy::too_many_arguments)]
+pub async fn id_range_page(
+    client: &HubSpotClient,
+    source: &SourceSpec,
+    object_type: &str,
+    (lo, hi): (u64, u64),
+    after_id: Option<u64>,
+    properties: Vec<String>,
+    settings: &Settings,
+) -> Result<Page, ConsumerError> {
+    use common::messages::{OPEN_END_MS, OPEN_START_MS};
+    let window = (TimeField::Created, OPEN_START_MS, OPEN_END_MS, lo, hi);
+    let cursor = after_id.map(|a| a.to_string());
+    search_page(
+        client,
+        source,
+        object_type,
+        window,
+        cursor.as_deref(),
+        properties,
+        settings,
+    )
+    .await
 }
 
 /// A search slice: its time field and window, and its id range.

@@ -7,6 +7,7 @@
 //! - [`config`]: the consumer's settings (page size), flags with environment twins.
 //! - [`fetch`]: one page of a slice (list, archived list or keyset search) under the shared
 //!   rate budget.
+//! - [`meet`]: a backfill on both read paths: the walk's end and the lanes' claims.
 //! - [`stage`]: records → Arrow → one staged Parquet file per `dt`.
 //! - [`worker`]: the step for one page job (drop stale, refuse a job its run did not send,
 //!   skip done, fetch, stage, record in the ledger, enqueue the next page, and after the last
@@ -18,6 +19,7 @@ pub mod budget;
 pub mod config;
 pub mod fetch;
 pub mod links;
+pub mod meet;
 pub mod snapshot;
 pub mod stage;
 pub mod worker;

@@ -204,15 +204,25 @@ async fn fetch(
         }
         return Ok(page);
     }
-    let page = fetch_page(
-        hubspot,
-        source,
-        &job.slice,
-        job.cursor.as_deref(),
-        properties,
-        &p.settings,
-    )
-    .await?;
+    let page = match &job.slice {
+        // A backfill on both paths (W1-W4): the lane claims its range, the walk meets the lanes.
+        Slice::Lane { .. } => crate::meet::lane_page(p, hubspot, run, job, source, properties).await?,
+        slice => {
+            let page = fetch_page(
+                hubspot,
+                source,
+                slice,
+                job.cursor.as_deref(),
+                properties,
+                &p.settings,
+            )
+            .await?;
+            match slice {
+                Slice::Walk { .. } => crate::meet::walk_page(p, run, job, page).await?,
+                _ => page,
+            }
+        }
+    };
     let page = match &table.links {
         Some(links) if !matches!(job.slice, Slice::Backfill { .. }) => {
             crate::links::link_rows(hubspot, source, links, page).await?
@@ -574,7 +584,7 @@ fn merged_ids(record: &wire::ObjectRecord) -> Vec<i64> {
 /// `list_walk_max_pages` the run is abandoned (nothing of it committed, nothing lost) with a
 /// note saying what to do.
 fn walk_outpaced(run: &Run, job: &PageJob, settings: &Settings) -> Option<String> {
-    let walk = matches!(job.slice, Slice::List { .. }) && run.mode == RunMode::Full;
+    let walk = matches!(job.slice, Slice::List { .. } | Slice::Walk { .. }) && run.mode == RunMode::Full;
     (walk && job.page_no >= settings.list_walk_max_pages).then(|| {
         format!(
             "the list walk of {} reached page {} (HUBSYNC_LIST_WALK_MAX_PAGES): records are created \

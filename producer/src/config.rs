@@ -1,7 +1,19 @@
 //! The producer's settings: the incremental window's overlap and how a full sync is sliced.
 //! Flags with environment twins, flattened into the `producer` service and `hubsync run`.
 
-use common::pipeline::{Settings, DEFAULT_LIST_WALK_MAX_RECORDS, DEFAULT_SLICES_IN_FLIGHT};
+use common::pipeline::{
+    BackfillReads, Settings, DEFAULT_LANE_RECORDS, DEFAULT_LIST_WALK_MAX_RECORDS, DEFAULT_SLICES_IN_FLIGHT,
+};
+
+/// `--backfill-reads`: how a full sync reads an object type too large for one list walk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ReadsArg {
+    /// A list walk up from the lowest ids (general limit) and search lanes down from the
+    /// highest (search limit) at once, meeting in id space: about twice search alone.
+    Both,
+    /// Search slices over created-date windows only; their partitions merge as each ends.
+    Search,
+}
 
 /// A setting that cannot be used, with what to pass instead.
 #[derive(Debug, thiserror::Error)]
@@ -23,6 +35,15 @@ pub struct ProducerConfig {
     /// general rate limit); larger ones with parallel search slices over created-date windows.
     #[arg(long = "list-walk-max", env = "HUBSYNC_LIST_WALK_MAX", default_value_t = DEFAULT_LIST_WALK_MAX_RECORDS)]
     pub list_walk_max_records: u64,
+    /// How a full sync reads an object type of more than --list-walk-max records: `both` (a
+    /// list walk and search lanes at once) or `search` (created-date search slices only).
+    #[arg(long = "backfill-reads", env = "HUBSYNC_BACKFILL_READS", value_enum, default_value_t = ReadsArg::Both)]
+    pub backfill_reads: ReadsArg,
+    /// Records a search lane claims at once when a backfill reads both paths: smaller claims
+    /// meet the walk closer to where the rates put the meeting, each costs a ledger write.
+    #[arg(long = "lane-records", env = "HUBSYNC_LANE_RECORDS", default_value_t = DEFAULT_LANE_RECORDS,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub lane_records: u64,
     /// Records one slice should hold at most (at most HubSpot's search cap, 10,000).
     #[arg(long = "slice-records", env = "HUBSYNC_SLICE_RECORDS", default_value_t = wire::SEARCH_RESULT_CAP,
           value_parser = clap::value_parser!(u64).range(1..=wire::SEARCH_RESULT_CAP))]
@@ -44,6 +65,8 @@ impl Default for ProducerConfig {
             overlap_hours: 2.0,
             slices_in_flight: DEFAULT_SLICES_IN_FLIGHT,
             list_walk_max_records: DEFAULT_LIST_WALK_MAX_RECORDS,
+            backfill_reads: ReadsArg::Both,
+            lane_records: DEFAULT_LANE_RECORDS,
             slice_records: wire::SEARCH_RESULT_CAP,
             association_refresh_hours: 24.0,
         }
@@ -72,6 +95,11 @@ impl ProducerConfig {
             slices_in_flight: self.slices_in_flight,
             list_walk_max_records: self.list_walk_max_records,
             backfill_slice_records: self.slice_records,
+            backfill_reads: match self.backfill_reads {
+                ReadsArg::Both => BackfillReads::Both,
+                ReadsArg::Search => BackfillReads::Search,
+            },
+            lane_records: self.lane_records,
             ..settings
         })
     }

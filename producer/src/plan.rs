@@ -2,9 +2,13 @@
 //!
 //! - A full run reads each object type either with one list walk (types of at most
 //!   `list_walk_max_records` records: cheap, exact, on the general rate limit) or, for larger
-//!   ones, with search slices over created-date windows cut at day boundaries. Those run in
-//!   parallel on the search limit, and each owns whole `dt` partitions (dt is the created day),
-//!   so a partition merges as soon as its slices are done while the backfill goes on (P1).
+//!   ones, on both read paths at once (`BackfillReads::Both`, the default): one list walk up
+//!   from the lowest ids and [`MAX_LANES`] search lanes claiming id ranges down from the
+//!   highest, meeting in id space (W1-W4, `common::meet`); their partitions merge at the close.
+//!   With `BackfillReads::Search`, larger types are read by search slices over created-date
+//!   windows cut at day boundaries. Those run in parallel on the search limit, and each owns
+//!   whole `dt` partitions (dt is the created day), so a partition merges as soon as its slices
+//!   are done while the backfill goes on (P1).
 //! - An incremental run splits its modified window the same way and adds one archived-records
 //!   read per object type (search never returns archived records).
 //!
@@ -23,7 +27,7 @@ use std::collections::BinaryHeap;
 use common::catalog::{SourceSpec, TableSpec};
 use common::clock::{EpochMs, DAY_MS};
 use common::messages::{Slice, OPEN_END_MS, OPEN_START_MS};
-use common::pipeline::Settings;
+use common::pipeline::{BackfillReads, Settings, MAX_LANES};
 use hubspot::query::{slice_filters, TimeField, ID_PROPERTY};
 use hubspot::{HubSpotClient, HubSpotError};
 use wire::{Direction, SearchRequest, Sort, SEARCH_RESULT_CAP};
@@ -41,6 +45,12 @@ pub struct PlanOptions {
     pub slice_records: u64,
     /// Object types with at most this many records are backfilled by one list walk.
     pub list_walk_max_records: u64,
+    /// How larger ones are read.
+    pub reads: BackfillReads,
+    /// Records a lane claims at once (W1).
+    pub lane_records: u64,
+    /// Slices fetched at once: the walk and the lanes must all fit.
+    pub slices_in_flight: usize,
 }
 
 impl PlanOptions {
@@ -48,6 +58,9 @@ impl PlanOptions {
         PlanOptions {
             slice_records: s.backfill_slice_records,
             list_walk_max_records: s.list_walk_max_records,
+            reads: s.backfill_reads,
+            lane_records: s.lane_records,
+            slices_in_flight: s.slices_in_flight,
         }
     }
 }
@@ -105,6 +118,13 @@ pub async fn plan(
                 counted(Some(total));
                 if total <= options.list_walk_max_records {
                     slices.push(Slice::List { object_type });
+                    continue;
+                }
+                if options.reads == BackfillReads::Both {
+                    let met = both_paths(client, source, total, options).await?;
+                    tracing::info!(%object_type, records = total, lanes = met.len().saturating_sub(1),
+                        "backfill planned on both read paths: a list walk and search lanes");
+                    slices.extend(met);
                     continue;
                 }
                 let from = match first.record {
@@ -167,6 +187,61 @@ pub async fn plan(
         slices,
         expected_records: expected,
     })
+}
+
+/// A backfill on both read paths (W1-W4): the walk, then the lanes, each lane claiming about
+/// `lane_records` records' worth of ids at a time going down from the highest id. Ids are
+/// spread unevenly, so the width is an average: a claim that holds more is paged by its
+/// keyset all the same, one that holds none costs one request.
+async fn both_paths(
+    client: &HubSpotClient,
+    source: &SourceSpec,
+    total: u64,
+    options: PlanOptions,
+) -> Result<Vec<Slice>, HubSpotError> {
+    let object_type = source.object_type.clone();
+    let walk = Slice::Walk {
+        object_type: object_type.clone(),
+    };
+    let (Some(lowest), Some(highest)) = (
+        id_edge(client, source, Direction::Ascending).await?,
+        id_edge(client, source, Direction::Descending).await?,
+    ) else {
+        // Counted, then gone (search moved on): the walk alone reads what is there.
+        return Ok(vec![Slice::List { object_type }]);
+    };
+    let span = u128::from(highest.saturating_sub(lowest)) + 1;
+    let width = (span * u128::from(options.lane_records.max(1)) / u128::from(total.max(1))).max(1);
+    let width = u64::try_from(width).unwrap_or(u64::MAX);
+    let lanes = options.slices_in_flight.saturating_sub(1).clamp(1, MAX_LANES) as u32;
+    let mut slices = vec![walk];
+    slices.extend((0..lanes).map(|lane| Slice::Lane {
+        object_type: object_type.clone(),
+        lane,
+        top: highest.saturating_add(1),
+        width,
+    }));
+    Ok(slices)
+}
+
+/// The lowest (ascending) or highest id of an object type, by search; `None` when it has none.
+async fn id_edge(
+    client: &HubSpotClient,
+    source: &SourceSpec,
+    direction: Direction,
+) -> Result<Option<u64>, HubSpotError> {
+    let req = SearchRequest {
+        filter_groups: Vec::new(),
+        sorts: vec![Sort {
+            property_name: ID_PROPERTY.into(),
+            direction,
+        }],
+        properties: vec![ID_PROPERTY.into()],
+        limit: Some(1),
+        after: None,
+    };
+    let resp = client.search_page(&source.object_type, &req).await?;
+    Ok(resp.results.first().and_then(|r| r.id.trim().parse().ok()))
 }
 
 /// C1: a full sync's created slices cover the whole timeline. The first part's window opens

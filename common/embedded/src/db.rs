@@ -90,6 +90,12 @@ CREATE TABLE IF NOT EXISTS workers (
     id    TEXT PRIMARY KEY,
     until INTEGER NOT NULL
 );
+CREATE TABLE IF NOT EXISTS meetings (
+    run_id      TEXT NOT NULL,
+    object_type TEXT NOT NULL,
+    body        TEXT NOT NULL,
+    PRIMARY KEY (run_id, object_type)
+);
 CREATE TABLE IF NOT EXISTS schedules (
     key       TEXT PRIMARY KEY,
     next_free INTEGER NOT NULL

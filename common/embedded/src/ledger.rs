@@ -13,6 +13,7 @@ use rusqlite::{params, OptionalExtension, Transaction};
 
 use super::db::{Db, DbError};
 use common::clock::EpochMs;
+use common::meet::{MeetStep, Meeting};
 use common::messages::Slice;
 use common::ports::ledger::{
     BeginRun, IndexVersion, Ledger, LedgerError, MergeCompletion, PageCompletion, PageDone, PageEffects,
@@ -614,6 +615,35 @@ impl Ledger for EmbeddedLedger {
                     params![key, at + spacing_ms],
                 )?;
                 Ok(at)
+            })
+            .await
+            .map_err(ledger_err)
+    }
+
+    async fn meet(&self, run_id: &str, object_type: &str, step: &MeetStep) -> Result<Meeting, LedgerError> {
+        let (run_id, object_type, step) = (run_id.to_string(), object_type.to_string(), step.clone());
+        self.db
+            .tx(move |tx| {
+                let body: Option<String> = tx
+                    .query_row(
+                        "SELECT body FROM meetings WHERE run_id = ?1 AND object_type = ?2",
+                        params![run_id, object_type],
+                        |r| r.get(0),
+                    )
+                    .optional()?;
+                let mut meeting: Meeting = match body {
+                    Some(b) => serde_json::from_str(&b)
+                        .map_err(|e| DbError::Other(format!("meeting of {run_id}/{object_type}: {e}")))?,
+                    None => Meeting::default(),
+                };
+                meeting.apply(&step);
+                let body = serde_json::to_string(&meeting).map_err(|e| DbError::Other(e.to_string()))?;
+                tx.execute(
+                    "INSERT INTO meetings (run_id, object_type, body) VALUES (?1, ?2, ?3)
+                     ON CONFLICT (run_id, object_type) DO UPDATE SET body = excluded.body",
+                    params![run_id, object_type, body],
+                )?;
+                Ok(meeting)
             })
             .await
             .map_err(ledger_err)

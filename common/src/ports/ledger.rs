@@ -41,6 +41,7 @@ use std::collections::{HashMap, HashSet};
 use async_trait::async_trait;
 
 use crate::clock::EpochMs;
+use crate::meet::{MeetStep, Meeting};
 use crate::messages::Slice;
 
 pub use super::run::{
@@ -216,6 +217,11 @@ pub trait Ledger: Send + Sync {
     /// one request per spacing, however many they are.
     async fn reserve_slot(&self, key: &str, spacing_ms: i64, now_ms: EpochMs)
         -> Result<EpochMs, LedgerError>;
+
+    /// Applies `step` to the meeting of `run_id`'s list walk and search lanes over
+    /// `object_type` (an empty one on first use) in one atomic change, and returns the meeting
+    /// as it left it (W1-W4, [`crate::meet`]).
+    async fn meet(&self, run_id: &str, object_type: &str, step: &MeetStep) -> Result<Meeting, LedgerError>;
 
     /// Moves an active run to `committed` or `abandoned` (with a note) and frees its table.
     /// With `partitions`, records how many partitions it touched. Returns false when the run

@@ -6,7 +6,7 @@
 use std::time::Duration;
 
 use common::messages::{RequestedMode, Slice};
-use common::pipeline::Settings;
+use common::pipeline::{BackfillReads, Settings};
 use common::ports::RunStatus;
 use hubsync_tests::harness::{fast_settings, latest_run, live_files, sim_config, Harness};
 use sim::{MutateRequest, ObjectType, RuntimeConfig};
@@ -16,6 +16,7 @@ const RECORDS: u64 = 3_000;
 fn sliced_settings() -> Settings {
     Settings {
         list_walk_max_records: 0,
+        backfill_reads: BackfillReads::Search,
         backfill_slice_records: 250,
         slices_in_flight: 2,
         search_page_size: 100,

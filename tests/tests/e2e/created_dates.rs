@@ -13,7 +13,7 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 
 use common::messages::RequestedMode;
-use common::pipeline::Settings;
+use common::pipeline::{BackfillReads, Settings};
 use hubsync_tests::harness::{fast_settings, latest_run, sim_config, Harness};
 use sim::{MutateRequest, ObjectType, RuntimeConfig};
 
@@ -23,6 +23,7 @@ const DAY_MS: i64 = 86_400_000;
 fn sliced() -> Settings {
     Settings {
         list_walk_max_records: 100,
+        backfill_reads: BackfillReads::Search,
         backfill_slice_records: 80,
         slices_in_flight: 3,
         ..fast_settings()
@@ -157,6 +158,21 @@ async fn a_list_walk_reads_every_record_while_ids_out_of_creation_order_appear_c
 async fn a_sliced_backfill_reads_every_record_while_ids_out_of_creation_order_appear_c2() -> anyhow::Result<()>
 {
     let settings = Settings {
+        search_page_size: SMALL_PAGE,
+        ..sliced()
+    };
+    backfill_while_creating_low_ids(settings).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backfill_on_both_paths_reads_every_record_while_ids_out_of_creation_order_appear_c2(
+) -> anyhow::Result<()> {
+    // The walk and two lanes claiming ten pages' worth at a time: the creates land in ranges
+    // the walk, a claim or nobody yet has read (W1, W2).
+    let settings = Settings {
+        backfill_reads: BackfillReads::Both,
+        lane_records: 20,
+        list_page_size: SMALL_PAGE,
         search_page_size: SMALL_PAGE,
         ..sliced()
     };

@@ -58,6 +58,7 @@ async fn every_failpoint_kills_its_service_and_the_restarted_services_end_equal_
             // Sliced backfill, and one slice at a time so that each finished slice starts
             // the next (L5) in every run.
             ("HUBSYNC_LIST_WALK_MAX", "0"),
+            ("HUBSYNC_BACKFILL_READS", "search"),
             ("HUBSYNC_SLICE_RECORDS", "20"),
             ("HUBSYNC_SLICES_IN_FLIGHT", "1"),
         ],

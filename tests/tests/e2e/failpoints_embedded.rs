@@ -19,10 +19,17 @@ use sim::{MutateRequest, ObjectType};
 const RECORDS: u64 = 250;
 const SIGABRT: i32 = 6;
 
+/// How the backfills read: `search` (created-date slices) or `both` (a walk and lanes).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Reads {
+    Search,
+    Both,
+}
+
 fn hubsync_run(
     lake: &Path,
     base_url: &str,
-    mode: &str,
+    (mode, reads): (&str, Reads),
     failpoints: Option<&str>,
     log: &Path,
 ) -> anyhow::Result<std::process::ExitStatus> {
@@ -42,13 +49,20 @@ fn hubsync_run(
         .env("HUBSYNC_PAGE_SIZE", "25")
         .stdout(Stdio::null())
         .stderr(log);
+    match reads {
+        Reads::Search => cmd.env("HUBSYNC_BACKFILL_READS", "search"),
+        // A walk and one lane, claiming two pages' worth at a time: both read, and meet.
+        Reads::Both => cmd
+            .env("HUBSYNC_BACKFILL_READS", "both")
+            .env("HUBSYNC_LANE_RECORDS", "50"),
+    };
     if let Some(spec) = failpoints {
         cmd.env(failpoint::ENV, spec);
     }
     status_within(&mut cmd, Duration::from_secs(120))
 }
 
-async fn crash_at(point: &'static str) -> anyhow::Result<()> {
+async fn crash_at(point: &'static str, reads: Reads) -> anyhow::Result<()> {
     let server = sim::start(sim_config(RECORDS, &[ObjectType::Deals])).await?;
     let base = server.base_url();
     let dir = tempfile::tempdir()?;
@@ -57,7 +71,12 @@ async fn crash_at(point: &'static str) -> anyhow::Result<()> {
     let spec = format!("{point}@{}", hit_for(point));
     let fired = format!("failpoint {point} fired");
     let mut before = Snapshot::default();
-    for mode in ["full", "incremental"] {
+    let modes: &[&str] = match reads {
+        Reads::Search => &["full", "incremental"],
+        // An incremental run reads modified windows either way.
+        Reads::Both => &["full"],
+    };
+    for &mode in modes {
         if mode == "incremental" {
             server
                 .mutate(&MutateRequest {
@@ -75,12 +94,12 @@ async fn crash_at(point: &'static str) -> anyhow::Result<()> {
             .matches(&fired)
             .count();
         if !reached_in(point, mode) {
-            let status = hubsync_run(&lake, &base, mode, None, &log)?;
+            let status = hubsync_run(&lake, &base, (mode, reads), None, &log)?;
             anyhow::ensure!(status.success(), "{mode} run failed ({status})");
             before = check_finished(&server, &p, "deals", &before).await?;
             continue;
         }
-        let status = hubsync_run(&lake, &base, mode, Some(&spec), &log)?;
+        let status = hubsync_run(&lake, &base, (mode, reads), Some(&spec), &log)?;
         let text = std::fs::read_to_string(&log)?;
         anyhow::ensure!(
             status.signal() == Some(SIGABRT) && text.matches(&fired).count() == fired_before + 1,
@@ -90,7 +109,7 @@ async fn crash_at(point: &'static str) -> anyhow::Result<()> {
         check_after_crash(&server, &p, "deals", &before)
             .await
             .map_err(|e| anyhow::anyhow!("{mode} run, after dying at {spec}: {e}"))?;
-        let status = hubsync_run(&lake, &base, mode, None, &log)?;
+        let status = hubsync_run(&lake, &base, (mode, reads), None, &log)?;
         anyhow::ensure!(
             status.success(),
             "{mode} run restarted after {spec} failed ({status}); log tail:\n{}",
@@ -126,7 +145,7 @@ async fn every_failpoint_kills_hubsync_run_and_the_restart_ends_equal_to_truth()
         .iter()
         .filter(|p| only.as_deref().is_none_or(|o| o.split(',').any(|o| o == **p)));
     let results: Vec<(&str, anyhow::Result<()>)> = futures::stream::iter(points)
-        .map(|point| async move { (*point, crash_at(point).await) })
+        .map(|point| async move { (*point, crash_at(point, Reads::Search).await) })
         .buffer_unordered(2)
         .collect()
         .await;
@@ -139,6 +158,33 @@ async fn every_failpoint_kills_hubsync_run_and_the_restart_ends_equal_to_truth()
         results.len() - failures.len(),
         failpoint::ALL.len()
     );
+    assert!(failures.is_empty(), "{}", failures.join("\n\n"));
+    Ok(())
+}
+
+/// The consumer's failpoints in a backfill on both paths (W1-W4; the walk and its one lane
+/// start together, so no slice launches another): a walk page or a lane's page
+/// dies after its meeting step (a frontier moved, a range claimed) and its staged files, before
+/// its marker, or after it; the restart's redelivery gets the same claim back (W3), the walk
+/// stops on its own page (W2), and the lake ends equal to the source.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn consumer_failpoints_kill_a_backfill_on_both_paths_and_the_restart_ends_equal_to_truth(
+) -> anyhow::Result<()> {
+    let points = [
+        failpoint::CONSUMER_AFTER_STAGE,
+        failpoint::CONSUMER_AFTER_PAGE_DONE,
+        failpoint::CONSUMER_AFTER_NEXT_PAGE,
+        failpoint::CONSUMER_AFTER_BEGIN_MERGING,
+    ];
+    let results: Vec<(&str, anyhow::Result<()>)> = futures::stream::iter(points)
+        .map(|point| async move { (point, crash_at(point, Reads::Both).await) })
+        .buffer_unordered(2)
+        .collect()
+        .await;
+    let failures: Vec<String> = results
+        .iter()
+        .filter_map(|(point, r)| r.as_ref().err().map(|e| format!("{point}: {e:#}")))
+        .collect();
     assert!(failures.is_empty(), "{}", failures.join("\n\n"));
     Ok(())
 }

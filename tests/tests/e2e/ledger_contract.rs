@@ -8,6 +8,7 @@ use std::collections::{BTreeSet, HashMap, HashSet};
 
 use aws::{item_size, AwsNames, DynamoLedger};
 use common::clock::dt_of_day;
+use common::meet::MeetStep;
 use common::messages::{MergeTask, Slice, OPEN_END_MS};
 use common::ports::ledger::BeginRun;
 use common::ports::{
@@ -280,6 +281,68 @@ async fn scenario(l: &dyn Ledger) -> anyhow::Result<()> {
     assert_eq!(l.get_run("r1").await?.and_then(|r| r.partitions), Some(4));
     assert!(l.active_run("deals").await?.is_none());
     assert!(matches!(l.begin_run(&run("r2"), 20).await?, BeginRun::Started(_)));
+    meeting(l).await
+}
+
+/// W1-W4 through the ledger: lanes claiming at once (each claim twice, as a redelivery would)
+/// get contiguous, disjoint ranges going down, the same range again on a repeat, none below
+/// the walk's frontier; each object type meets apart.
+async fn meeting(l: &dyn Ledger) -> anyhow::Result<()> {
+    let claim = |lane: u32, page_no: u32| MeetStep::Claim {
+        lane,
+        page_no,
+        top: 10_001,
+        width: 1_000,
+    };
+    let walked = MeetStep::Walked {
+        page_no: 0,
+        ids: Some((1, 2_500)),
+        ascending: true,
+        last: false,
+    };
+    l.meet("m1", "deals", &walked).await?;
+    let mut ranges = Vec::new();
+    for page_no in 0..3 {
+        let steps: Vec<_> = (0..4)
+            .flat_map(|lane| [claim(lane, page_no), claim(lane, page_no)])
+            .collect();
+        let met = futures::future::try_join_all(steps.iter().map(|s| l.meet("m1", "deals", s))).await?;
+        for (lane, pair) in met.chunks(2).enumerate() {
+            let (a, b) = (
+                pair[0].claim_of(lane as u32, page_no),
+                pair[1].claim_of(lane as u32, page_no),
+            );
+            assert_eq!(a, b, "lane {lane} page {page_no}: a repeat gets the same range");
+            ranges.extend(a.flatten());
+        }
+    }
+    ranges.sort();
+    assert_eq!(
+        ranges.first().map(|r| r.0),
+        Some(2_501),
+        "nothing at or below the frontier"
+    );
+    assert_eq!(
+        ranges.last().map(|r| r.1),
+        Some(u64::MAX),
+        "the first claim stays open"
+    );
+    for w in ranges.windows(2) {
+        assert_eq!(w[0].1 + 1, w[1].0, "contiguous and disjoint: {ranges:?}");
+    }
+    let met = l.meet("m1", "deals", &claim(0, 9)).await?;
+    assert_eq!(
+        met.claim_of(0, 9),
+        Some(None),
+        "nothing left between the walk and the claims"
+    );
+    assert!(met.walk_ends_after(2_500));
+    let other = l.meet("m1", "contacts", &claim(0, 0)).await?;
+    assert_eq!(
+        other.claim_of(0, 0),
+        Some(Some((9_001, u64::MAX))),
+        "types meet apart"
+    );
     Ok(())
 }
 

@@ -6,6 +6,7 @@ mod aws;
 mod aws_infra;
 mod backfill;
 mod bad_input;
+mod both_paths;
 mod chaos;
 mod client;
 mod concurrent_copies;

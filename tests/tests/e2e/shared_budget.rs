@@ -123,7 +123,11 @@ async fn four_consumer_processes_stay_within_one_accounts_limit() -> anyhow::Res
     stop(vec![producer])?;
     services.push(d.service_with(
         "producer",
-        &[("HUBSYNC_LIST_WALK_MAX", "0"), ("HUBSYNC_SLICE_RECORDS", "10")],
+        &[
+            ("HUBSYNC_LIST_WALK_MAX", "0"),
+            ("HUBSYNC_BACKFILL_READS", "search"),
+            ("HUBSYNC_SLICE_RECORDS", "10"),
+        ],
     )?);
     server.reset_stats();
     let started = Instant::now();

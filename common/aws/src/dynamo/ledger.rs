@@ -6,6 +6,7 @@
 //! | `run#<run_id>` | `slice#<plan_id>#<00012>` | one slice of the plan |
 //! | `run#<run_id>` | `page#<job>` | a page's done-marker: attempt, partitions, next cursor |
 //! | `run#<run_id>` | `merge#<task>` | a merge task's done-marker |
+//! | `run#<run_id>` | `meet#<object_type>` | where the walk and the lanes meet (W1-W4), `version`ed |
 //! | `table#<table>` | `active` | the table's active run (L1) |
 //! | `table#<table>` | `index` | the table's key index version (K1) |
 //! | `part#<table>#<dt>` | `gen` | a partition's published generation (G1) |
@@ -25,6 +26,7 @@ use aws_sdk_dynamodb::Client;
 use super::items::*;
 use super::{backoff, get_n, get_s, n, s, SharedMeter, HEAD_ATTEMPTS, MAX_ATTEMPTS};
 use common::clock::{iso, EpochMs};
+use common::meet::{MeetStep, Meeting};
 use common::messages::Slice;
 use common::ports::ledger::{
     BeginRun, IndexVersion, Ledger, LedgerError, MergeCompletion, PageCompletion, PageDone, PageEffects,
@@ -516,6 +518,50 @@ impl Ledger for DynamoLedger {
         }
         Err(LedgerError::Contention(format!(
             "schedule {key_name}: too much contention"
+        )))
+    }
+
+    async fn meet(&self, run_id: &str, object_type: &str, step: &MeetStep) -> Result<Meeting, LedgerError> {
+        let item_key = key(format!("run#{run_id}"), format!("meet#{object_type}"));
+        for attempt in 1..=MAX_ATTEMPTS * 4 {
+            let found = self.get(item_key.clone()).await?;
+            let version = found.as_ref().and_then(|i| get_n(i, "version"));
+            let mut meeting: Meeting = match found.as_ref().and_then(|i| get_s(i, "body")) {
+                Some(body) => serde_json::from_str(body)
+                    .map_err(|e| LedgerError::Backend(format!("meeting of {run_id}/{object_type}: {e}")))?,
+                None => Meeting::default(),
+            };
+            meeting.apply(step);
+            let mut item = item_key.clone();
+            item.insert(
+                "body".into(),
+                s(serde_json::to_string(&meeting).map_err(|e| LedgerError::Backend(e.to_string()))?),
+            );
+            item.insert("version".into(), n(version.unwrap_or(0) + 1));
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_millis() as EpochMs);
+            item.insert("expires_at".into(), expires_at(now));
+            // Compare-and-set on the version read: two steps never both apply to one state.
+            let won = match version {
+                Some(v) => {
+                    self.put_if("meet", item, "version = :v", vec![(":v", n(v))])
+                        .await?
+                }
+                None => {
+                    self.put_if("meet", item, "attribute_not_exists(pk)", vec![])
+                        .await?
+                }
+            };
+            if won {
+                return Ok(meeting);
+            }
+            if attempt % 8 == 0 {
+                tokio::time::sleep(backoff(attempt / 8)).await;
+            }
+        }
+        Err(LedgerError::Contention(format!(
+            "meeting of {run_id}/{object_type}: too much contention"
         )))
     }
 
