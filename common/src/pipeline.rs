@@ -33,9 +33,11 @@ pub const DEFAULT_LIST_WALK_MAX_PAGES: u32 = 100_000;
 /// Smaller claims let the walk and the lanes meet closer to where their rates put them; each
 /// claim costs one ledger write.
 pub const DEFAULT_LANE_RECORDS: u64 = 1_000;
-/// Search lanes of a backfill on both paths at most: HubSpot answers about 5 searches a second
-/// per account, which a few lanes keep busy.
-pub const MAX_LANES: usize = 8;
+/// Search lanes of a backfill on both paths: HubSpot answers about 5 searches a second per
+/// account, which three chains of pages keep busy at a few hundred ms a page. More would only
+/// wait for the search budget, holding consumer slots the list walk needs; with the walk they
+/// fill one consumer's default four.
+pub const DEFAULT_SEARCH_LANES: usize = 3;
 
 /// How a full sync reads an object type too large for one list walk.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -47,6 +49,11 @@ pub enum BackfillReads {
     /// Search slices over created-date windows only: partitions merge as their slices end.
     Search,
 }
+
+/// List requests one job of a backfill's walk makes, one after another (its cursor allows
+/// nothing else): the job's staging, marker and queue hop are paid once for them all, so the
+/// walk runs near one round trip a page.
+pub const DEFAULT_WALK_REQUESTS_PER_JOB: u32 = 4;
 
 /// Tunables shared by the roles, with the seed's defaults.
 #[derive(Debug, Clone)]
@@ -76,8 +83,12 @@ pub struct Settings {
     pub backfill_reads: BackfillReads,
     /// Records a search lane claims at once (W1).
     pub lane_records: u64,
+    /// Search lanes beside the list walk (at most `slices_in_flight - 1`).
+    pub search_lanes: usize,
     /// Records a slice should hold at most (the search cap, 10,000, at most).
     pub backfill_slice_records: u64,
+    /// List requests one page job of a backfill's walk ([`crate::messages::Slice::Walk`]) makes.
+    pub walk_requests_per_job: u32,
     /// Pages a full sync's list walk may read before its run is abandoned (C2).
     pub list_walk_max_pages: u32,
     /// A link table's automatic sync is a full one (every record's links re-read) when its
@@ -101,8 +112,10 @@ impl Default for Settings {
             list_walk_max_records: DEFAULT_LIST_WALK_MAX_RECORDS,
             backfill_reads: BackfillReads::Both,
             lane_records: DEFAULT_LANE_RECORDS,
+            search_lanes: DEFAULT_SEARCH_LANES,
             backfill_slice_records: wire::SEARCH_RESULT_CAP,
             list_walk_max_pages: DEFAULT_LIST_WALK_MAX_PAGES,
+            walk_requests_per_job: DEFAULT_WALK_REQUESTS_PER_JOB,
             association_refresh_ms: 24 * 60 * 60 * 1000,
         }
     }

@@ -1,5 +1,6 @@
 //! The pages of a backfill read on both paths (the protocol is in [`common::meet`]): a walk
-//! page tells the meeting how far it read and ends the walk where the lanes begin (W2); a
+//! job's list requests tell the meeting how far they read and end the walk where the lanes
+//! begin (W2); a
 //! lane's page claims its next range when its cursor asks for one (W1, W3) and reads it by an
 //! id keyset.
 
@@ -10,7 +11,7 @@ use common::pipeline::Pipeline;
 use common::ports::Run;
 use hubspot::HubSpotClient;
 
-use crate::fetch::{id_range_page, Page};
+use crate::fetch::{fetch_page, id_range_page, Page};
 use crate::ConsumerError;
 
 /// A lane's cursor when its next page claims a range.
@@ -134,12 +135,52 @@ pub async fn lane_page(
     })
 }
 
-/// Records what a walk page read in the meeting, and ends the walk after it once the page
-/// reached the lanes' lowest claim (W2), or goes on if the list is out of id order (W4).
-pub async fn walk_page(
+/// Fetches a walk job's list pages, up to `walk_requests_per_job` of them one after another,
+/// recording each in the meeting; the walk ends after the page that reached the lanes' lowest
+/// claim (W2), and goes on to the end if the list is out of id order (W4).
+pub async fn walk_pages(
+    p: &Pipeline,
+    hubspot: &HubSpotClient,
+    run: &Run,
+    job: &PageJob,
+    source: &SourceSpec,
+    properties: Vec<String>,
+) -> Result<Page, ConsumerError> {
+    let requests = p.settings.walk_requests_per_job.max(1);
+    let mut cursor = job.cursor.clone();
+    let mut records = Vec::new();
+    for i in 0..requests {
+        let page = fetch_page(
+            hubspot,
+            source,
+            &job.slice,
+            cursor.as_deref(),
+            properties.clone(),
+            &p.settings,
+        )
+        .await?;
+        // The meeting numbers list requests, so that W4 compares each with the one before it.
+        let request_no = job.page_no.saturating_mul(requests).saturating_add(i);
+        let page = walk_page(p, run, job, request_no, page).await?;
+        records.extend(page.records);
+        cursor = page.next_cursor;
+        if cursor.is_none() {
+            break;
+        }
+    }
+    Ok(Page {
+        records,
+        next_cursor: cursor,
+    })
+}
+
+/// Records what one list request of the walk read in the meeting, and drops its cursor once
+/// the walk met the lanes.
+async fn walk_page(
     p: &Pipeline,
     run: &Run,
     job: &PageJob,
+    request_no: u32,
     mut page: Page,
 ) -> Result<Page, ConsumerError> {
     let ids: Vec<u64> = page
@@ -150,14 +191,14 @@ pub async fn walk_page(
     let ascending = ids.windows(2).all(|w| w[0] < w[1]);
     let range = ids.iter().min().copied().zip(ids.iter().max().copied());
     let step = MeetStep::Walked {
-        page_no: job.page_no,
+        page_no: request_no,
         ids: range,
         ascending,
         last: page.next_cursor.is_none(),
     };
     let object_type = job.slice.object_type();
     let meeting = p.ledger.meet(&run.run_id, object_type, &step).await?;
-    if meeting.unordered_at == Some(job.page_no) {
+    if meeting.unordered_at == Some(request_no) {
         tracing::warn!(run_id = %run.run_id, %object_type, page = job.page_no,
             "the list is not in id order: the walk reads to its end (W4)");
     }

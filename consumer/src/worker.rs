@@ -207,8 +207,9 @@ async fn fetch(
     let page = match &job.slice {
         // A backfill on both paths (W1-W4): the lane claims its range, the walk meets the lanes.
         Slice::Lane { .. } => crate::meet::lane_page(p, hubspot, run, job, source, properties).await?,
+        Slice::Walk { .. } => crate::meet::walk_pages(p, hubspot, run, job, source, properties).await?,
         slice => {
-            let page = fetch_page(
+            fetch_page(
                 hubspot,
                 source,
                 slice,
@@ -216,11 +217,7 @@ async fn fetch(
                 properties,
                 &p.settings,
             )
-            .await?;
-            match slice {
-                Slice::Walk { .. } => crate::meet::walk_page(p, run, job, page).await?,
-                _ => page,
-            }
+            .await?
         }
     };
     let page = match &table.links {

@@ -2,7 +2,8 @@
 //! Flags with environment twins, flattened into the `producer` service and `hubsync run`.
 
 use common::pipeline::{
-    BackfillReads, Settings, DEFAULT_LANE_RECORDS, DEFAULT_LIST_WALK_MAX_RECORDS, DEFAULT_SLICES_IN_FLIGHT,
+    BackfillReads, Settings, DEFAULT_LANE_RECORDS, DEFAULT_LIST_WALK_MAX_RECORDS, DEFAULT_SEARCH_LANES,
+    DEFAULT_SLICES_IN_FLIGHT,
 };
 
 /// `--backfill-reads`: how a full sync reads an object type too large for one list walk.
@@ -44,6 +45,12 @@ pub struct ProducerConfig {
     #[arg(long = "lane-records", env = "HUBSYNC_LANE_RECORDS", default_value_t = DEFAULT_LANE_RECORDS,
           value_parser = clap::value_parser!(u64).range(1..))]
     pub lane_records: u64,
+    /// Search lanes beside the list walk when a backfill reads both paths (at most
+    /// --slices-in-flight minus one). HubSpot answers about 5 searches a second: more lanes
+    /// only wait for that budget, holding consumer slots the walk needs.
+    #[arg(long = "search-lanes", env = "HUBSYNC_SEARCH_LANES", default_value_t = DEFAULT_SEARCH_LANES,
+          value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=64))]
+    pub search_lanes: usize,
     /// Records one slice should hold at most (at most HubSpot's search cap, 10,000).
     #[arg(long = "slice-records", env = "HUBSYNC_SLICE_RECORDS", default_value_t = wire::SEARCH_RESULT_CAP,
           value_parser = clap::value_parser!(u64).range(1..=wire::SEARCH_RESULT_CAP))]
@@ -67,6 +74,7 @@ impl Default for ProducerConfig {
             list_walk_max_records: DEFAULT_LIST_WALK_MAX_RECORDS,
             backfill_reads: ReadsArg::Both,
             lane_records: DEFAULT_LANE_RECORDS,
+            search_lanes: DEFAULT_SEARCH_LANES,
             slice_records: wire::SEARCH_RESULT_CAP,
             association_refresh_hours: 24.0,
         }
@@ -100,6 +108,7 @@ impl ProducerConfig {
                 ReadsArg::Search => BackfillReads::Search,
             },
             lane_records: self.lane_records,
+            search_lanes: self.search_lanes,
             ..settings
         })
     }

@@ -3,7 +3,7 @@
 //! - A full run reads each object type either with one list walk (types of at most
 //!   `list_walk_max_records` records: cheap, exact, on the general rate limit) or, for larger
 //!   ones, on both read paths at once (`BackfillReads::Both`, the default): one list walk up
-//!   from the lowest ids and [`MAX_LANES`] search lanes claiming id ranges down from the
+//!   from the lowest ids and `search_lanes` search lanes claiming id ranges down from the
 //!   highest, meeting in id space (W1-W4, `common::meet`); their partitions merge at the close.
 //!   With `BackfillReads::Search`, larger types are read by search slices over created-date
 //!   windows cut at day boundaries. Those run in parallel on the search limit, and each owns
@@ -27,7 +27,7 @@ use std::collections::BinaryHeap;
 use common::catalog::{SourceSpec, TableSpec};
 use common::clock::{EpochMs, DAY_MS};
 use common::messages::{Slice, OPEN_END_MS, OPEN_START_MS};
-use common::pipeline::{BackfillReads, Settings, MAX_LANES};
+use common::pipeline::{BackfillReads, Settings};
 use hubspot::query::{slice_filters, TimeField, ID_PROPERTY};
 use hubspot::{HubSpotClient, HubSpotError};
 use wire::{Direction, SearchRequest, Sort, SEARCH_RESULT_CAP};
@@ -49,6 +49,8 @@ pub struct PlanOptions {
     pub reads: BackfillReads,
     /// Records a lane claims at once (W1).
     pub lane_records: u64,
+    /// Search lanes beside the walk.
+    pub search_lanes: usize,
     /// Slices fetched at once: the walk and the lanes must all fit.
     pub slices_in_flight: usize,
 }
@@ -60,6 +62,7 @@ impl PlanOptions {
             list_walk_max_records: s.list_walk_max_records,
             reads: s.backfill_reads,
             lane_records: s.lane_records,
+            search_lanes: s.search_lanes,
             slices_in_flight: s.slices_in_flight,
         }
     }
@@ -213,7 +216,10 @@ async fn both_paths(
     let span = u128::from(highest.saturating_sub(lowest)) + 1;
     let width = (span * u128::from(options.lane_records.max(1)) / u128::from(total.max(1))).max(1);
     let width = u64::try_from(width).unwrap_or(u64::MAX);
-    let lanes = options.slices_in_flight.saturating_sub(1).clamp(1, MAX_LANES) as u32;
+    let lanes = options
+        .search_lanes
+        .min(options.slices_in_flight.saturating_sub(1))
+        .max(1) as u32;
     let mut slices = vec![walk];
     slices.extend((0..lanes).map(|lane| Slice::Lane {
         object_type: object_type.clone(),

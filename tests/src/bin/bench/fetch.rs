@@ -42,7 +42,8 @@ pub struct FetchBench {
     /// Latency the simulator adds to every request (±25 %), in ms.
     #[arg(long, default_value_t = 100)]
     latency_ms: u64,
-    /// Messages each consumer process works on at once (with --aws).
+    /// Messages each consumer works on at once (a consumer process's default: 4); embedded,
+    /// each consumer is this many workers of the pipeline.
     #[arg(long, default_value_t = 4)]
     concurrency: usize,
     /// Consumer processes on the moto emulator instead of workers of one embedded pipeline.
@@ -103,9 +104,15 @@ pub async fn bench_fetch(args: FetchBench) -> Result<Vec<FetchResult>> {
         runtime.search_rate,
         args.latency_ms,
         if args.aws {
-            "consumer processes on moto"
+            format!(
+                "consumer processes on moto, {} messages at once each",
+                args.concurrency
+            )
         } else {
-            "consumer workers of one embedded pipeline"
+            format!(
+                "consumers as {} workers each of one embedded pipeline",
+                args.concurrency
+            )
         }
     );
     let ceilings = Ceilings {
@@ -133,7 +140,10 @@ pub async fn bench_fetch(args: FetchBench) -> Result<Vec<FetchResult>> {
                     Some(moto) => {
                         fetch_aws(&args, &server, moto, runtime, ceilings, (consumers, reads)).await?
                     }
-                    None => fetch_embedded(&server, runtime, ceilings, (consumers, reads)).await?,
+                    None => {
+                        let workers = consumers * args.concurrency.max(1);
+                        fetch_embedded(&server, runtime, ceilings, (consumers, reads), workers).await?
+                    }
                 };
                 results.push(r);
             }
@@ -220,6 +230,7 @@ async fn fetch_embedded(
     runtime: RuntimeConfig,
     ceilings: Ceilings,
     (consumers, reads): (usize, BackfillReads),
+    workers: usize,
 ) -> Result<FetchResult> {
     let dir = tempfile::tempdir()?;
     let client = HubSpotClient::new(
@@ -244,7 +255,7 @@ async fn fetch_embedded(
     let options = RunOptions {
         tables: vec!["deals".into()],
         mode: RequestedMode::Full,
-        consumers,
+        consumers: workers,
         mergers: 2,
         timeout: Some(Duration::from_secs(3600)),
         ..Default::default()
