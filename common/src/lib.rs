@@ -11,6 +11,7 @@
 //!   task) and their deterministic ids.
 //! - [`lake`]: every lake path (live partitions, staging, quarantine), over `object_store`.
 //! - [`keyindex`]: each table's key → partition index (K1).
+//! - [`meet`]: where a backfill's list walk and its search lanes meet in id space (J1–J4).
 //! - [`ports`]: the small traits roles talk through (queue, sync state, run ledger, flag), each
 //!   method with its contract, and the run state they record ([`ports::run`]).
 //! - [`pipeline`]: the bundle of ports and settings every role is given.
@@ -39,6 +40,7 @@
 //! - K1: each table's key index (key → partition) is written by a commit, and a record whose
 //!   created day moved leaves a tombstone in its old partition, so no key is at rest twice.
 //! - R1–R5, the rate budget: see `hubsync-hubspot` (`rate`, `adapt`, `schedule`).
+//! - J1–J4, where a backfill's list walk and search lanes meet: see [`meet`].
 
 pub mod catalog;
 pub mod clock;

@@ -7,16 +7,16 @@
 //! ranges going down from the highest, on the search limit. They meet in id space, not in
 //! created dates: ids are not in creation order, so no created date splits the list.
 //!
-//! - W1: lanes claim contiguous ranges from the top down, so together they cover `[low, ∞)`;
+//! - J1: lanes claim contiguous ranges from the top down, so together they cover `[low, ∞)`;
 //!   a claim never starts at or below the walk's frontier, and none is made once the walk is
 //!   past the last claim's bottom.
-//! - W2: the walk ends after the page whose own greatest id reaches `low - 1`: with the list in
+//! - J2: the walk ends after the page whose own greatest id reaches `low - 1`: with the list in
 //!   id order it has then read `[0, low)`, and the lanes read the rest. Its frontier (the
 //!   greatest id any copy of a walk page read) only narrows claims; the walk's stop depends on
 //!   its own page, so a copy that read further and then died cannot open a gap.
-//! - W3: a claim is keyed by its lane and page: a redelivered or duplicated page gets the same
+//! - J3: a claim is keyed by its lane and page: a redelivered or duplicated page gets the same
 //!   range back, so no range is claimed and then left unread.
-//! - W4: the walk checks the order it relies on: a page whose ids are not ascending, or start
+//! - J4: the walk checks the order it relies on: a page whose ids are not ascending, or start
 //!   at or below the previous page's greatest, marks the meeting unordered; the walk then reads
 //!   to the end and lanes claim nothing more (what was claimed is read twice, and merged away).
 //! - Ranges read by both (the walk's last page reaching past `low`, a claim made on a stale
@@ -72,15 +72,15 @@ pub struct Meeting {
     /// The lowest id claimed by a lane: the lanes cover `[low, ∞)`. `None` before a claim.
     #[serde(default)]
     pub low: Option<u64>,
-    /// The latest walk page seen and the one before it (W4).
+    /// The latest walk page seen and the one before it (J4).
     #[serde(default)]
     pub last_page: Option<WalkPage>,
     #[serde(default)]
     pub prev_page: Option<WalkPage>,
-    /// The walk page that saw the list out of id order (W4), if one did.
+    /// The walk page that saw the list out of id order (J4), if one did.
     #[serde(default)]
     pub unordered_at: Option<u32>,
-    /// Each lane's latest claim (W3).
+    /// Each lane's latest claim (J3).
     #[serde(default)]
     pub claims: BTreeMap<u32, Claim>,
 }
@@ -109,7 +109,7 @@ impl Meeting {
             self.unordered_at.get_or_insert(page_no);
         }
         if let Some((min_id, max_id)) = ids {
-            // The page before this one, if it was seen (W4).
+            // The page before this one, if it was seen (J4).
             let before = [self.last_page, self.prev_page]
                 .into_iter()
                 .flatten()
@@ -139,7 +139,7 @@ impl Meeting {
 
     fn claim(&mut self, lane: u32, page_no: u32, top: u64, width: u64) {
         if self.claims.get(&lane).is_some_and(|c| c.page_no >= page_no) {
-            return; // W3: this page (or a later one of the lane) claimed already.
+            return; // J3: this page (or a later one of the lane) claimed already.
         }
         let range = if self.unordered() {
             None
@@ -169,12 +169,12 @@ impl Meeting {
             .map(|c| c.range)
     }
 
-    /// Whether the list was seen out of id order (W4).
+    /// Whether the list was seen out of id order (J4).
     pub fn unordered(&self) -> bool {
         self.unordered_at.is_some()
     }
 
-    /// Whether a walk page whose greatest id is `max_id` ends the walk (W2).
+    /// Whether a walk page whose greatest id is `max_id` ends the walk (J2).
     pub fn walk_ends_after(&self, max_id: u64) -> bool {
         !self.unordered() && self.low.is_some_and(|low| max_id.saturating_add(1) >= low)
     }
@@ -204,7 +204,7 @@ mod tests {
     }
 
     #[test]
-    fn lanes_claim_down_from_the_top_and_the_first_claim_stays_open_w1() {
+    fn lanes_claim_down_from_the_top_and_the_first_claim_stays_open_j1() {
         let mut m = Meeting::default();
         assert_eq!(claim(&mut m, 0, 0), Some((901, u64::MAX)));
         assert_eq!(claim(&mut m, 1, 0), Some((801, 900)));
@@ -213,7 +213,7 @@ mod tests {
     }
 
     #[test]
-    fn a_repeated_claim_gets_its_range_back_w3() {
+    fn a_repeated_claim_gets_its_range_back_j3() {
         let mut m = Meeting::default();
         let first = claim(&mut m, 0, 0);
         claim(&mut m, 1, 0);
@@ -222,7 +222,7 @@ mod tests {
     }
 
     #[test]
-    fn claims_stop_above_the_walk_and_the_walk_stops_below_the_claims_w1_w2() {
+    fn claims_stop_above_the_walk_and_the_walk_stops_below_the_claims_j1_j2() {
         let mut m = Meeting::default();
         m.apply(&walked(0, 1, 650));
         assert!(!m.walk_ends_after(650), "no claim yet: the walk goes on");
@@ -240,7 +240,7 @@ mod tests {
     }
 
     #[test]
-    fn the_walk_stops_on_its_own_page_not_on_a_dead_copys_frontier_w2() {
+    fn the_walk_stops_on_its_own_page_not_on_a_dead_copys_frontier_j2() {
         let mut m = Meeting::default();
         claim(&mut m, 0, 0); // low 901
                              // A copy of page 3 read up to 950 and died; its redelivery read up to 700 (records
@@ -265,7 +265,7 @@ mod tests {
     }
 
     #[test]
-    fn a_list_out_of_id_order_is_read_to_its_end_w4() {
+    fn a_list_out_of_id_order_is_read_to_its_end_j4() {
         let mut m = Meeting::default();
         claim(&mut m, 0, 0);
         m.apply(&walked(0, 1, 500));

@@ -29,7 +29,7 @@ pub const DEFAULT_LIST_WALK_MAX_RECORDS: u64 = 10_000;
 /// creation (C2): 10 million records at 100 a page, a thousand times the walk's usual size.
 pub const DEFAULT_LIST_WALK_MAX_PAGES: u32 = 100_000;
 
-/// Records a search lane claims at once in a backfill on both paths (W1): five search pages.
+/// Records a search lane claims at once in a backfill on both paths (J1): five search pages.
 /// Smaller claims let the walk and the lanes meet closer to where their rates put them; each
 /// claim costs one ledger write.
 pub const DEFAULT_LANE_RECORDS: u64 = 1_000;
@@ -43,7 +43,8 @@ pub const DEFAULT_SEARCH_LANES: usize = 3;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum BackfillReads {
     /// A list walk up from the lowest ids and search lanes down from the highest, at once,
-    /// each on its own rate limit (W1-W4).
+    /// each on its own rate limit (J1-J4). Only where search is rate-limited: without a search
+    /// limit, created-date slices read as fast and merge while they fetch.
     #[default]
     Both,
     /// Search slices over created-date windows only: partitions merge as their slices end.
@@ -81,7 +82,7 @@ pub struct Settings {
     pub list_walk_max_records: u64,
     /// How a full sync reads an object type past `list_walk_max_records`.
     pub backfill_reads: BackfillReads,
-    /// Records a search lane claims at once (W1).
+    /// Records a search lane claims at once (J1).
     pub lane_records: u64,
     /// Search lanes beside the list walk (at most `slices_in_flight - 1`).
     pub search_lanes: usize,

@@ -1,7 +1,7 @@
 //! The pages of a backfill read on both paths (the protocol is in [`common::meet`]): a walk
 //! job's list requests tell the meeting how far they read and end the walk where the lanes
-//! begin (W2); a
-//! lane's page claims its next range when its cursor asks for one (W1, W3) and reads it by an
+//! begin (J2); a
+//! lane's page claims its next range when its cursor asks for one (J1, J3) and reads it by an
 //! id keyset.
 
 use common::catalog::SourceSpec;
@@ -137,7 +137,7 @@ pub async fn lane_page(
 
 /// Fetches a walk job's list pages, up to `walk_requests_per_job` of them one after another,
 /// recording each in the meeting; the walk ends after the page that reached the lanes' lowest
-/// claim (W2), and goes on to the end if the list is out of id order (W4).
+/// claim (J2), and goes on to the end if the list is out of id order (J4).
 pub async fn walk_pages(
     p: &Pipeline,
     hubspot: &HubSpotClient,
@@ -159,7 +159,7 @@ pub async fn walk_pages(
             &p.settings,
         )
         .await?;
-        // The meeting numbers list requests, so that W4 compares each with the one before it.
+        // The meeting numbers list requests, so that J4 compares each with the one before it.
         let request_no = job.page_no.saturating_mul(requests).saturating_add(i);
         let page = walk_page(p, run, job, request_no, page).await?;
         records.extend(page.records);
@@ -200,7 +200,7 @@ async fn walk_page(
     let meeting = p.ledger.meet(&run.run_id, object_type, &step).await?;
     if meeting.unordered_at == Some(request_no) {
         tracing::warn!(run_id = %run.run_id, %object_type, page = job.page_no,
-            "the list is not in id order: the walk reads to its end (W4)");
+            "the list is not in id order: the walk reads to its end (J4)");
     }
     if let (Some(_), Some((_, max_id))) = (&page.next_cursor, range) {
         if meeting.walk_ends_after(max_id) {

@@ -205,7 +205,7 @@ async fn fetch(
         return Ok(page);
     }
     let page = match &job.slice {
-        // A backfill on both paths (W1-W4): the lane claims its range, the walk meets the lanes.
+        // A backfill on both paths (J1-J4): the lane claims its range, the walk meets the lanes.
         Slice::Lane { .. } => crate::meet::lane_page(p, hubspot, run, job, source, properties).await?,
         Slice::Walk { .. } => crate::meet::walk_pages(p, hubspot, run, job, source, properties).await?,
         slice => {

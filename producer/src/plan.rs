@@ -4,7 +4,7 @@
 //!   `list_walk_max_records` records: cheap, exact, on the general rate limit) or, for larger
 //!   ones, on both read paths at once (`BackfillReads::Both`, the default): one list walk up
 //!   from the lowest ids and `search_lanes` search lanes claiming id ranges down from the
-//!   highest, meeting in id space (W1-W4, `common::meet`); their partitions merge at the close.
+//!   highest, meeting in id space (J1-J4, `common::meet`); their partitions merge at the close.
 //!   With `BackfillReads::Search`, larger types are read by search slices over created-date
 //!   windows cut at day boundaries. Those run in parallel on the search limit, and each owns
 //!   whole `dt` partitions (dt is the created day), so a partition merges as soon as its slices
@@ -29,6 +29,7 @@ use common::clock::{EpochMs, DAY_MS};
 use common::messages::{Slice, OPEN_END_MS, OPEN_START_MS};
 use common::pipeline::{BackfillReads, Settings};
 use hubspot::query::{slice_filters, TimeField, ID_PROPERTY};
+use hubspot::rate::Window;
 use hubspot::{HubSpotClient, HubSpotError};
 use wire::{Direction, SearchRequest, Sort, SEARCH_RESULT_CAP};
 
@@ -47,7 +48,7 @@ pub struct PlanOptions {
     pub list_walk_max_records: u64,
     /// How larger ones are read.
     pub reads: BackfillReads,
-    /// Records a lane claims at once (W1).
+    /// Records a lane claims at once (J1).
     pub lane_records: u64,
     /// Search lanes beside the walk.
     pub search_lanes: usize,
@@ -123,7 +124,11 @@ pub async fn plan(
                     slices.push(Slice::List { object_type });
                     continue;
                 }
-                if options.reads == BackfillReads::Both {
+                // Both paths pay off where search is limited (HubSpot: ~5 a second). Without a
+                // search limit (a simulator with limits off), created-date slices read as fast
+                // in parallel and their partitions merge while the backfill fetches.
+                let search_limited = client.budget().window(Window::Search).configured() > 0;
+                if options.reads == BackfillReads::Both && search_limited {
                     let met = both_paths(client, source, total, options).await?;
                     tracing::info!(%object_type, records = total, lanes = met.len().saturating_sub(1),
                         "backfill planned on both read paths: a list walk and search lanes");
@@ -192,7 +197,7 @@ pub async fn plan(
     })
 }
 
-/// A backfill on both read paths (W1-W4): the walk, then the lanes, each lane claiming about
+/// A backfill on both read paths (J1-J4): the walk, then the lanes, each lane claiming about
 /// `lane_records` records' worth of ids at a time going down from the highest id. Ids are
 /// spread unevenly, so the width is an average: a claim that holds more is paged by its
 /// keyset all the same, one that holds none costs one request.

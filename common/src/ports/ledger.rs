@@ -220,7 +220,7 @@ pub trait Ledger: Send + Sync {
 
     /// Applies `step` to the meeting of `run_id`'s list walk and search lanes over
     /// `object_type` (an empty one on first use) in one atomic change, and returns the meeting
-    /// as it left it (W1-W4, [`crate::meet`]).
+    /// as it left it (J1-J4, [`crate::meet`]).
     async fn meet(&self, run_id: &str, object_type: &str, step: &MeetStep) -> Result<Meeting, LedgerError>;
 
     /// Moves an active run to `committed` or `abandoned` (with a note) and frees its table.

@@ -1,4 +1,4 @@
-//! A backfill on both read paths (W1-W4, `common::meet`): a full sync of an object type past
+//! A backfill on both read paths (J1-J4, `common::meet`): a full sync of an object type past
 //! the list-walk threshold runs one list walk up from the lowest ids and search lanes down from
 //! the highest at once. Both must take part, meet without a gap, and leave the lake equal to
 //! the source, while records are created (at the top and inside the id range), updated and
@@ -10,7 +10,7 @@ use std::time::Duration;
 use common::messages::{RequestedMode, Slice};
 use common::pipeline::{BackfillReads, Settings};
 use common::ports::RunStatus;
-use hubsync_tests::harness::{fast_settings, latest_run, plan, sim_config, Harness};
+use hubsync_tests::harness::{fast_settings, latest_run, plan, search_limited_client, sim_config, Harness};
 use sim::{MutateRequest, ObjectType, RuntimeConfig};
 
 const RECORDS: u64 = 3_000;
@@ -36,7 +36,8 @@ async fn a_backfill_on_both_paths_equals_the_source_while_records_change_under_i
         latency_ms: 10,
         ..config.runtime
     };
-    let h = Harness::start_with(config, both()).await?;
+    let mut h = Harness::start_with(config, both()).await?;
+    h.pipeline.hubspot = search_limited_client(&h.sim.base_url())?;
     let before: Vec<u64> = h
         .sim
         .truth("deals")?
@@ -137,12 +138,13 @@ async fn a_backfill_on_both_paths_equals_the_source_while_records_change_under_i
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_walk_reads_everything_when_no_lane_starts_beside_it() -> anyhow::Result<()> {
     // One slice in flight: the walk runs alone, to the end of the list; the lanes then start
-    // and find nothing left to claim (W1), reading nothing.
+    // and find nothing left to claim (J1), reading nothing.
     let settings = Settings {
         slices_in_flight: 1,
         ..both()
     };
-    let h = Harness::start_with(sim_config(600, &[ObjectType::Deals]), settings).await?;
+    let mut h = Harness::start_with(sim_config(600, &[ObjectType::Deals]), settings).await?;
+    h.pipeline.hubspot = search_limited_client(&h.sim.base_url())?;
     h.sim.reset_stats();
     h.sync(&["deals"], RequestedMode::Full).await?;
     let stats = h.sim.stats();
@@ -157,6 +159,21 @@ async fn the_walk_reads_everything_when_no_lane_starts_beside_it() -> anyhow::Re
     );
     // The plan's count and its two id edges, nothing by the lane.
     assert_eq!(stats.by_endpoint.search, 3, "{:?}", stats.by_endpoint);
+    h.assert_equals_truth(&["deals"]).await?;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_a_search_limit_a_backfill_reads_created_date_slices() -> anyhow::Result<()> {
+    // The harness's client has no limit: nothing to gain from the walk's one chain of pages.
+    let h = Harness::start_with(sim_config(300, &[ObjectType::Deals]), both()).await?;
+    h.sync(&["deals"], RequestedMode::Full).await?;
+    let run = latest_run(&h.pipeline, "deals").await?;
+    let slices = plan(&h.pipeline, &run).await?;
+    assert!(
+        slices.iter().all(|s| matches!(s, Slice::Created { .. })),
+        "{slices:?}"
+    );
     h.assert_equals_truth(&["deals"]).await?;
     Ok(())
 }

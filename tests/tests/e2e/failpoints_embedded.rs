@@ -162,11 +162,11 @@ async fn every_failpoint_kills_hubsync_run_and_the_restart_ends_equal_to_truth()
     Ok(())
 }
 
-/// The consumer's failpoints in a backfill on both paths (W1-W4; the walk and its one lane
+/// The consumer's failpoints in a backfill on both paths (J1-J4; the walk and its one lane
 /// start together, so no slice launches another): a walk page or a lane's page
 /// dies after its meeting step (a frontier moved, a range claimed) and its staged files, before
-/// its marker, or after it; the restart's redelivery gets the same claim back (W3), the walk
-/// stops on its own page (W2), and the lake ends equal to the source.
+/// its marker, or after it; the restart's redelivery gets the same claim back (J3), the walk
+/// stops on its own page (J2), and the lake ends equal to the source.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn consumer_failpoints_kill_a_backfill_on_both_paths_and_the_restart_ends_equal_to_truth(
 ) -> anyhow::Result<()> {

@@ -284,7 +284,7 @@ async fn scenario(l: &dyn Ledger) -> anyhow::Result<()> {
     meeting(l).await
 }
 
-/// W1-W4 through the ledger: lanes claiming at once (each claim twice, as a redelivery would)
+/// J1-J4 through the ledger: lanes claiming at once (each claim twice, as a redelivery would)
 /// get contiguous, disjoint ranges going down, the same range again on a repeat, none below
 /// the walk's frontier; each object type meets apart.
 async fn meeting(l: &dyn Ledger) -> anyhow::Result<()> {

@@ -6,7 +6,7 @@
 //! | `run#<run_id>` | `slice#<plan_id>#<00012>` | one slice of the plan |
 //! | `run#<run_id>` | `page#<job>` | a page's done-marker: attempt, partitions, next cursor |
 //! | `run#<run_id>` | `merge#<task>` | a merge task's done-marker |
-//! | `run#<run_id>` | `meet#<object_type>` | where the walk and the lanes meet (W1-W4), `version`ed |
+//! | `run#<run_id>` | `meet#<object_type>` | where the walk and the lanes meet (J1-J4), `version`ed |
 //! | `table#<table>` | `active` | the table's active run (L1) |
 //! | `table#<table>` | `index` | the table's key index version (K1) |
 //! | `part#<table>#<dt>` | `gen` | a partition's published generation (G1) |
