@@ -159,20 +159,15 @@ pub fn pipeline_with_clock(
 /// [`test_client`] with a search limit (1,000 a second, far from binding): a full sync plans
 /// a backfill on both read paths only where search is limited, as HubSpot's is.
 pub fn search_limited_client(base_url: &str) -> anyhow::Result<HubSpotClient> {
-    Ok(HubSpotClient::new(
-        ClientConfig {
-            base_url: base_url.to_string(),
-            max_retries: 4,
-            min_backoff: Duration::from_millis(20),
-            max_backoff: Duration::from_millis(500),
-            ..Default::default()
-        },
-        RateBudget::new(0, 1_000),
-    )?)
+    client_with(base_url, RateBudget::new(0, 1_000))
 }
 
 /// A client of the simulator at `base_url` with quick retries and no rate limit.
 pub fn test_client(base_url: &str) -> anyhow::Result<HubSpotClient> {
+    client_with(base_url, RateBudget::unlimited())
+}
+
+fn client_with(base_url: &str, budget: RateBudget) -> anyhow::Result<HubSpotClient> {
     Ok(HubSpotClient::new(
         ClientConfig {
             base_url: base_url.to_string(),
@@ -181,7 +176,7 @@ pub fn test_client(base_url: &str) -> anyhow::Result<HubSpotClient> {
             max_backoff: Duration::from_millis(500),
             ..Default::default()
         },
-        RateBudget::unlimited(),
+        budget,
     )?)
 }
 

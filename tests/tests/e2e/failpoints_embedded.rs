@@ -138,24 +138,30 @@ fn tail(text: &str) -> String {
     lines[lines.len().saturating_sub(25)..].join("\n")
 }
 
+/// Crashes at each point, two at a time; returns how many were tried and each failure.
+async fn crash_each(points: impl IntoIterator<Item = &'static str>, reads: Reads) -> (usize, Vec<String>) {
+    let results: Vec<(&str, anyhow::Result<()>)> = futures::stream::iter(points)
+        .map(|point| async move { (point, crash_at(point, reads).await) })
+        .buffer_unordered(2)
+        .collect()
+        .await;
+    let failures = results
+        .iter()
+        .filter_map(|(point, r)| r.as_ref().err().map(|e| format!("{point}: {e:#}")))
+        .collect();
+    (results.len(), failures)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_failpoint_kills_hubsync_run_and_the_restart_ends_equal_to_truth() -> anyhow::Result<()> {
     let only = std::env::var("HUBSYNC_TEST_FAILPOINT").ok();
     let points = failpoint::ALL
         .iter()
         .filter(|p| only.as_deref().is_none_or(|o| o.split(',').any(|o| o == **p)));
-    let results: Vec<(&str, anyhow::Result<()>)> = futures::stream::iter(points)
-        .map(|point| async move { (*point, crash_at(point, Reads::Search).await) })
-        .buffer_unordered(2)
-        .collect()
-        .await;
-    let failures: Vec<String> = results
-        .iter()
-        .filter_map(|(point, r)| r.as_ref().err().map(|e| format!("{point}: {e:#}")))
-        .collect();
+    let (tried, failures) = crash_each(points.copied(), Reads::Search).await;
     println!(
         "failpoints crashed in embedded mode: {} of {} (each in a full and an incremental run)",
-        results.len() - failures.len(),
+        tried - failures.len(),
         failpoint::ALL.len()
     );
     assert!(failures.is_empty(), "{}", failures.join("\n\n"));
@@ -176,15 +182,7 @@ async fn consumer_failpoints_kill_a_backfill_on_both_paths_and_the_restart_ends_
         failpoint::CONSUMER_AFTER_NEXT_PAGE,
         failpoint::CONSUMER_AFTER_BEGIN_MERGING,
     ];
-    let results: Vec<(&str, anyhow::Result<()>)> = futures::stream::iter(points)
-        .map(|point| async move { (point, crash_at(point, Reads::Both).await) })
-        .buffer_unordered(2)
-        .collect()
-        .await;
-    let failures: Vec<String> = results
-        .iter()
-        .filter_map(|(point, r)| r.as_ref().err().map(|e| format!("{point}: {e:#}")))
-        .collect();
+    let (_, failures) = crash_each(points, Reads::Both).await;
     assert!(failures.is_empty(), "{}", failures.join("\n\n"));
     Ok(())
 }
