@@ -118,10 +118,13 @@ impl Meeting {
                 self.unordered_at.get_or_insert(page_no);
             }
             match self.last_page {
+                // Two copies of one page: the next page starts after the winner's, which may be
+                // the one that read less far (a record archived in between), so the order check
+                // compares with the smaller greatest id; the frontier keeps the larger.
                 Some(l) if l.page_no == page_no => {
                     self.last_page = Some(WalkPage {
                         page_no,
-                        max_id: l.max_id.max(max_id),
+                        max_id: l.max_id.min(max_id),
                     })
                 }
                 Some(l) if l.page_no > page_no => {}
@@ -289,6 +292,15 @@ mod tests {
         m.apply(&walked(1, 101, 200));
         m.apply(&walked(1, 101, 200));
         assert!(!m.unordered());
+
+        // Two copies of one page read to 201 and to 200 (201 restored in between); the one that
+        // read less won, so the next page starts at 201: in order, not a false alarm.
+        let mut m = Meeting::default();
+        m.apply(&walked(4, 101, 201));
+        m.apply(&walked(4, 101, 200));
+        m.apply(&walked(5, 201, 300));
+        assert!(!m.unordered());
+        assert_eq!(m.frontier, 300);
     }
 
     #[test]
