@@ -11,7 +11,7 @@
 //!   merge per partition the other slices staged into, then the closing task.
 //! - [`run_partitions`] is the set of partitions a run touched, read back from its markers.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use crate::clock::EpochMs;
 use crate::messages::{self, Body, MergeTask, PageJob};
@@ -139,13 +139,33 @@ fn union(markers: Vec<(String, PageDone)>) -> BTreeSet<String> {
     markers.into_iter().flat_map(|(_, m)| m.dts).collect()
 }
 
-/// A partition merge of `run` made due by the end of `slice` (or, `None`, by the close).
-pub fn partition_merge(run: &Run, dt: &str, slice: Option<u32>) -> MergeTask {
+/// The staged files of each partition the `markers` name, as `<job>.<attempt>` of the
+/// recorded attempts (S1): a merge task's inputs.
+pub fn staged_inputs<'a>(
+    markers: impl IntoIterator<Item = (&'a str, &'a PageDone)>,
+) -> BTreeMap<String, Vec<String>> {
+    let mut out: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for (job, done) in markers {
+        for dt in &done.dts {
+            out.entry(dt.clone())
+                .or_default()
+                .push(format!("{job}.{}", done.attempt));
+        }
+    }
+    out
+}
+
+/// A partition merge of `run` made due by the end of `slice` (or, `None`, by the close), naming
+/// its `inputs` (from [`staged_inputs`]) unless they are more than a task names.
+pub fn partition_merge(run: &Run, dt: &str, slice: Option<u32>, mut inputs: Vec<String>) -> MergeTask {
+    inputs.sort();
+    inputs.dedup();
     MergeTask {
         run_id: run.run_id.clone(),
         table: run.table.clone(),
         dt: Some(dt.to_string()),
         slice,
+        inputs: (inputs.len() <= messages::MAX_NAMED_INPUTS).then_some(inputs),
     }
 }
 
@@ -156,6 +176,7 @@ pub fn closing_task(run: &Run) -> MergeTask {
         table: run.table.clone(),
         dt: None,
         slice: None,
+        inputs: None,
     }
 }
 
@@ -180,10 +201,18 @@ pub async fn page_due(
         }
     };
     let merges = if done.next_cursor.is_none() && job.slice.owns_its_days() {
-        slice_partitions(ledger, &run.run_id, job.slice_no)
-            .await?
+        // The slice's markers, this page's among them (the query reads its own write; it is
+        // added anyway, so the task never depends on that).
+        let job_id = job.job_id();
+        let markers = ledger.page_markers(&run.run_id, Some(job.slice_no)).await?;
+        let pages = markers
             .iter()
-            .map(|dt| partition_merge(run, dt, Some(job.slice_no)))
+            .filter(|(j, _)| *j != job_id)
+            .map(|(j, m)| (j.as_str(), m))
+            .chain([(job_id.as_str(), done)]);
+        staged_inputs(pages)
+            .into_iter()
+            .map(|(dt, inputs)| partition_merge(run, &dt, Some(job.slice_no), inputs))
             .collect()
     } else {
         Vec::new()
@@ -249,9 +278,13 @@ pub async fn send_page_due(p: &Pipeline, due: &PageDue, resend: Resend) -> Resul
     Ok(())
 }
 
-/// The partitions the close merges: those staged into by slices that do not own their days
-/// (list walks, modified windows), whose partitions are due only once fetching is over (L3).
-pub async fn close_partitions(ledger: &dyn Ledger, run: &Run) -> Result<BTreeSet<String>, LedgerError> {
+/// The partitions the close merges, with the staged files of each: those staged into by slices
+/// that do not own their days (list walks, modified windows), whose partitions are due only once
+/// fetching is over (L3).
+pub async fn close_partitions(
+    ledger: &dyn Ledger,
+    run: &Run,
+) -> Result<BTreeMap<String, Vec<String>>, LedgerError> {
     let slices = ledger.slices(&run.run_id, run.slices).await?;
     let open: BTreeSet<u32> = slices
         .iter()
@@ -260,14 +293,15 @@ pub async fn close_partitions(ledger: &dyn Ledger, run: &Run) -> Result<BTreeSet
         .map(|(i, _)| i as u32)
         .collect();
     if open.is_empty() {
-        return Ok(BTreeSet::new());
+        return Ok(BTreeMap::new());
     }
     let markers = ledger.page_markers(&run.run_id, None).await?;
-    Ok(markers
-        .into_iter()
-        .filter(|(job, _)| slice_of_job(job).is_some_and(|s| open.contains(&s)))
-        .flat_map(|(_, m)| m.dts)
-        .collect())
+    Ok(staged_inputs(
+        markers
+            .iter()
+            .filter(|(job, _)| slice_of_job(job).is_some_and(|s| open.contains(&s)))
+            .map(|(j, m)| (j.as_str(), m)),
+    ))
 }
 
 /// The slice number of a job id (`s00012-p000003` → 12).
@@ -315,8 +349,8 @@ pub async fn send_close(p: &Pipeline, run: &Run) -> Result<usize, FlowError> {
     let done = p.ledger.done_merges(&run.run_id).await?;
     let mut out: Vec<Outgoing> = close_partitions(p.ledger.as_ref(), run)
         .await?
-        .iter()
-        .map(|dt| partition_merge(run, dt, None))
+        .into_iter()
+        .map(|(dt, inputs)| partition_merge(run, &dt, None, inputs))
         .filter(|t| !done.contains(&t.task_id()))
         .map(|t| merge_message(&t))
         .collect();
@@ -331,6 +365,7 @@ pub async fn send_close(p: &Pipeline, run: &Run) -> Result<usize, FlowError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::ports::PageEffects;
 
     #[test]
     fn judge_drops_what_a_run_no_longer_accepts_l4() {
@@ -344,6 +379,50 @@ mod tests {
         assert!(matches!(judge(&run, 5_000, Step::Page), Verdict::Abandon(n) if n.contains("lease")));
         run.status = RunStatus::Committed;
         assert!(matches!(judge(&run, 5_000, Step::Page), Verdict::Stale(w) if w.contains("committed")));
+    }
+
+    fn done(attempt: &str, dts: &[&str]) -> PageDone {
+        PageDone {
+            attempt: attempt.into(),
+            dts: dts.iter().map(|d| d.to_string()).collect(),
+            next_cursor: None,
+            fingerprint: String::new(),
+            effects: PageEffects::default(),
+        }
+    }
+
+    #[test]
+    fn a_merge_task_names_the_recorded_attempt_of_each_page_that_staged_into_it() {
+        let (a, b) = (
+            done("3", &["2024-01-01", "2024-01-02"]),
+            done("1", &["2024-01-02"]),
+        );
+        let inputs = staged_inputs([("s00001-p000001", &b), ("s00001-p000000", &a)]);
+        assert_eq!(
+            inputs,
+            BTreeMap::from([
+                ("2024-01-01".to_string(), vec!["s00001-p000000.3".to_string()]),
+                (
+                    "2024-01-02".to_string(),
+                    vec!["s00001-p000001.1".to_string(), "s00001-p000000.3".to_string()]
+                ),
+            ])
+        );
+        let run = Run::sample("r", "deals", 0);
+        let task = partition_merge(&run, "2024-01-02", Some(1), inputs["2024-01-02"].clone());
+        assert_eq!(
+            task.inputs.as_deref(),
+            Some(&["s00001-p000000.3".to_string(), "s00001-p000001.1".to_string()][..]),
+            "sorted, so every sender of the task sends the same body"
+        );
+        let many: Vec<String> = (0..=messages::MAX_NAMED_INPUTS)
+            .map(|p| format!("s00001-p{p:06}.1"))
+            .collect();
+        assert_eq!(
+            partition_merge(&run, "2024-01-02", None, many).inputs,
+            None,
+            "past the most a task names, the merger lists"
+        );
     }
 
     #[test]

@@ -236,7 +236,18 @@ pub struct MergeTask {
     /// The slice whose end made this merge due; `None`: the run's close did.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub slice: Option<u32>,
+    /// The staged files to merge, each as `<job>.<attempt>` of a recorded page (S1), named by
+    /// whoever made the task due from the pages' markers, so the merger neither lists the
+    /// staging nor reads the markers again. `None` (a task naming more than
+    /// [`MAX_NAMED_INPUTS`], or from an older version): the merger lists the partition's
+    /// staging and keeps what the markers name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub inputs: Option<Vec<String>>,
 }
+
+/// The most staged files a merge task names (about 30 bytes each): past them it names none
+/// and the merger lists, so ten tasks stay well inside one 256 KiB send batch.
+pub const MAX_NAMED_INPUTS: usize = 100;
 
 impl MergeTask {
     /// FIFO message group: merges of one partition never overlap.
@@ -450,6 +461,7 @@ mod tests {
             table: "deals".into(),
             dt: Some("2024-01-02".into()),
             slice: Some(7),
+            inputs: None,
         };
         assert_eq!(t.group_id(), "deals#2024-01-02");
         assert_eq!(t.task_id(), "r:2024-01-02:s7");
@@ -469,12 +481,30 @@ mod tests {
     }
 
     #[test]
+    fn ten_tasks_naming_their_most_inputs_fit_one_send_batch() {
+        let inputs: Vec<String> = (0..MAX_NAMED_INPUTS as u32)
+            .map(|p| format!("s{:05}-p{p:06}.{}", u32::MAX, u32::MAX))
+            .collect();
+        let task = MergeTask {
+            run_id: "r".repeat(MAX_RUN_ID_CHARS),
+            table: "t".repeat(MAX_NAME_CHARS),
+            dt: Some("2024-01-02".into()),
+            slice: Some(u32::MAX),
+            inputs: Some(inputs),
+        };
+        let raw = encode(&Body::MergeTask(task.clone()));
+        assert!(10 * raw.len() < MAX_MESSAGE_BYTES, "{} bytes", raw.len());
+        assert_eq!(decode_merge_task(&raw).unwrap(), task);
+    }
+
+    #[test]
     fn ids_fit_every_aws_limit_they_reach() {
         let longest = MergeTask {
             run_id: format!("{}-{}", "t".repeat(MAX_NAME_CHARS), "r".repeat(MAX_NAME_CHARS)),
             table: "t".repeat(MAX_NAME_CHARS),
             dt: Some("2024-01-02".into()),
             slice: Some(511),
+            inputs: None,
         };
         assert_eq!(longest.run_id.len(), MAX_RUN_ID_CHARS);
         assert!(longest.task_id().len() > MAX_DEDUP_ID_CHARS);
@@ -569,6 +599,7 @@ mod tests {
             table: "t".into(),
             dt: None,
             slice: None,
+            inputs: None,
         }));
         assert!(decode_page_job(&merge)
             .unwrap_err()

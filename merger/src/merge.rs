@@ -89,27 +89,54 @@ pub(crate) async fn check_inputs(
     inputs: &[Path],
     keys: &MergeKeys,
 ) -> Result<Vec<CheckedInput>, MergerError> {
-    futures::future::try_join_all(inputs.iter().map(|path| check_input(store, path, keys))).await
+    futures::future::try_join_all(inputs.iter().map(|path| async move {
+        check_input(store, path, keys, false)
+            .await?
+            .ok_or_else(|| MergerError::Merge(format!("{path} vanished while it was read")))
+    }))
+    .await
 }
 
+/// [`check_inputs`] of staged files, leaving out those that are gone: a staged file is deleted
+/// only once a published generation holds its rows (M1), so a missing one was merged already
+/// (by an earlier delivery of the task, or a task of the same partition that named it too).
+pub(crate) async fn check_staged(
+    store: &Arc<dyn ObjectStore>,
+    inputs: &[Path],
+    keys: &MergeKeys,
+) -> Result<Vec<CheckedInput>, MergerError> {
+    let checked =
+        futures::future::try_join_all(inputs.iter().map(|path| check_input(store, path, keys, true))).await?;
+    Ok(checked.into_iter().flatten().collect())
+}
+
+/// The footer of `path`, checked; `None` when the file is missing and `missing_ok`.
 async fn check_input(
     store: &Arc<dyn ObjectStore>,
     path: &Path,
     keys: &MergeKeys,
-) -> Result<CheckedInput, MergerError> {
+    missing_ok: bool,
+) -> Result<Option<CheckedInput>, MergerError> {
     let bad = |why: String| {
         MergerError::Merge(format!(
             "{path} is not a readable Parquet file ({why}); move it away (or restore it) and replay the task"
         ))
     };
     // One request for the file's tail: it holds the whole footer unless that is unusually big.
-    let got = store
+    let got = match store
         .get_opts(
             path,
             GetOptions::default().with_range(Some(GetRange::Suffix(FOOTER_READ))),
         )
         .await
-        .map_err(|e| bad(e.to_string()))?;
+    {
+        Ok(got) => got,
+        Err(object_store::Error::NotFound { .. }) if missing_ok => {
+            tracing::debug!(%path, "a staged input is gone: merged already");
+            return Ok(None);
+        }
+        Err(e) => return Err(bad(e.to_string())),
+    };
     let size = got.meta.size;
     let tail = got.bytes().await.map_err(|e| bad(e.to_string()))?;
     if size < 12 || tail.len() < 8 {
@@ -145,12 +172,12 @@ async fn check_input(
             )));
         }
     }
-    Ok(CheckedInput {
+    Ok(Some(CheckedInput {
         path: path.clone(),
         size,
         metadata: Arc::new(metadata),
         whole: (tail.len() as u64 == size).then_some(tail),
-    })
+    }))
 }
 
 fn quote(ident: &str) -> String {
@@ -169,8 +196,22 @@ pub async fn merge_files(
         return Err(MergerError::Merge("no input files".into()));
     }
     let checked = check_inputs(&store, inputs, keys).await?;
+    merge_checked_files(store, &checked, output, keys).await
+}
+
+/// [`merge_files`] of inputs whose footers were read already (non-empty).
+pub(crate) async fn merge_checked_files(
+    store: Arc<dyn ObjectStore>,
+    checked: &[CheckedInput],
+    output: &Path,
+    keys: &MergeKeys,
+) -> Result<MergeStats, MergerError> {
+    if checked.is_empty() {
+        return Err(MergerError::Merge("no input files".into()));
+    }
+    let inputs: Vec<Path> = checked.iter().map(|c| c.path.clone()).collect();
     let bytes_in = checked.iter().map(|c| c.size).sum();
-    let stats = merge_checked(store, inputs, &checked, output, keys).await?;
+    let stats = merge_checked(store, &inputs, checked, output, keys).await?;
     Ok(MergeStats { bytes_in, ..stats })
 }
 

@@ -2,8 +2,10 @@
 //!
 //! A partition merge, every step safe to repeat and to race with a stalled copy of itself:
 //! 1. read the partition's generation `g` and its published file (G1);
-//! 2. list the run's staged files of the partition and keep those whose page's marker names
-//!    their attempt (S1); losers' files are deleted, pages not recorded yet are left alone;
+//! 2. take the staged files the task names, the recorded attempts its sender read from the
+//!    pages' markers (S1), leaving out those gone (merged already, M1); a task that names none
+//!    lists the run's staged files of the partition and keeps those whose page's marker names
+//!    their attempt (losers' files are deleted, pages not recorded yet are left alone);
 //! 3. merge the published file (an incremental run; a full run only when it wrote it) and the
 //!    staged inputs into a new file named for generation `g + 1` (M2: written first);
 //! 4. publish it if the partition is still at `g`, else delete it and start again;
@@ -28,7 +30,7 @@ use common::worker::{Failure, Handled, Handler};
 use object_store::path::Path;
 
 use crate::commit::commit;
-use crate::merge::{merge_files, MergeKeys};
+use crate::merge::{check_inputs, check_staged, merge_checked_files, CheckedInput, MergeKeys};
 use crate::MergerError;
 
 /// Publishes a merge tries before its task is retried through the queue (each lost race
@@ -72,7 +74,7 @@ pub async fn process_task(p: &Pipeline, task: &MergeTask) -> Result<TaskOutcome,
     }
     let outcome = match &task.dt {
         None => None,
-        Some(dt) => merge_partition(p, &run, table, dt).await?,
+        Some(dt) => merge_partition(p, &run, table, dt, task.inputs.as_deref()).await?,
     };
     let completion = p.ledger.complete_merge(&run.run_id, &task_id, p.now_ms()).await?;
     failpoint::hit(failpoint::MERGER_AFTER_MERGE_DONE);
@@ -108,9 +110,10 @@ async fn merge_partition(
     run: &Run,
     table: &TableSpec,
     dt: &str,
+    named: Option<&[String]>,
 ) -> Result<Option<Merged>, MergerError> {
     for attempt in 1..=PUBLISH_ATTEMPTS {
-        match try_merge(p, run, table, dt).await? {
+        match try_merge(p, run, table, dt, named).await? {
             Some(done) => return Ok(done),
             None => tracing::info!(run_id = %run.run_id, table = %table.name, %dt, attempt,
                 "another merge of the partition published first (G1); merging again on its result"),
@@ -126,11 +129,48 @@ async fn merge_partition(
 struct StagedFiles {
     /// Recorded attempts: the merge's inputs.
     inputs: Vec<Path>,
-    /// Attempts that lost to another copy of their page.
+    /// Attempts that lost to another copy of their page (found only by a listing; those a
+    /// task that names its inputs does not see go with the run's staging at the commit).
     losers: Vec<Path>,
 }
 
-async fn staged_files(p: &Pipeline, run: &Run, table: &str, dt: &str) -> Result<StagedFiles, MergerError> {
+/// The staged files the task names (`<job>.<attempt>` of recorded pages, read from their
+/// markers when the task was made due) or, for a task that names none, those a listing of the
+/// partition's staging finds and the markers name.
+async fn staged_files(
+    p: &Pipeline,
+    run: &Run,
+    table: &str,
+    dt: &str,
+    named: Option<&[String]>,
+) -> Result<StagedFiles, MergerError> {
+    let Some(named) = named else {
+        return listed_staged_files(p, run, table, dt).await;
+    };
+    let inputs = named
+        .iter()
+        .map(|name| {
+            let (job, attempt) = name
+                .rsplit_once('.')
+                .filter(|(job, attempt)| !job.is_empty() && !attempt.is_empty() && !job.contains('/'))
+                .ok_or_else(|| {
+                    MergerError::BadTask(format!("input `{name}` is not a staged file's `<job>.<attempt>`"))
+                })?;
+            Ok(p.lake.staged_file(table, &run.run_id, dt, job, attempt))
+        })
+        .collect::<Result<Vec<_>, MergerError>>()?;
+    Ok(StagedFiles {
+        inputs,
+        losers: Vec::new(),
+    })
+}
+
+async fn listed_staged_files(
+    p: &Pipeline,
+    run: &Run,
+    table: &str,
+    dt: &str,
+) -> Result<StagedFiles, MergerError> {
     let listed = p
         .lake
         .list_parquet(&p.lake.staging_dir(table, &run.run_id, dt))
@@ -171,12 +211,7 @@ async fn staged_files(p: &Pipeline, run: &Run, table: &str, dt: &str) -> Result<
 }
 
 /// Staged files told apart: column backfill patches (their footer says so), then versions.
-async fn split_patches(
-    p: &Pipeline,
-    staged: &[Path],
-    keys: &MergeKeys,
-) -> Result<(Vec<Path>, Vec<Path>), MergerError> {
-    let checked = crate::merge::check_inputs(p.lake.store(), staged, keys).await?;
+fn split_patches(checked: Vec<CheckedInput>) -> (Vec<Path>, Vec<CheckedInput>) {
     let (mut patches, mut versions) = (Vec::new(), Vec::new());
     for c in checked {
         let is_patch = c
@@ -187,10 +222,10 @@ async fn split_patches(
         if is_patch {
             patches.push(c.path);
         } else {
-            versions.push(c.path);
+            versions.push(c);
         }
     }
-    Ok((patches, versions))
+    (patches, versions)
 }
 
 /// The ordinary merge of `inputs` into a scratch file of the run, then `patches` applied to it
@@ -200,7 +235,7 @@ async fn merge_and_patch(
     p: &Pipeline,
     run: &Run,
     table: &TableSpec,
-    inputs: &[Path],
+    inputs: &[CheckedInput],
     patches: &[Path],
     output: &Path,
     keys: &MergeKeys,
@@ -212,7 +247,7 @@ async fn merge_and_patch(
         .lake
         .staging_run_dir(&table.name, &run.run_id)
         .join(format!("merge-{}.parquet", uuid::Uuid::new_v4().simple()));
-    let merged = merge_files(store.clone(), inputs, &scratch, keys).await?;
+    let merged = merge_checked_files(store.clone(), inputs, &scratch, keys).await?;
     if merged.rows_out == 0 {
         p.lake.delete(&scratch).await?;
         return Ok(0);
@@ -231,6 +266,7 @@ async fn try_merge(
     run: &Run,
     table: &TableSpec,
     dt: &str,
+    named: Option<&[String]>,
 ) -> Result<Option<Option<Merged>>, MergerError> {
     let lake = &p.lake;
     let head = p.ledger.partition(&table.name, dt).await?;
@@ -251,7 +287,7 @@ async fn try_merge(
         RunMode::Full => Vec::new(),
     };
     let replaces = run.mode == RunMode::Full && !ours && !live.is_empty();
-    let staged = staged_files(p, run, &table.name, dt).await?;
+    let mut staged = staged_files(p, run, &table.name, dt, named).await?;
     if staged.inputs.is_empty() && !replaces {
         delete_all(p, &staged.losers).await?;
         return Ok(Some(None));
@@ -268,14 +304,22 @@ async fn try_merge(
         memory_limit: Some(p.settings.merge_memory_bytes),
         schema: Some(target),
     };
+    // One read of each staged file's footer (a small file's whole body) serves the merge.
+    let present = check_staged(lake.store(), &staged.inputs, &keys).await?;
+    if present.is_empty() && !replaces {
+        delete_all(p, &staged.losers).await?;
+        return Ok(Some(None));
+    }
+    staged.inputs = present.iter().map(|c| c.path.clone()).collect();
     // E2: only a run with a column backfill stages patches, told apart by their footers.
     let (patches, versions) =
         if run.mode == RunMode::Incremental && !run_columns.backfill_columns().is_empty() {
-            split_patches(p, &staged.inputs, &keys).await?
+            split_patches(present)
         } else {
-            (Vec::new(), staged.inputs.clone())
+            (Vec::new(), present)
         };
-    let inputs: Vec<Path> = versions.iter().chain(live_inputs.iter()).cloned().collect();
+    let live_checked = check_inputs(lake.store(), &live_inputs, &keys).await?;
+    let inputs: Vec<CheckedInput> = versions.into_iter().chain(live_checked).collect();
     let output = lake.new_live_file(&table.name, dt, &run.run_id, gen + 1);
     let mut rows = 0;
     let mut published_file = None;
@@ -283,7 +327,7 @@ async fn try_merge(
         let started = std::time::Instant::now();
         // M2: the new file is complete in the store before anything is deleted.
         rows = if patches.is_empty() {
-            let stats = merge_files(lake.store().clone(), &inputs, &output, &keys).await?;
+            let stats = merge_checked_files(lake.store().clone(), &inputs, &output, &keys).await?;
             metrics::counter!(common::metrics::MERGE_BYTES, "table" => table.name.clone())
                 .increment(stats.bytes_in);
             stats.rows_out

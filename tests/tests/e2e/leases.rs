@@ -105,6 +105,7 @@ async fn a_stuck_run_blocks_its_table_only_for_its_lease_and_its_late_messages_n
         table: "deals".into(),
         dt: Some(lake_before.keys().next().expect("a partition").clone()),
         slice: None,
+        inputs: None,
     };
     p.merges
         .send(vec![Outgoing::fifo(

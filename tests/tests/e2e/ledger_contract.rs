@@ -39,6 +39,7 @@ fn task(run_id: &str, dt: Option<&str>, slice: Option<u32>) -> String {
         table: "deals".into(),
         dt: dt.map(str::to_string),
         slice,
+        inputs: None,
     }
     .task_id()
 }

@@ -46,7 +46,17 @@ async fn run_twice_each(h: &Harness, request_id: &str) -> anyhow::Result<(usize,
             break;
         }
         for m in got {
-            let task = messages::decode_merge_task(&m.body)?;
+            let mut task = messages::decode_merge_task(&m.body)?;
+            if task.dt.is_some() {
+                assert!(
+                    task.inputs.as_ref().is_some_and(|i| !i.is_empty()),
+                    "a partition merge names its staged files: {task:?}"
+                );
+                // Every other one as an older sender wrote it: the merger lists the staging.
+                if merges % 2 == 1 {
+                    task.inputs = None;
+                }
+            }
             let first = process(p, &task).await?;
             let files_after_first = live_files(p, "deals").await?;
             let second = process(p, &task).await?;
@@ -102,6 +112,7 @@ async fn redelivered_page_jobs_and_merge_tasks_change_nothing() -> anyhow::Resul
             .into_iter()
             .next(),
         slice: None,
+        inputs: None,
     };
     assert!(matches!(
         merger::process_task(&h.pipeline, &late_merge).await?,

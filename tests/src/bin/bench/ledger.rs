@@ -151,6 +151,7 @@ async fn one_run(l: &DynamoLedger, args: &LedgerBench, partitions: u64) -> Resul
                 table: "deals".into(),
                 dt: Some(dt),
                 slice: Some(s as u32),
+                inputs: None,
             })
         })
         .collect();
