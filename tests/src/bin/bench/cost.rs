@@ -56,6 +56,10 @@ pub struct CostBench {
     /// Share of the records, the newest, among which the changes fall.
     #[arg(long, default_value_t = 0.10)]
     recent: f64,
+    /// Custom properties per deal besides HubSpot's, typed columns of every kind (real portals
+    /// have hundreds): wider records make larger files, not more of them.
+    #[arg(long, default_value_t = 0)]
+    custom_properties: u64,
 }
 
 /// What one run cost.
@@ -121,7 +125,12 @@ async fn table_costs(args: &CostBench, records: u64, name: &str, incremental: bo
     let moto = Moto::start_counting().context("starting the moto emulator")?;
     moto.export_env();
     let moto = &moto;
-    let server = sim::start(sim_config(records, &[ObjectType::Deals])).await?;
+    let mut config = sim_config(records, &[ObjectType::Deals]);
+    config.custom_properties = vec![sim::TypeCount {
+        object_type: ObjectType::Deals,
+        count: args.custom_properties,
+    }];
+    let server = sim::start(config).await?;
     let dir = tempfile::tempdir()?;
     let d = Deployment::on(
         moto,
