@@ -35,17 +35,19 @@ pub async fn update(p: &Pipeline, run: &Run, touched: &BTreeSet<String>) -> Resu
         return Ok(());
     }
     let previous = p.ledger.index_version(&run.table).await?;
-    let (base, read): (Vec<(i64, i64)>, Vec<String>) = match (&run.mode, &previous) {
-        (RunMode::Incremental, Some(v)) => {
-            let old = KeyIndex::read(&p.lake, &run.table, &v.run_id).await?;
-            let days: BTreeSet<i64> = touched.iter().filter_map(|d| day_of_dt(d)).collect();
-            let kept = old.pairs().filter(|(_, d)| !days.contains(d)).collect();
-            (kept, touched.iter().cloned().collect())
-        }
-        (RunMode::Incremental, None) => (Vec::new(), p.lake.partitions(&run.table).await?),
-        (RunMode::Full, _) => (Vec::new(), touched.iter().cloned().collect()),
+    // The version the run's pages read, whose touched days are replaced (an incremental run).
+    let base: Option<Arc<KeyIndex>> = match (&run.mode, &previous) {
+        (RunMode::Incremental, Some(v)) => Some(match p.indexes.cached(&run.run_id, &v.run_id) {
+            Some(cached) => cached,
+            None => Arc::new(KeyIndex::read(&p.lake, &run.table, &v.run_id).await?),
+        }),
+        _ => None,
     };
-    let mut pairs = base;
+    let read: Vec<String> = match (&run.mode, &previous) {
+        (RunMode::Incremental, None) => p.lake.partitions(&run.table).await?,
+        _ => touched.iter().cloned().collect(),
+    };
+    let mut pairs = Vec::new();
     let files = published_files(p, &run.table, &read).await?;
     let key = table.key_column.clone();
     let read_keys: Vec<Vec<(i64, i64)>> = futures::stream::iter(files.into_iter().map(|(day, path)| {
@@ -59,7 +61,13 @@ pub async fn update(p: &Pipeline, run: &Run, touched: &BTreeSet<String>) -> Resu
     .try_collect()
     .await?;
     pairs.extend(read_keys.into_iter().flatten());
-    let index = KeyIndex::from_pairs(pairs);
+    let index = match base {
+        Some(old) => {
+            let days: BTreeSet<i64> = touched.iter().filter_map(|d| day_of_dt(d)).collect();
+            old.replacing_days(&days, pairs)
+        }
+        None => KeyIndex::from_pairs(pairs),
+    };
     index.write(&p.lake, &run.table, &run.run_id).await?;
     let version = IndexVersion {
         run_id: run.run_id.clone(),
