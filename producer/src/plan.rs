@@ -10,8 +10,7 @@
 //!   whole `dt` partitions (dt is the created day), so a partition merges as soon as its slices
 //!   are done while the backfill goes on (P1).
 //! - An incremental run splits its modified window the same way and adds one archived-records
-//!   read per object type (search never returns archived records). Without a search limit
-//!   it cuts finer, so a few thousand changes read as parallel slices, not one chain.
+//!   read per object type (search never returns archived records).
 //!
 //! Splitting counts with the search endpoint (`total` of a one-record page; one count per cut,
 //! the right half's count is the rest, an estimate that never drops it): the biggest part
@@ -167,15 +166,23 @@ pub async fn plan(
                 }));
             }
             Some(from) => {
+                // One request answers both the count and the first modified time: nothing in
+                // the window was modified before it, so the cuts start there (a window reopened
+                // 2 h before the watermark is mostly empty; halving it blindly costs a count
+                // per halving before reaching the changes).
                 let window = Part::new(from, t0);
-                let total = count(client, source, TimeField::Modified, &window).await?;
+                let first = edge(client, source, TimeField::Modified, &window, Direction::Ascending).await?;
+                let total = first.total;
+                let start = first
+                    .record
+                    .map_or(from, |(modified, _)| modified.clamp(from, t0));
                 let parts = split(
                     client,
                     source,
                     TimeField::Modified,
-                    (from, t0),
+                    (start, t0),
                     Some(total),
-                    incremental_target(client, total, target, options.slices_in_flight),
+                    target,
                     max_parts,
                 )
                 .await?;
@@ -198,30 +205,6 @@ pub async fn plan(
         slices,
         expected_records: expected,
     })
-}
-
-/// Fewest records an incremental slice is cut to when search is not rate-limited.
-pub const MIN_PARALLEL_SLICE_RECORDS: u64 = 2_000;
-
-/// Records an incremental window's slices hold at most. A slice is read one page after
-/// another (an id keyset), so one slice of 10,000 changes is 50 round trips in a row. Where
-/// search is not rate-limited, cutting the window in up to `in_flight` slices of at least
-/// [`MIN_PARALLEL_SLICE_RECORDS`] reads them side by side for a few more counts. Under
-/// HubSpot's limit (about 5 searches a second) every count takes a page's place in the
-/// window and one chain already keeps most of it busy: the target stays.
-fn incremental_target(client: &HubSpotClient, total: u64, target: u64, in_flight: usize) -> u64 {
-    if client.budget().window(Window::Search).configured() > 0 {
-        return target;
-    }
-    parallel_target(total, target, in_flight)
-}
-
-/// `total` records over up to `in_flight` slices of at least [`MIN_PARALLEL_SLICE_RECORDS`]
-/// and at most `target` each.
-fn parallel_target(total: u64, target: u64, in_flight: usize) -> u64 {
-    total
-        .div_ceil(in_flight.max(1) as u64)
-        .clamp(MIN_PARALLEL_SLICE_RECORDS.min(target), target)
 }
 
 /// A backfill on both read paths (J1-J4): the walk, then the lanes, each lane claiming about
@@ -494,31 +477,6 @@ async fn split(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn unlimited_incrementals_are_cut_for_the_slices_in_flight() {
-        assert_eq!(
-            parallel_target(10_000, 10_000, 16),
-            2_000,
-            "five slices, not one chain of 50 pages"
-        );
-        assert_eq!(
-            parallel_target(1_000_000, 10_000, 16),
-            10_000,
-            "never past the target"
-        );
-        assert_eq!(
-            parallel_target(500, 10_000, 16),
-            2_000,
-            "a few pages stay one slice"
-        );
-        assert_eq!(parallel_target(64_000, 10_000, 16), 4_000);
-        assert_eq!(
-            parallel_target(10_000, 60, 2),
-            60,
-            "a test's small target is kept"
-        );
-    }
 
     #[test]
     fn cuts_fall_on_the_day_boundary_nearest_the_middle() {
