@@ -20,22 +20,12 @@ pub async fn run(
     lake: &LakeArgs,
     hubspot: &HubSpotArgs,
     roles: &RoleArgs,
-    tables: Vec<String>,
-    mode: RequestedMode,
-    consumers: usize,
-    progress: ProgressMode,
+    options: &RunOptions,
 ) -> anyhow::Result<bool> {
     let _lock = take_over_lake(&local_lake_dir(&lake.lake)?).await?;
     let p = embedded_pipeline(lake, roles.settings()?)?;
     let client = hubspot.client()?;
-    let options = RunOptions {
-        tables,
-        mode,
-        consumers,
-        progress,
-        ..Default::default()
-    };
-    let reports = run_embedded(&p, &client, &options).await?;
+    let reports = run_embedded(&p, &client, options).await?;
     print_reports(&reports);
     Ok(reports.iter().all(RunReport::committed))
 }

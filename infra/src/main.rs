@@ -9,7 +9,7 @@ use common::messages::RequestedMode;
 use hubsync_infra::logging::{self, LogFormat};
 use hubsync_infra::progress::ProgressMode;
 use hubsync_infra::setup::{HubSpotArgs, LakeArgs, RoleArgs};
-use hubsync_infra::{commands, demo};
+use hubsync_infra::{commands, demo, runner};
 
 #[derive(Parser)]
 #[command(
@@ -79,6 +79,10 @@ enum Command {
         /// Concurrent page fetchers.
         #[arg(long, env = "HUBSYNC_CONSUMERS", default_value_t = 4)]
         consumers: usize,
+        /// Concurrent partition merges (of different partitions). A small partition's merge
+        /// mostly waits on the store and the database, so more than the cores pay off.
+        #[arg(long, env = "HUBSYNC_MERGERS", default_value_t = runner::DEFAULT_MERGERS)]
+        mergers: usize,
         /// Progress on stderr: one live line per table on a terminal (auto), plain lines, or off.
         #[arg(long, env = "HUBSYNC_PROGRESS", value_enum, default_value = "auto")]
         progress: ProgressMode,
@@ -294,8 +298,19 @@ async fn dispatch(command: Command) -> Result<bool> {
             tables,
             mode,
             consumers,
+            mergers,
             progress,
-        } => commands::run(&lake, &hubspot, &roles, tables, mode.into(), consumers, progress).await,
+        } => {
+            let options = runner::RunOptions {
+                tables,
+                mode: mode.into(),
+                consumers,
+                mergers,
+                progress,
+                ..Default::default()
+            };
+            commands::run(&lake, &hubspot, &roles, &options).await
+        }
         Command::Flag { action } => match action {
             FlagAction::Get { lake } => commands::flag(&lake, None).await.map(|_| true),
             FlagAction::Set { value, lake } => commands::flag(&lake, Some(&value)).await.map(|_| true),

@@ -17,6 +17,9 @@ use crate::progress::{Progress, ProgressMode};
 use hubspot::HubSpotClient;
 use tokio_util::sync::CancellationToken;
 
+/// Partition merges `hubsync run` runs at once.
+pub const DEFAULT_MERGERS: usize = 4;
+
 /// How the all-in-one run is staffed.
 #[derive(Debug, Clone)]
 pub struct RunOptions {
@@ -38,7 +41,7 @@ impl Default for RunOptions {
             tables: vec![],
             mode: RequestedMode::Auto,
             consumers: 4,
-            mergers: 2,
+            mergers: DEFAULT_MERGERS,
             timeout: None,
             progress: ProgressMode::Off,
         }

@@ -58,6 +58,9 @@ const ROW_GROUP_BYTES: u64 = 64 << 20;
 /// (staged files are one page of records, a few hundred KiB).
 const SMALL_INPUT_BYTES: u64 = 8 << 20;
 
+/// Merges of at most this many input rows run on one thread, columns unsampled.
+const SMALL_MERGE_ROWS: u64 = SAMPLE_ROWS as u64;
+
 /// Output row groups hold at most this many rows (Parquet's default).
 const ROW_GROUP_MAX_ROWS: u64 = 1 << 20;
 
@@ -124,7 +127,10 @@ async fn merge_tuned(
         inputs.push(Input::open(&store, c, whole).await?);
     }
     let layout = Layout::of(&inputs, keys)?;
-    let threads = parallel::threads();
+    // A small merge (most partitions of an incremental run: a few hundred rows) is cheaper on
+    // the calling thread alone, and sampling its columns would decode each of them twice.
+    let small = inputs.iter().map(Input::rows).sum::<u64>() <= SMALL_MERGE_ROWS;
+    let threads = if small { 1 } else { parallel::threads() };
     let (inputs, layout) = (Arc::new(inputs), Arc::new(layout));
     // Phase 1 may hold what is left after the small inputs held whole.
     let budget = limit.saturating_sub(whole);
@@ -134,13 +140,18 @@ async fn merge_tuned(
         let (inputs, layout, keys) = phase1;
         std::thread::scope(|s| {
             // Sampling (a page per column) runs beside the versions and the pick, which is serial.
-            let sampling = s.spawn(|| dictionary_columns(&inputs, &layout, 1));
+            let sampling = (!small).then(|| s.spawn(|| dictionary_columns(&inputs, &layout, 1)));
             let winners = read_versions(&inputs, &keys, budget, threads)
                 .and_then(|versions| winners::pick(&versions, keys.drop_archived));
-            let dictionary = sampling
-                .join()
-                .map_err(|_| MergerError::Merge("sampling columns panicked".into()))?;
-            Ok((winners?, dictionary?))
+            let dictionary = match sampling {
+                Some(sampling) => sampling
+                    .join()
+                    .map_err(|_| MergerError::Merge("sampling columns panicked".into()))??,
+                // The writer's default: a dictionary, dropped by the writer once it outgrows
+                // its page.
+                None => vec![true; layout.leaves.len()],
+            };
+            Ok((winners?, dictionary))
         })
     })
     .await?;
