@@ -166,22 +166,12 @@ pub async fn plan(
                 }));
             }
             Some(from) => {
-                // One request answers both the count and the first modified time: nothing in
-                // the window was modified before it, so the cuts start there (a window reopened
-                // 2 h before the watermark is mostly empty; halving it blindly costs a count
-                // per halving before reaching the changes).
-                let window = Part::new(from, t0);
-                let first = edge(client, source, TimeField::Modified, &window, Direction::Ascending).await?;
-                let total = first.total;
-                let start = first
-                    .record
-                    .map_or(from, |(modified, _)| modified.clamp(from, t0));
                 let parts = split(
                     client,
                     source,
                     TimeField::Modified,
-                    (start, t0),
-                    Some(total),
+                    (from, t0),
+                    None,
                     target,
                     max_parts,
                 )
