@@ -716,4 +716,37 @@ mod tests {
         assert_eq!(l.active_run("deals").await.unwrap().unwrap().run_id, "r2");
         assert_eq!(l.list_runs(Some("deals"), 10).await.unwrap().len(), 2);
     }
+
+    /// K1's cache: the first pages of an incremental run ask for the index at once and share
+    /// one read (the same `Arc`), and the commit in that process finds the version it read.
+    #[tokio::test]
+    async fn concurrent_first_asks_of_a_run_share_one_index_read_k1() {
+        use common::keyindex::{IndexCache, KeyIndex};
+        use std::sync::Arc;
+        let dir = tempfile::tempdir().unwrap();
+        let l = EmbeddedLedger::new(Db::open(&dir.path().join("l.db")).unwrap(), 1000);
+        let lake = common::lake::Lake::local(&dir.path().join("lake")).unwrap();
+        let written = KeyIndex::from_pairs(vec![(1, 10), (2, 11)]);
+        written.write(&lake, "deals", "r0").await.unwrap();
+        let version = IndexVersion {
+            run_id: "r0".into(),
+            started_at_ms: 1,
+        };
+        assert!(l.set_index_version("deals", &version).await.unwrap());
+        let cache = IndexCache::default();
+        let ask = || cache.for_run(&l, &lake, "deals", "r1");
+        let (a, b, c, d) = tokio::join!(ask(), ask(), ask(), ask());
+        let [a, b, c, d] = [a, b, c, d].map(|r| r.unwrap().expect("the table has an index"));
+        assert_eq!(*a, written);
+        for other in [&b, &c, &d] {
+            assert!(Arc::ptr_eq(&a, other), "one read for every concurrent ask");
+        }
+        let cached = cache.cached("r1", "r0").expect("the version r1 read");
+        assert!(Arc::ptr_eq(&a, &cached));
+        assert!(
+            cache.cached("r1", "r9").is_none(),
+            "another version is not served"
+        );
+        assert!(cache.cached("r2", "r0").is_none(), "nor another run's ask");
+    }
 }
