@@ -27,7 +27,7 @@ use datafusion::arrow::array::{
 use datafusion::arrow::record_batch::RecordBatch;
 use parquet::arrow::ArrowWriter;
 use parquet::basic::Compression;
-use parquet::file::properties::WriterProperties;
+use parquet::file::properties::{EnabledStatistics, WriterProperties};
 use wire::{parse_ms, ObjectRecord};
 
 use crate::ConsumerError;
@@ -328,9 +328,15 @@ pub fn batches_by_dt(
 }
 
 /// Encodes a batch as a Parquet file in memory (snappy); a column backfill's patch is marked
-/// in the footer with the columns it patches ([`schema::PATCH_METADATA_KEY`]).
+/// in the footer with the columns it patches ([`schema::PATCH_METADATA_KEY`]). A staged file
+/// is read once, whole, by its partition's merge: no dictionaries and only chunk statistics
+/// (no page index), which a page's few hundred rows would pay for in encoding time and a
+/// merge would never use.
 pub fn to_parquet(batch: &RecordBatch, patch: Option<&[String]>) -> Result<Vec<u8>, ConsumerError> {
-    let mut props = WriterProperties::builder().set_compression(Compression::SNAPPY);
+    let mut props = WriterProperties::builder()
+        .set_compression(Compression::SNAPPY)
+        .set_dictionary_enabled(false)
+        .set_statistics_enabled(EnabledStatistics::Chunk);
     if let Some(columns) = patch {
         props = props.set_key_value_metadata(Some(vec![parquet::file::metadata::KeyValue::new(
             schema::PATCH_METADATA_KEY.to_string(),

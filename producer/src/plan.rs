@@ -9,8 +9,9 @@
 //!   windows cut at day boundaries. Those run in parallel on the search limit, and each owns
 //!   whole `dt` partitions (dt is the created day), so a partition merges as soon as its slices
 //!   are done while the backfill goes on (P1).
-//! - An incremental run splits its modified window the same way and adds one archived-records
-//!   read per object type (search never returns archived records).
+//! - An incremental run cuts its modified window into id ranges read at once (see
+//!   [`modified_window`]) and adds one archived-records read per object type (search never
+//!   returns archived records).
 //!
 //! Splitting counts with the search endpoint (`total` of a one-record page; one count per cut,
 //! the right half's count is the rest, an estimate that never drops it): the biggest part
@@ -104,7 +105,16 @@ pub async fn plan(
                 // C1: every created date, before 1970 and after T0 included.
                 let all = Part::new(OPEN_START_MS, OPEN_END_MS);
                 // One request answers both the count and the first creation time.
-                let first = match edge(client, source, TimeField::Created, &all, Direction::Ascending).await {
+                let first = match edge(
+                    client,
+                    source,
+                    TimeField::Created,
+                    &all,
+                    Direction::Ascending,
+                    false,
+                )
+                .await
+                {
                     Ok(first) => first,
                     Err(e @ (HubSpotError::Unauthorized(_) | HubSpotError::DailyLimit { .. })) => {
                         return Err(e)
@@ -166,17 +176,16 @@ pub async fn plan(
                 }));
             }
             Some(from) => {
-                let parts = split(
+                let (total, parts) = modified_window(
                     client,
                     source,
-                    TimeField::Modified,
                     (from, t0),
-                    None,
                     target,
+                    options.slices_in_flight,
                     max_parts,
                 )
                 .await?;
-                counted(Some(parts.iter().map(|p| p.count).sum()));
+                counted(Some(total));
                 slices.extend(parts.into_iter().map(|p| Slice::Search {
                     object_type: object_type.clone(),
                     from_ms: p.from,
@@ -357,8 +366,9 @@ async fn edge(
     field: TimeField,
     r: &Part,
     direction: Direction,
+    by_id: bool,
 ) -> Result<Edge, HubSpotError> {
-    let by = if r.from == r.to {
+    let by = if by_id || r.from == r.to {
         ID_PROPERTY
     } else {
         field.property(source)
@@ -379,6 +389,111 @@ async fn edge(
         total: resp.total,
         record,
     })
+}
+
+/// Records an incremental slice holds at least before its window is cut (ten search pages):
+/// each cut costs a partial last page.
+const MIN_WINDOW_SLICE_RECORDS: u64 = 2_000;
+
+/// Slices an incremental window of `total` records is read as: about one per
+/// `min(target, MIN_WINDOW_SLICE_RECORDS)` records, as many as are fetched at once beside the
+/// archived read, at most `max_parts`.
+fn window_slices(total: u64, target: u64, in_flight: usize, max_parts: usize) -> u64 {
+    let per_slice = target.clamp(1, MIN_WINDOW_SLICE_RECORDS);
+    let most = in_flight.saturating_sub(1).min(max_parts).max(1) as u64;
+    total.div_ceil(per_slice).clamp(1, most)
+}
+
+/// An incremental run's modified window `[from, to]` cut by record id, read at once: a
+/// window's records crowd into a few instants (an update lands at one) and, where ids follow
+/// creation, into a few id ranges, so the window is counted, its id edges found (two requests
+/// sent together), and then, round by round, every range over the slice size is halved at its
+/// middle id, the left halves of a round counted together: a round trip per round, not per
+/// cut. Ranges counted empty are dropped (a record that lands there later has a modified time
+/// inside the next window); the first range opens at 0 and the last at `u64::MAX`, so the
+/// rest cover every id. Returns the window's count and its parts in id order.
+async fn modified_window(
+    client: &HubSpotClient,
+    source: &SourceSpec,
+    (from, to): (EpochMs, EpochMs),
+    target: u64,
+    in_flight: usize,
+    max_parts: usize,
+) -> Result<(u64, Vec<Part>), HubSpotError> {
+    let whole = Part::new(from, to);
+    let total = count(client, source, TimeField::Modified, &whole).await?;
+    if total == 0 {
+        return Ok((0, Vec::new()));
+    }
+    let most = window_slices(total, target, in_flight, max_parts) as usize;
+    if most == 1 {
+        return Ok((total, vec![whole]));
+    }
+    let (lo, hi) = tokio::try_join!(
+        edge(
+            client,
+            source,
+            TimeField::Modified,
+            &whole,
+            Direction::Ascending,
+            true
+        ),
+        edge(
+            client,
+            source,
+            TimeField::Modified,
+            &whole,
+            Direction::Descending,
+            true
+        ),
+    )?;
+    let (Some((_, lo)), Some((_, hi))) = (lo.record, hi.record) else {
+        // Counted but not found (search moved on): one slice reads what is there.
+        return Ok((total, vec![whole]));
+    };
+    let per_slice = target.clamp(1, MIN_WINDOW_SLICE_RECORDS);
+    let mut parts = vec![Part {
+        id_min: lo,
+        id_max: hi,
+        count: total,
+        ..whole
+    }];
+    loop {
+        let mut cuts: Vec<usize> = (0..parts.len())
+            .filter(|i| parts[*i].count > per_slice && parts[*i].id_min < parts[*i].id_max)
+            .collect();
+        cuts.sort_by_key(|i| std::cmp::Reverse(parts[*i].count));
+        cuts.truncate(most.saturating_sub(parts.len()));
+        if cuts.is_empty() {
+            break;
+        }
+        let halves =
+            futures::future::try_join_all(cuts.iter().map(|i| halve(client, source, parts[*i]))).await?;
+        for (i, [left, right]) in cuts.into_iter().zip(halves) {
+            parts[i] = left;
+            parts.push(right);
+        }
+        parts.retain(|p| p.count > 0);
+    }
+    parts.sort_by_key(|p| p.id_min);
+    if let Some(first) = parts.first_mut() {
+        first.id_min = 0;
+    }
+    if let Some(last) = parts.last_mut() {
+        last.id_max = u64::MAX;
+    }
+    Ok((total, parts))
+}
+
+/// `p` cut at its middle id, the left half counted and the right half's count the rest.
+async fn halve(client: &HubSpotClient, source: &SourceSpec, p: Part) -> Result<[Part; 2], HubSpotError> {
+    let mid = p.id_min + (p.id_max - p.id_min) / 2;
+    let mut left = Part { id_max: mid, ..p };
+    let mut right = Part { id_min: mid + 1, ..p };
+    left.count = count(client, source, TimeField::Modified, &left).await?;
+    // An estimate (search counts drift while records change): kept even when it says empty.
+    right.count = p.count.saturating_sub(left.count).max(1);
+    Ok([left, right])
 }
 
 /// Where to cut `[from, to]` (`from < to`): the day boundary nearest the middle when one lies
@@ -425,8 +540,8 @@ async fn split(
             [Part { to: at - 1, ..p }, Part { from: at, ..p }]
         } else {
             if p.id_min == 0 && p.id_max == u64::MAX {
-                let lo = edge(client, source, field, &p, Direction::Ascending).await?;
-                let hi = edge(client, source, field, &p, Direction::Descending).await?;
+                let lo = edge(client, source, field, &p, Direction::Ascending, true).await?;
+                let hi = edge(client, source, field, &p, Direction::Descending, true).await?;
                 let (Some((_, lo)), Some((_, hi))) = (lo.record, hi.record) else {
                     // Counted but not found (search moved on): page it as it is.
                     done.push(p);
@@ -509,6 +624,21 @@ mod tests {
             parts.iter().map(|p| (p.from, p.to, p.id_min)).collect::<Vec<_>>(),
             [(OPEN_START_MS, 299, 0), (300, 300, 5), (301, OPEN_END_MS, 0)]
         );
+    }
+
+    #[test]
+    fn an_incremental_window_is_cut_by_its_size_and_what_runs_at_once() {
+        assert_eq!(window_slices(1, 10_000, 16, 512), 1);
+        assert_eq!(window_slices(2_000, 10_000, 16, 512), 1);
+        assert_eq!(window_slices(10_175, 10_000, 16, 512), 6);
+        assert_eq!(
+            window_slices(10_175, 250, 16, 512),
+            15,
+            "one beside the archived read"
+        );
+        assert_eq!(window_slices(1_000_000, 10_000, 16, 512), 15);
+        assert_eq!(window_slices(1_000_000, 10_000, 16, 4), 4);
+        assert_eq!(window_slices(1_000_000, 10_000, 1, 512), 1);
     }
 
     #[test]

@@ -37,7 +37,7 @@ use object_store::buffered::BufWriter;
 use object_store::path::Path;
 use object_store::ObjectStore;
 use parquet::basic::Compression;
-use parquet::file::properties::WriterProperties;
+use parquet::file::properties::{EnabledStatistics, WriterProperties};
 use parquet::schema::types::ColumnPath;
 use tokio::runtime::Handle;
 
@@ -147,9 +147,9 @@ async fn merge_tuned(
                 Some(sampling) => sampling
                     .join()
                     .map_err(|_| MergerError::Merge("sampling columns panicked".into()))??,
-                // The writer's default: a dictionary, dropped by the writer once it outgrows
-                // its page.
-                None => vec![true; layout.leaves.len()],
+                // A few hundred rows: hashing them into dictionaries costs more encoding time
+                // than their few bytes saved.
+                None => vec![false; layout.leaves.len()],
             };
             Ok((winners?, dictionary))
         })
@@ -175,7 +175,7 @@ async fn merge_tuned(
             order: &winners.order,
             streamable: &winners.streamable,
             rows_per_group,
-            props: writer_properties(&layout, &dictionary),
+            props: writer_properties(&layout, &dictionary, small),
             column_order: costliest_first(&inputs, &layout),
             threads,
         };
@@ -332,9 +332,14 @@ fn costliest_first(inputs: &[Input], layout: &Layout) -> Vec<usize> {
     order
 }
 
-/// How the output is encoded: Snappy, dictionaries where `dictionary` says.
-fn writer_properties(layout: &Layout, dictionary: &[bool]) -> WriterProperties {
+/// How the output is encoded: Snappy, dictionaries where `dictionary` says; a small merge's
+/// output (one page a column) keeps its statistics in the footer only, its page index would
+/// repeat them.
+fn writer_properties(layout: &Layout, dictionary: &[bool], small: bool) -> WriterProperties {
     let mut builder = WriterProperties::builder().set_compression(Compression::SNAPPY);
+    if small {
+        builder = builder.set_statistics_enabled(EnabledStatistics::Chunk);
+    }
     for (field, dictionary) in layout.schema.fields().iter().zip(dictionary) {
         builder = builder.set_column_dictionary_enabled(ColumnPath::from(field.name().as_str()), *dictionary);
     }
