@@ -77,11 +77,11 @@ enum Command {
         #[arg(long, env = "HUBSYNC_MODE", value_enum, default_value = "auto")]
         mode: ModeArg,
         /// Concurrent page fetchers.
-        #[arg(long, env = "HUBSYNC_CONSUMERS", default_value_t = 4)]
+        #[arg(long, env = "HUBSYNC_CONSUMERS", default_value_t = 4, value_parser = at_least_one)]
         consumers: usize,
         /// Concurrent partition merges (of different partitions). A small partition's merge
         /// mostly waits on the store and the database, so more than the cores pay off.
-        #[arg(long, env = "HUBSYNC_MERGERS", default_value_t = runner::DEFAULT_MERGERS)]
+        #[arg(long, env = "HUBSYNC_MERGERS", default_value_t = runner::DEFAULT_MERGERS, value_parser = at_least_one)]
         mergers: usize,
         /// Progress on stderr: one live line per table on a terminal (auto), plain lines, or off.
         #[arg(long, env = "HUBSYNC_PROGRESS", value_enum, default_value = "auto")]
@@ -393,6 +393,15 @@ async fn dispatch(command: Command) -> Result<bool> {
     }
 }
 
+/// A count of concurrent workers: zero would sync nothing (and was silently taken as one).
+fn at_least_one(s: &str) -> std::result::Result<usize, String> {
+    match s.parse::<usize>() {
+        Ok(0) => Err("must be at least 1 (it is how many run at once)".into()),
+        Ok(n) => Ok(n),
+        Err(e) => Err(format!("`{s}` is not a count: {e}")),
+    }
+}
+
 fn s3_bucket(lake: &LakeArgs) -> Result<String> {
     s3_location(lake).map(|(bucket, _)| bucket)
 }
@@ -417,5 +426,23 @@ async fn main() -> ExitCode {
             eprintln!("error: {e:#}");
             ExitCode::from(2)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::Cli;
+
+    #[test]
+    fn zero_workers_is_refused_with_a_reason() {
+        for flag in ["--consumers", "--mergers"] {
+            let err = Cli::try_parse_from(["hubsync", "run", "--lake", "/tmp/x", flag, "0"])
+                .err()
+                .unwrap_or_else(|| panic!("{flag} 0 parsed"));
+            assert!(err.to_string().contains("at least 1"), "{flag}: {err}");
+        }
+        assert!(Cli::try_parse_from(["hubsync", "run", "--lake", "/tmp/x", "--mergers", "2"]).is_ok());
     }
 }
