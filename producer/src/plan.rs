@@ -176,15 +176,7 @@ pub async fn plan(
                 }));
             }
             Some(from) => {
-                let (total, parts) = modified_window(
-                    client,
-                    source,
-                    (from, t0),
-                    target,
-                    options.slices_in_flight,
-                    max_parts,
-                )
-                .await?;
+                let (total, parts) = modified_window(client, source, (from, t0), target, max_parts).await?;
                 counted(Some(total));
                 slices.extend(parts.into_iter().map(|p| Slice::Search {
                     object_type: object_type.clone(),
@@ -395,13 +387,16 @@ async fn edge(
 /// each cut costs a partial last page.
 const MIN_WINDOW_SLICE_RECORDS: u64 = 2_000;
 
-/// Slices an incremental window of `total` records is read as: about one per
-/// `min(target, MIN_WINDOW_SLICE_RECORDS)` records, as many as are fetched at once beside the
-/// archived read, at most `max_parts`.
-fn window_slices(total: u64, target: u64, in_flight: usize, max_parts: usize) -> u64 {
-    let per_slice = target.clamp(1, MIN_WINDOW_SLICE_RECORDS);
-    let most = in_flight.saturating_sub(1).min(max_parts).max(1) as u64;
-    total.div_ceil(per_slice).clamp(1, most)
+/// Slices an incremental window of `total` records is read as: eight, of at least
+/// `min(target, MIN_WINDOW_SLICE_RECORDS)` records each, and as many of `target` records as a
+/// larger window needs; at most `max_parts` (those past the slices in flight start as others
+/// finish, L5).
+fn window_slices(total: u64, target: u64, max_parts: usize) -> u64 {
+    let target = target.max(1);
+    let per_slice = total
+        .div_ceil(8)
+        .clamp(target.min(MIN_WINDOW_SLICE_RECORDS), target);
+    total.div_ceil(per_slice).clamp(1, max_parts.max(1) as u64)
 }
 
 /// An incremental run's modified window `[from, to]` cut by record id, read at once: a
@@ -417,7 +412,6 @@ async fn modified_window(
     source: &SourceSpec,
     (from, to): (EpochMs, EpochMs),
     target: u64,
-    in_flight: usize,
     max_parts: usize,
 ) -> Result<(u64, Vec<Part>), HubSpotError> {
     let whole = Part::new(from, to);
@@ -425,7 +419,7 @@ async fn modified_window(
     if total == 0 {
         return Ok((0, Vec::new()));
     }
-    let most = window_slices(total, target, in_flight, max_parts) as usize;
+    let most = window_slices(total, target, max_parts) as usize;
     if most == 1 {
         return Ok((total, vec![whole]));
     }
@@ -627,18 +621,14 @@ mod tests {
     }
 
     #[test]
-    fn an_incremental_window_is_cut_by_its_size_and_what_runs_at_once() {
-        assert_eq!(window_slices(1, 10_000, 16, 512), 1);
-        assert_eq!(window_slices(2_000, 10_000, 16, 512), 1);
-        assert_eq!(window_slices(10_175, 10_000, 16, 512), 6);
-        assert_eq!(
-            window_slices(10_175, 250, 16, 512),
-            15,
-            "one beside the archived read"
-        );
-        assert_eq!(window_slices(1_000_000, 10_000, 16, 512), 15);
-        assert_eq!(window_slices(1_000_000, 10_000, 16, 4), 4);
-        assert_eq!(window_slices(1_000_000, 10_000, 1, 512), 1);
+    fn an_incremental_window_is_cut_by_its_size() {
+        assert_eq!(window_slices(1, 10_000, 512), 1);
+        assert_eq!(window_slices(2_000, 10_000, 512), 1);
+        assert_eq!(window_slices(10_175, 10_000, 512), 6);
+        assert_eq!(window_slices(217, 50, 512), 5);
+        assert_eq!(window_slices(10_175, 250, 512), 41);
+        assert_eq!(window_slices(1_000_000, 10_000, 512), 100);
+        assert_eq!(window_slices(1_000_000, 10_000, 4), 4);
     }
 
     #[test]

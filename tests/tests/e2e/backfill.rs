@@ -143,3 +143,42 @@ async fn a_small_object_type_keeps_its_list_walk() -> anyhow::Result<()> {
     h.assert_equals_truth(&["deals"]).await?;
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_incremental_window_is_read_as_id_ranges_that_cover_every_change() -> anyhow::Result<()> {
+    let settings = Settings {
+        backfill_slice_records: 100,
+        slices_in_flight: 8,
+        ..fast_settings()
+    };
+    let h = Harness::start_with(sim_config(2_000, &[ObjectType::Deals]), settings).await?;
+    h.sync(&["deals"], RequestedMode::Full).await?;
+    h.pipeline.flag.set("true").await?;
+    // A bulk edit: every update at one instant, which no cut by time can split.
+    h.mutate(MutateRequest {
+        object_type: "deals".into(),
+        updates: 600,
+        creates: 40,
+        archives: 9,
+        same_timestamp: true,
+        ..Default::default()
+    })
+    .await?;
+    h.sync(&["deals"], RequestedMode::Auto).await?;
+    let run = latest_run(&h.pipeline, "deals").await?;
+    assert_eq!(run.mode, common::ports::RunMode::Incremental);
+    let plan = hubsync_tests::harness::plan(&h.pipeline, &run).await?;
+    let ranges: Vec<(u64, u64)> = plan
+        .iter()
+        .filter_map(|s| match s {
+            Slice::Search { id_min, id_max, .. } => Some((*id_min, *id_max)),
+            _ => None,
+        })
+        .collect();
+    assert!(ranges.len() >= 3, "the window was not cut: {plan:?}");
+    assert_eq!(ranges.first().map(|r| r.0), Some(0), "{ranges:?}");
+    assert_eq!(ranges.last().map(|r| r.1), Some(u64::MAX), "{ranges:?}");
+    assert!(ranges.windows(2).all(|w| w[0].1 < w[1].0), "{ranges:?}");
+    h.assert_equals_truth(&["deals"]).await?;
+    Ok(())
+}
