@@ -387,16 +387,17 @@ async fn edge(
 /// each cut costs a partial last page.
 const MIN_WINDOW_SLICE_RECORDS: u64 = 2_000;
 
-/// Slices an incremental window of `total` records is read as: eight, of at least
-/// `min(target, MIN_WINDOW_SLICE_RECORDS)` records each, and as many of `target` records as a
-/// larger window needs; at most `max_parts` (those past the slices in flight start as others
-/// finish, L5).
-fn window_slices(total: u64, target: u64, max_parts: usize) -> u64 {
+/// How an incremental window of `total` records is cut: (records a slice holds at most,
+/// slices at most). Eight slices of at least `min(target, MIN_WINDOW_SLICE_RECORDS)` records
+/// each, and as many of `target` records as a larger window needs; at most `max_parts` (those
+/// past the slices in flight start as others finish, L5).
+fn window_slices(total: u64, target: u64, max_parts: usize) -> (u64, usize) {
     let target = target.max(1);
     let per_slice = total
         .div_ceil(8)
         .clamp(target.min(MIN_WINDOW_SLICE_RECORDS), target);
-    total.div_ceil(per_slice).clamp(1, max_parts.max(1) as u64)
+    let slices = total.div_ceil(per_slice).clamp(1, max_parts.max(1) as u64);
+    (per_slice, usize::try_from(slices).unwrap_or(usize::MAX))
 }
 
 /// An incremental run's modified window `[from, to]` cut by record id, read at once: a
@@ -419,7 +420,7 @@ async fn modified_window(
     if total == 0 {
         return Ok((0, Vec::new()));
     }
-    let most = window_slices(total, target, max_parts) as usize;
+    let (per_slice, most) = window_slices(total, target, max_parts);
     if most == 1 {
         return Ok((total, vec![whole]));
     }
@@ -445,7 +446,6 @@ async fn modified_window(
         // Counted but not found (search moved on): one slice reads what is there.
         return Ok((total, vec![whole]));
     };
-    let per_slice = target.clamp(1, MIN_WINDOW_SLICE_RECORDS);
     let mut parts = vec![Part {
         id_min: lo,
         id_max: hi,
@@ -622,13 +622,13 @@ mod tests {
 
     #[test]
     fn an_incremental_window_is_cut_by_its_size() {
-        assert_eq!(window_slices(1, 10_000, 512), 1);
-        assert_eq!(window_slices(2_000, 10_000, 512), 1);
-        assert_eq!(window_slices(10_175, 10_000, 512), 6);
-        assert_eq!(window_slices(217, 50, 512), 5);
-        assert_eq!(window_slices(10_175, 250, 512), 41);
-        assert_eq!(window_slices(1_000_000, 10_000, 512), 100);
-        assert_eq!(window_slices(1_000_000, 10_000, 4), 4);
+        assert_eq!(window_slices(1, 10_000, 512), (2_000, 1));
+        assert_eq!(window_slices(2_000, 10_000, 512), (2_000, 1));
+        assert_eq!(window_slices(10_175, 10_000, 512), (2_000, 6));
+        assert_eq!(window_slices(217, 50, 512), (50, 5));
+        assert_eq!(window_slices(10_175, 250, 512), (250, 41));
+        assert_eq!(window_slices(1_000_000, 10_000, 512), (10_000, 100));
+        assert_eq!(window_slices(1_000_000, 10_000, 4), (10_000, 4));
     }
 
     #[test]
