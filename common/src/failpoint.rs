@@ -63,7 +63,17 @@ pub const MERGER_AFTER_STATE: &str = "merger.after_state";
 /// Merger: the run is committed, the task not yet acked.
 pub const MERGER_AFTER_COMMIT: &str = "merger.after_commit";
 
-/// Every failpoint, in the order a run reaches them.
+/// Consumer, a backfill on both paths: a list walk's page is staged, its done-marker not yet
+/// (as [`CONSUMER_AFTER_STAGE`], which fires as well).
+pub const CONSUMER_WALK_AFTER_STAGE: &str = "consumer.walk_after_stage";
+/// Consumer, a backfill on both paths: a search lane's page is staged, its done-marker not yet.
+pub const CONSUMER_LANE_AFTER_STAGE: &str = "consumer.lane_after_stage";
+
+/// The failpoints only a backfill on both read paths reaches (J1-J4): outside [`ALL`], whose
+/// every-failpoint tests run syncs that read one path; the stall test freezes them.
+pub const BOTH_PATHS: &[&str] = &[CONSUMER_WALK_AFTER_STAGE, CONSUMER_LANE_AFTER_STAGE];
+
+/// Every failpoint every run reaches, in the order a run reaches them.
 pub const ALL: &[&str] = &[
     PRODUCER_AFTER_BEGIN_RUN,
     PRODUCER_AFTER_PLAN,
@@ -126,8 +136,15 @@ pub fn parse(spec: &str) -> Result<Vec<Point>, SpecError> {
             };
         let name = ALL
             .iter()
+            .chain(BOTH_PATHS)
             .find(|n| **n == name)
-            .ok_or_else(|| SpecError(format!("unknown failpoint `{name}`; known: {}", ALL.join(", "))))?;
+            .ok_or_else(|| {
+                SpecError(format!(
+                    "unknown failpoint `{name}`; known: {}, {}",
+                    ALL.join(", "),
+                    BOTH_PATHS.join(", ")
+                ))
+            })?;
         let action = match action {
             "abort" => Action::Abort,
             "exit" => Action::Exit,
@@ -240,6 +257,10 @@ mod tests {
             ]
         );
         assert!(parse("").unwrap().is_empty());
+        assert_eq!(
+            parse("consumer.lane_after_stage@2=stop").unwrap()[0].name,
+            CONSUMER_LANE_AFTER_STAGE
+        );
         for bad in [
             "nope",
             "merger.after_write@0",

@@ -318,6 +318,11 @@ async fn store_encoded(
     staged.outcome.dts.extend(files.iter().map(|(dt, _)| dt.clone()));
     staged.written.extend(files.into_iter().map(|(_, path)| path));
     failpoint::hit(failpoint::CONSUMER_AFTER_STAGE);
+    match job.slice {
+        Slice::Walk { .. } => failpoint::hit(failpoint::CONSUMER_WALK_AFTER_STAGE),
+        Slice::Lane { .. } => failpoint::hit(failpoint::CONSUMER_LANE_AFTER_STAGE),
+        _ => {}
+    }
     Ok(staged)
 }
 

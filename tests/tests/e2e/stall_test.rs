@@ -203,6 +203,14 @@ async fn stalled_workers_woken_after_others_took_their_messages_change_nothing_n
     );
     stop(vec![producer, consumer_b, merger_c, merger_d])?;
 
+    audit(&d)?;
+    println!("stalls: {pauses} pauses past the visibility, then woken; audit: no differences");
+    server.shutdown().await?;
+    Ok(())
+}
+
+/// `hubsync audit` of deals against the simulator; fails unless it finds no difference.
+fn audit(d: &Deployment) -> anyhow::Result<()> {
     let audit = d.hubsync(&["audit", "--tables", "deals", "--hubspot-url", &d.hubspot])?;
     let out = String::from_utf8_lossy(&audit.stdout);
     let differences = out.lines().find(|l| l.starts_with("audit:")).and_then(|l| {
@@ -212,9 +220,113 @@ async fn stalled_workers_woken_after_others_took_their_messages_change_nothing_n
             .position(|w| w.trim_end_matches(',') == "differences")?;
         words.get(i.checked_sub(1)?)?.parse::<u64>().ok()
     });
-    println!("stalls: {pauses} pauses past the visibility, then woken; audit: {differences:?} differences");
-    assert!(audit.status.success(), "the audit found differences:\n{out}");
-    assert_eq!(differences, Some(0), "{out}");
+    anyhow::ensure!(audit.status.success(), "the audit found differences:\n{out}");
+    anyhow::ensure!(differences == Some(0), "{out}");
+    Ok(())
+}
+
+/// A backfill on both read paths (J1-J4) whose lane worker and walk worker freeze with a
+/// staged page in hand, past their visibility: the one consumer left takes their messages,
+/// claims and walks on, and the run commits without them. Woken during the next run, each
+/// records its stale page (already recorded by the copy that took it over: its files are
+/// deleted, S1) or sees its visibility lapsed and cancels (W1), and the meeting it joined has
+/// moved on; the lake equals the source.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_walk_and_a_lane_frozen_past_their_visibility_change_nothing() -> anyhow::Result<()> {
+    let _env = hubsync_tests::moto::env_lock().await;
+    let moto = Moto::start()?;
+    let server = sim::start(sim_config(600, &[ObjectType::Deals])).await?;
+    let dir = tempfile::tempdir()?;
+    let d = Deployment::on(
+        &moto,
+        &server.base_url(),
+        "stallboth",
+        &dir.path().join("services.log"),
+        &[
+            ("HUBSYNC_PAGE_SIZE", "20"),
+            ("HUBSYNC_VISIBILITY_SECS", "3"),
+            ("HUBSYNC_MAX_RECEIVE_COUNT", "20"),
+            // Both paths: past the list-walk threshold, with search limited.
+            ("HUBSYNC_LIST_WALK_MAX", "100"),
+            ("HUBSYNC_SEARCH_RATE", "5"),
+            ("HUBSYNC_LANE_RECORDS", "100"),
+            ("HUBSYNC_WALK_REQUESTS_PER_JOB", "1"),
+        ],
+    )?;
+    d.hubsync_ok(&["infra", "up", "--max-receive-count", "20"])?;
+    let p = aws_pipeline("lake-stallboth", "stallboth").await?;
+    let context = |e: anyhow::Error| anyhow::anyhow!("{e:#}\n--- services ---\n{}", tail(&d.log));
+
+    // The lane worker first, alone: it takes the walk's first job and the lanes', and freezes
+    // on its first staged lane page. Then the walk worker, alone, takes them all over once
+    // their visibility lapses, and freezes on its first staged walk page. Then a healthy one.
+    let producer = d.service("producer")?;
+    let lane = d.service_with(
+        "consumer",
+        &[(common::failpoint::ENV, "consumer.lane_after_stage@1=stop")],
+    )?;
+    let merger = d.service("merger")?;
+    let backfill = request(&d, "full")?;
+    stopped("the lane worker frozen after staging a page", &lane)
+        .await
+        .map_err(context)?;
+    let walk = d.service_with(
+        "consumer",
+        &[(common::failpoint::ENV, "consumer.walk_after_stage@1=stop")],
+    )?;
+    stopped("the walk worker frozen after staging a page", &walk)
+        .await
+        .map_err(context)?;
+    let healthy = d.service("consumer")?;
+    wait_for(
+        "the backfill to commit without the frozen two",
+        Duration::from_secs(180),
+        || committed(&p, &backfill),
+    )
+    .await
+    .map_err(context)?;
+    assert!(
+        is_stopped(&lane) && is_stopped(&walk),
+        "both stayed frozen throughout"
+    );
+    let run = p
+        .ledger
+        .get_run(&backfill)
+        .await?
+        .ok_or_else(|| anyhow::anyhow!("no run {backfill}"))?;
+    let plan = hubsync_tests::harness::plan(&p, &run).await?;
+    assert!(
+        matches!(plan[0], common::messages::Slice::Walk { .. })
+            && plan[1..]
+                .iter()
+                .all(|s| matches!(s, common::messages::Slice::Lane { .. })),
+        "a backfill on both paths: {plan:?}"
+    );
+    audit(&d).map_err(context)?;
+
+    // Woken while an incremental run with changes is under way.
+    server.mutate(&changes(6)).await?;
+    d.hubsync_ok(&["flag", "set", "true"])?;
+    let incremental = request(&d, "auto")?;
+    signal(&lane, "-CONT")?;
+    signal(&walk, "-CONT")?;
+    wait_for("the incremental run to commit", Duration::from_secs(180), || {
+        committed(&p, &incremental)
+    })
+    .await
+    .map_err(context)?;
+    // Both woke where they froze and acted on their stale pages before the audit.
+    wait_for("the frozen two to resume", Duration::from_secs(60), || async {
+        let log = std::fs::read_to_string(&d.log)?;
+        Ok(common::failpoint::BOTH_PATHS
+            .iter()
+            .all(|point| log.contains(&format!("failpoint {point} resumed"))))
+    })
+    .await
+    .map_err(context)?;
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    stop(vec![producer, lane, walk, healthy, merger])?;
+    audit(&d).map_err(context)?;
     server.shutdown().await?;
     Ok(())
 }

@@ -60,6 +60,11 @@ pub struct CostBench {
     /// have hundreds): wider records make larger files, not more of them.
     #[arg(long, default_value_t = 0)]
     custom_properties: u64,
+    /// Runs the services under HubSpot's default limits (190 requests per 10 s, 5 searches a
+    /// second) as production does, so a backfill reads both paths (a list walk up from the
+    /// lowest ids and search lanes down from the highest) instead of created-date slices.
+    #[arg(long)]
+    hubspot_limits: bool,
 }
 
 /// What one run cost.
@@ -130,15 +135,26 @@ async fn table_costs(args: &CostBench, records: u64, name: &str, incremental: bo
         object_type: ObjectType::Deals,
         count: args.custom_properties,
     }];
+    if args.hubspot_limits {
+        // The simulated account enforces them too: a 429 would be counted with HubSpot's requests.
+        let limits = sim::RuntimeConfig::default();
+        config.runtime.rate_limit = limits.rate_limit;
+        config.runtime.search_rate = limits.search_rate;
+    }
     let server = sim::start(config).await?;
     let dir = tempfile::tempdir()?;
+    let mut env = vec![("HUBSYNC_MAX_RECEIVE_COUNT", "10")];
+    if args.hubspot_limits {
+        env.extend([("HUBSYNC_RATE_LIMIT", "190"), ("HUBSYNC_SEARCH_RATE", "5")]);
+    }
     let d = Deployment::on(
         moto,
         &server.base_url(),
         name,
         &dir.path().join(format!("{name}.log")),
-        &[("HUBSYNC_MAX_RECEIVE_COUNT", "10")],
+        &env,
     )?;
+    let reads = if args.hubspot_limits { ", both paths" } else { "" };
     d.hubsync_ok(&["infra", "up"])?;
     let p = aws_pipeline(&format!("lake-{name}"), name).await?;
     let services = vec![
@@ -153,7 +169,7 @@ async fn table_costs(args: &CostBench, records: u64, name: &str, incremental: bo
         &d,
         &p,
         &server,
-        &format!("{name} backfill ({records} deals)"),
+        &format!("{name} backfill ({records} deals{reads})"),
         "full",
     )
     .await?;
