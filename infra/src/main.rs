@@ -415,9 +415,27 @@ fn s3_location(lake: &LakeArgs) -> Result<(String, String)> {
     }
 }
 
+/// Output piped into a reader that stops early (`hubsync state show | head -1`) ends the
+/// process quietly, as a Unix tool does, instead of Rust's panic on the broken pipe. Not for
+/// the commands that run a pipeline or a server: those must not die with their reader.
+fn exit_quietly_on_broken_pipe() {
+    // SAFETY: sets SIGPIPE back to its default disposition (terminate); no handler of ours
+    // runs in signal context, and nothing else in the process relies on SIGPIPE being ignored
+    // (std and tokio write to sockets with MSG_NOSIGNAL on Linux: a closed peer is an error).
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
+}
+
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
+    if !matches!(
+        cli.command,
+        Command::Run { .. } | Command::Sim(_) | Command::Demo { .. }
+    ) {
+        exit_quietly_on_broken_pipe();
+    }
     logging::init(cli.log_format);
     match dispatch(cli.command).await {
         Ok(true) => ExitCode::SUCCESS,

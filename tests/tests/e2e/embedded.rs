@@ -198,3 +198,29 @@ async fn a_second_run_of_an_active_table_is_refused() -> anyhow::Result<()> {
     ));
     Ok(())
 }
+
+/// A CLI command piped into a reader that stops early (`hubsync flag get | head -0`) ends
+/// quietly, killed by SIGPIPE as a Unix tool is, not with a panic about a broken pipe.
+#[test]
+fn output_into_a_closed_pipe_ends_the_cli_quietly() -> anyhow::Result<()> {
+    use std::os::unix::process::ExitStatusExt;
+    let lake = tempfile::tempdir()?;
+    let mut child = std::process::Command::new(hubsync_tests::binary::hubsync_binary()?)
+        .args(["flag", "get", "--lake"])
+        .arg(lake.path())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()?;
+    // The reader goes away before the first line is written.
+    drop(child.stdout.take());
+    let out = child.wait_with_output()?;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert!(
+        // 13: SIGPIPE on Linux.
+        out.status.signal() == Some(13) || out.status.success(),
+        "{:?}: {stderr}",
+        out.status
+    );
+    Ok(())
+}
