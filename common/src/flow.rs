@@ -83,7 +83,20 @@ pub async fn live_run(
     step: Step,
     now: EpochMs,
 ) -> Result<Result<Run, String>, FlowError> {
-    let Some(run) = ledger.get_run(run_id).await? else {
+    let run = ledger.get_run(run_id).await?;
+    judge_loaded(ledger, run, run_id, table, step, now).await
+}
+
+/// [`live_run`] of a head already read (`None`: not in the ledger).
+pub async fn judge_loaded(
+    ledger: &dyn Ledger,
+    run: Option<Run>,
+    run_id: &str,
+    table: &str,
+    step: Step,
+    now: EpochMs,
+) -> Result<Result<Run, String>, FlowError> {
+    let Some(run) = run else {
         return Err(FlowError::Forged(format!(
             "run `{run_id}` is not in the ledger (was the lake's database reset?)"
         )));

@@ -61,20 +61,27 @@ pub async fn process_task(p: &Pipeline, task: &MergeTask) -> Result<TaskOutcome,
         Some(_) => Step::PartitionMerge,
         None => Step::Close,
     };
-    let run = match flow::live_run(p.ledger.as_ref(), &task.run_id, &task.table, step, p.now_ms()).await? {
-        Ok(run) => run,
-        Err(why) => return Ok(TaskOutcome::Stale(why)),
-    };
-    let table = &crate::table_spec(p, &task.table).await?;
     let task_id = task.task_id();
-    if p.ledger.is_merge_done(&run.run_id, &task_id).await? {
+    // The head, the task's marker and the partition's generation: one read.
+    let view = p
+        .ledger
+        .merge_view(&task.run_id, &task_id, &task.table, task.dt.as_deref())
+        .await?;
+    let now = p.now_ms();
+    let run =
+        match flow::judge_loaded(p.ledger.as_ref(), view.run, &task.run_id, &task.table, step, now).await? {
+            Ok(run) => run,
+            Err(why) => return Ok(TaskOutcome::Stale(why)),
+        };
+    let table = &crate::table_spec(p, &task.table).await?;
+    if view.done {
         // Redelivered after its marker: the crash may have come before the commit.
         let committed = commit_if_last(p, &run.run_id).await?;
         return Ok(TaskOutcome::Duplicate { committed });
     }
     let outcome = match &task.dt {
         None => None,
-        Some(dt) => merge_partition(p, &run, table, dt, task.inputs.as_deref()).await?,
+        Some(dt) => merge_partition(p, &run, table, dt, task.inputs.as_deref(), view.partition).await?,
     };
     let completion = p.ledger.complete_merge(&run.run_id, &task_id, p.now_ms()).await?;
     failpoint::hit(failpoint::MERGER_AFTER_MERGE_DONE);
@@ -111,9 +118,17 @@ async fn merge_partition(
     table: &TableSpec,
     dt: &str,
     named: Option<&[String]>,
+    head: Option<Partition>,
 ) -> Result<Option<Merged>, MergerError> {
+    // The first attempt merges on the generation the task read with its marker; a lost
+    // publish reads it again.
+    let mut head = Some(head);
     for attempt in 1..=PUBLISH_ATTEMPTS {
-        match try_merge(p, run, table, dt, named).await? {
+        let head = match head.take() {
+            Some(read) => read,
+            None => p.ledger.partition(&table.name, dt).await?,
+        };
+        match try_merge(p, run, table, dt, named, head).await? {
             Some(done) => return Ok(done),
             None => tracing::info!(run_id = %run.run_id, table = %table.name, %dt, attempt,
                 "another merge of the partition published first (G1); merging again on its result"),
@@ -267,9 +282,9 @@ async fn try_merge(
     table: &TableSpec,
     dt: &str,
     named: Option<&[String]>,
+    head: Option<Partition>,
 ) -> Result<Option<Option<Merged>>, MergerError> {
     let lake = &p.lake;
-    let head = p.ledger.partition(&table.name, dt).await?;
     let gen = head.as_ref().map_or(0, |h| h.gen);
     // The live data the partition holds now: the file its generation record names (none
     // before its first publish).

@@ -54,6 +54,18 @@ pub enum MergeCompletion {
     Recorded { merges_outstanding: i64 },
 }
 
+/// What a merge task reads before it merges ([`Ledger::merge_view`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MergeView {
+    /// The run's head (`None`: no such run).
+    pub run: Option<Run>,
+    /// Whether the task's done-marker is written (L3).
+    pub done: bool,
+    /// The partition's published generation (G1); `None` before its first publish, and for
+    /// a task of no partition (the closing task).
+    pub partition: Option<Partition>,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum BeginRun {
     Started(Run),
@@ -167,6 +179,27 @@ pub trait Ledger: Send + Sync {
     /// The task ids of every merge task of the run whose done-marker is written, in one read
     /// however many there are (the adapter pages).
     async fn done_merges(&self, run_id: &str) -> Result<HashSet<String>, LedgerError>;
+
+    /// The run's head, the task's done-marker and (with `dt`) the partition's generation, in
+    /// one strongly consistent read where the store has one: a merge task's first reads.
+    /// Each part is as fresh as its own read would be, so the caller judges them as it would
+    /// three reads (a generation read early only makes a publish lose a race it would lose
+    /// anyway, G1).
+    async fn merge_view(
+        &self,
+        run_id: &str,
+        task_id: &str,
+        table: &str,
+        dt: Option<&str>,
+    ) -> Result<MergeView, LedgerError> {
+        let run = self.get_run(run_id).await?;
+        let done = self.is_merge_done(run_id, task_id).await?;
+        let partition = match dt {
+            Some(dt) => self.partition(table, dt).await?,
+            None => None,
+        };
+        Ok(MergeView { run, done, partition })
+    }
 
     async fn complete_merge(
         &self,

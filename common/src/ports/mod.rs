@@ -10,7 +10,7 @@ pub mod run;
 pub mod state;
 
 pub use flag::{FlagError, FlagSource};
-pub use ledger::{Ledger, LedgerError, MergeCompletion};
+pub use ledger::{Ledger, LedgerError, MergeCompletion, MergeView};
 pub use metastore::{Metastore, MetastoreError, TableDefinition};
 pub use queue::{Outgoing, Queue, QueueDepth, QueueError, Received};
 pub use run::{

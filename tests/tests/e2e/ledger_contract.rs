@@ -209,6 +209,12 @@ async fn scenario(l: &dyn Ledger) -> anyhow::Result<()> {
         "L3"
     );
     assert!(l.is_merge_done("r1", &first).await?);
+    // A merge task's first reads, in one: the head, its marker, the partition's generation.
+    let view = l.merge_view("r1", &first, "deals", Some("2024-01-01")).await?;
+    assert!(view.done && view.partition.is_none(), "{view:?}");
+    assert_eq!(view.run.map(|r| r.run_id).as_deref(), Some("r1"));
+    let nothing = l.merge_view("r-none", &first, "deals", None).await?;
+    assert!(nothing.run.is_none() && !nothing.done && nothing.partition.is_none());
     assert!(
         !l.is_merge_done("r1", &task("r1", Some("2024-01-02"), Some(0)))
             .await?
@@ -242,6 +248,16 @@ async fn scenario(l: &dyn Ledger) -> anyhow::Result<()> {
         l.partition("deals", "2024-01-01").await?,
         Some(published(1, Some("f1"), "r1"))
     );
+    let view = l
+        .merge_view(
+            "r1",
+            &task("r1", Some("2024-01-01"), Some(1)),
+            "deals",
+            Some("2024-01-01"),
+        )
+        .await?;
+    assert_eq!(view.partition, Some(published(1, Some("f1"), "r1")));
+    assert!(!view.done && view.run.is_some());
     assert!(
         l.publish("deals", "2024-01-01", 1, &published(2, None, "r1"))
             .await?

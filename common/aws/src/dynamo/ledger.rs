@@ -24,13 +24,14 @@ use async_trait::async_trait;
 use aws_sdk_dynamodb::Client;
 
 use super::items::*;
-use super::{backoff, get_n, get_s, n, s, SharedMeter, HEAD_ATTEMPTS, MAX_ATTEMPTS};
+use super::ops::parse_run;
+use super::{backoff, get_n, get_s, n, s, Item, SharedMeter, HEAD_ATTEMPTS, MAX_ATTEMPTS};
 use common::clock::{iso, EpochMs};
 use common::meet::{MeetStep, Meeting};
 use common::messages::Slice;
 use common::ports::ledger::{
-    BeginRun, IndexVersion, Ledger, LedgerError, MergeCompletion, PageCompletion, PageDone, PageEffects,
-    PageOutcome, Partition, Run, RunStatus,
+    BeginRun, IndexVersion, Ledger, LedgerError, MergeCompletion, MergeView, PageCompletion, PageDone,
+    PageEffects, PageOutcome, Partition, Run, RunStatus,
 };
 use common::ports::run::encode_dts;
 
@@ -337,6 +338,40 @@ impl Ledger for DynamoLedger {
             .iter()
             .filter_map(|item| get_s(item, "sk")?.strip_prefix("merge#").map(str::to_string))
             .collect())
+    }
+
+    /// One BatchGetItem (strongly consistent) for the three items, which share the table.
+    async fn merge_view(
+        &self,
+        run_id: &str,
+        task_id: &str,
+        table: &str,
+        dt: Option<&str>,
+    ) -> Result<MergeView, LedgerError> {
+        let (run, marker) = (run_key(run_id), merge_key(run_id, task_id));
+        let partition = dt.map(|dt| partition_key(table, dt));
+        let keys: Vec<Item> = [Some(run.clone()), Some(marker.clone()), partition.clone()]
+            .into_iter()
+            .flatten()
+            .collect();
+        let items = self.batch_get(keys).await?;
+        // The answer comes in no particular order: each item by its key.
+        let is = |item: &Item, key: &Item| ["pk", "sk"].iter().all(|k| item.get(*k) == key.get(*k));
+        let mut view = MergeView {
+            run: None,
+            done: false,
+            partition: None,
+        };
+        for item in &items {
+            if is(item, &run) {
+                view.run = Some(parse_run(run_id, item)?.0);
+            } else if is(item, &marker) {
+                view.done = true;
+            } else if partition.as_ref().is_some_and(|p| is(item, p)) {
+                view.partition = parse_partition(item);
+            }
+        }
+        Ok(view)
     }
 
     async fn complete_merge(

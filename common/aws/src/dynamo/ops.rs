@@ -146,11 +146,7 @@ impl DynamoLedger {
         let Some(item) = self.get(run_key(run_id)).await? else {
             return Ok(None);
         };
-        let body =
-            get_s(&item, "body").ok_or_else(|| LedgerError::Backend(format!("run {run_id} has no body")))?;
-        let run: Run =
-            serde_json::from_str(body).map_err(|e| LedgerError::Backend(format!("run {run_id}: {e}")))?;
-        Ok(Some((run, get_n(&item, "version").unwrap_or(0))))
+        parse_run(run_id, &item).map(Some)
     }
 
     /// One TransactWriteItems. `Ok(Err(reasons))` when it was cancelled, with each item's
@@ -386,4 +382,13 @@ impl DynamoLedger {
         }
         Ok(())
     }
+}
+
+/// A run's head item: the run and the head's version.
+pub(super) fn parse_run(run_id: &str, item: &Item) -> Result<(Run, i64), LedgerError> {
+    let body =
+        get_s(item, "body").ok_or_else(|| LedgerError::Backend(format!("run {run_id} has no body")))?;
+    let run: Run =
+        serde_json::from_str(body).map_err(|e| LedgerError::Backend(format!("run {run_id}: {e}")))?;
+    Ok((run, get_n(item, "version").unwrap_or(0)))
 }
