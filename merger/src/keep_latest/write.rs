@@ -266,6 +266,18 @@ pub(super) fn write(plan: WritePlan<'_>, out: &mut BufWriter, handle: &Handle) -
     let (file, factory) = ArrowWriter::try_new_with_options(sink, plan.layout.schema.clone(), options)
         .and_then(ArrowWriter::into_serialized_writer)
         .map_err(failed)?;
+    let groups = plan.order.len().div_ceil(plan.rows_per_group.max(1));
+    if groups <= 1 {
+        // One row group (every small merge of an incremental run): nothing to overlap, and a
+        // storer thread per merge cost more to start and hand over to than the group takes
+        // to store. Encoded, then stored, on this thread.
+        let (send, received) = std::sync::mpsc::sync_channel(2);
+        encode_groups(&plan, &feeds, &factory, &send)?;
+        let _ = send.send(Stored::Done);
+        drop(send);
+        let storing = store::store(file, received)?;
+        return finish(plan, feeds, storing);
+    }
     let storing = std::thread::scope(|s| {
         // A row group is stored while the next is encoded; the encoders then wait.
         let (send, received) = std::sync::mpsc::sync_channel(0);
@@ -281,6 +293,11 @@ pub(super) fn write(plan: WritePlan<'_>, out: &mut BufWriter, handle: &Handle) -
             .map_err(|_| MergerError::Merge("the storing thread panicked".into()))?;
         encoded.and(stored)
     })?;
+    finish(plan, feeds, storing)
+}
+
+/// Logs where a write's time went; returns the rows written.
+fn finish(plan: WritePlan<'_>, feeds: Vec<Mutex<ColumnFeed>>, storing: Duration) -> Result<u64, MergerError> {
     let (mut decoding, mut assembling, mut encoding) = (Duration::ZERO, Duration::ZERO, Duration::ZERO);
     for feed in feeds {
         let feed = feed
