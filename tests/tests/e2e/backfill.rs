@@ -144,6 +144,24 @@ async fn a_small_object_type_keeps_its_list_walk() -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Deals backfilled, the flag on, then a bulk edit: 600 updates at one instant (which no cut by
+/// time can split), 40 creates and 9 archives.
+async fn backfilled_then_bulk_edited(config: sim::SimConfig, settings: Settings) -> anyhow::Result<Harness> {
+    let h = Harness::start_with(config, settings).await?;
+    h.sync(&["deals"], RequestedMode::Full).await?;
+    h.pipeline.flag.set("true").await?;
+    h.mutate(MutateRequest {
+        object_type: "deals".into(),
+        updates: 600,
+        creates: 40,
+        archives: 9,
+        same_timestamp: true,
+        ..Default::default()
+    })
+    .await?;
+    Ok(h)
+}
+
 /// The id cut of an incremental window (`plan::modified_window`) while records change under
 /// the run: records updated again (moving out of the window), created (at the top and inside
 /// the id range) and archived while its slices fetch. Whatever the run did not see is the next
@@ -163,18 +181,7 @@ async fn an_incremental_window_cut_by_id_misses_nothing_while_records_change_und
         latency_ms: 30,
         ..config.runtime
     };
-    let h = Harness::start_with(config, settings).await?;
-    h.sync(&["deals"], RequestedMode::Full).await?;
-    h.pipeline.flag.set("true").await?;
-    h.mutate(MutateRequest {
-        object_type: "deals".into(),
-        updates: 600,
-        creates: 40,
-        archives: 9,
-        same_timestamp: true,
-        ..Default::default()
-    })
-    .await?;
+    let h = backfilled_then_bulk_edited(config, settings).await?;
     let before: Vec<(u64, i64)> = h
         .sim
         .truth("deals")?
@@ -267,19 +274,7 @@ async fn an_incremental_window_is_read_as_id_ranges_that_cover_every_change() ->
         slices_in_flight: 8,
         ..fast_settings()
     };
-    let h = Harness::start_with(sim_config(2_000, &[ObjectType::Deals]), settings).await?;
-    h.sync(&["deals"], RequestedMode::Full).await?;
-    h.pipeline.flag.set("true").await?;
-    // A bulk edit: every update at one instant, which no cut by time can split.
-    h.mutate(MutateRequest {
-        object_type: "deals".into(),
-        updates: 600,
-        creates: 40,
-        archives: 9,
-        same_timestamp: true,
-        ..Default::default()
-    })
-    .await?;
+    let h = backfilled_then_bulk_edited(sim_config(2_000, &[ObjectType::Deals]), settings).await?;
     h.sync(&["deals"], RequestedMode::Auto).await?;
     let run = latest_run(&h.pipeline, "deals").await?;
     assert_eq!(run.mode, common::ports::RunMode::Incremental);
