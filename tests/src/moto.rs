@@ -257,10 +257,15 @@ if os.environ.get("HUBSYNC_MOTO_COUNT") == "1":
         if op == "GetItem": return _rru(_item_size(resp.get("Item")), consistent), 0
         if op in ("Query", "Scan"): return _rru(sum(_item_size(i) for i in resp.get("Items", [])), consistent), 0
         if op == "BatchGetItem":
+            # Each key is read as a GetItem is: an item by its size, a missing one at the
+            # minimum unit; keys left unprocessed are not read.
             r = 0.0
-            for table, items in resp.get("Responses", {}).items():
-                c = bool(req.get("RequestItems", {}).get(table, {}).get("ConsistentRead"))
-                r += sum(_rru(_item_size(i), c) for i in items)
+            for table, asked in req.get("RequestItems", {}).items():
+                c = bool(asked.get("ConsistentRead"))
+                items = resp.get("Responses", {}).get(table, [])
+                unread = len(resp.get("UnprocessedKeys", {}).get(table, {}).get("Keys", []))
+                missing = max(0, len(asked.get("Keys", [])) - unread - len(items))
+                r += sum(_rru(_item_size(i), c) for i in items) + missing * _rru(0, c)
             return r, 0
         if op == "BatchWriteItem":
             w = 0

@@ -1,7 +1,8 @@
 //! The counting emulator `bench cost` prices from: each call counted once under the name AWS
 //! bills it by, FIFO queues apart, and DynamoDB's request units reckoned from item sizes as
 //! on-demand billing does (1 KB per write unit, 4 KB per read unit, half for an eventually
-//! consistent read, twice in a transaction).
+//! consistent read, twice in a transaction; a missing key read at the minimum unit, in a batch
+//! as alone).
 
 use hubsync_tests::moto::Moto;
 
@@ -17,6 +18,8 @@ ddb.put_item(TableName="t", Item={"pk": {"S": "a"}, "v": {"S": "x" * 2500}})
 ddb.put_item(TableName="t", Item={"pk": {"S": "b"}, "v": {"S": "y" * 9000}})
 ddb.get_item(TableName="t", Key={"pk": {"S": "b"}}, ConsistentRead=True)
 ddb.get_item(TableName="t", Key={"pk": {"S": "a"}})
+# One item of 2,504 bytes and one missing key, strongly consistent: 1 + 1 read units.
+ddb.batch_get_item(RequestItems={"t": {"Keys": [{"pk": {"S": "a"}}, {"pk": {"S": "none"}}], "ConsistentRead": True}})
 ddb.transact_write_items(TransactItems=[{"Put": {"TableName": "t", "Item": {"pk": {"S": "c"}}}}])
 sqs = boto3.client("sqs", **kw)
 q = sqs.create_queue(QueueName="q")["QueueUrl"]
@@ -46,8 +49,10 @@ fn the_counting_emulator_counts_each_billed_call_and_dynamodb_units_from_item_si
         ("dynamodb:TransactWriteItems", 1.0),
         // 3 + 9 for the two puts, 2 × 1 for the transaction's put.
         ("dynamodb:write_units", 14.0),
-        // 3 for the 9 KB item read strongly, 0.5 for the 2.5 KB item read eventually.
-        ("dynamodb:read_units", 3.5),
+        ("dynamodb:BatchGetItem", 1.0),
+        // 3 for the 9 KB item read strongly, 0.5 for the 2.5 KB item read eventually, 1 + 1
+        // for the batch's item and its missing key.
+        ("dynamodb:read_units", 5.5),
         ("sqs:CreateQueue", 1.0),
         ("sqs-fifo:CreateQueue", 1.0),
         ("sqs:SendMessage", 1.0),
