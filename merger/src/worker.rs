@@ -122,9 +122,9 @@ async fn merge_partition(
 ) -> Result<Option<Merged>, MergerError> {
     // The first attempt merges on the generation the task read with its marker; a lost
     // publish reads it again.
-    let mut head = Some(head);
+    let mut first_read = Some(head);
     for attempt in 1..=PUBLISH_ATTEMPTS {
-        let head = match head.take() {
+        let head = match first_read.take() {
             Some(read) => read,
             None => p.ledger.partition(&table.name, dt).await?,
         };
