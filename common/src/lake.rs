@@ -78,6 +78,9 @@ pub struct Lake {
     store: Arc<dyn ObjectStore>,
     root: Path,
     uri: String,
+    /// The directory of a local lake: a file system keeps the folders its objects emptied,
+    /// which an object store does not have.
+    local_dir: Option<std::path::PathBuf>,
 }
 
 impl Lake {
@@ -93,6 +96,7 @@ impl Lake {
             store: Arc::new(store),
             root: Path::default(),
             uri: dir.display().to_string(),
+            local_dir: Some(dir),
         })
     }
 
@@ -102,6 +106,7 @@ impl Lake {
             store,
             root: Path::from(root),
             uri,
+            local_dir: None,
         }
     }
 
@@ -243,6 +248,15 @@ impl Lake {
         for m in &metas {
             self.delete(&m.location).await?;
         }
+        if let Some(local) = &self.local_dir {
+            // Else each run leaves a folder per partition it staged, and every later sweep of
+            // the table's staging walks them all: 2,343 after a 1M-record backfill, growing
+            // with each run.
+            let folder = dir.parts().fold(local.clone(), |p, part| p.join(part.as_ref()));
+            tokio::task::spawn_blocking(move || remove_empty_folders(&folder))
+                .await
+                .map_err(|e| LakeError::Location(dir.to_string(), e.to_string()))?;
+        }
         Ok(metas.len())
     }
 
@@ -253,6 +267,21 @@ impl Lake {
             Err(e) => Err(e.into()),
         }
     }
+}
+
+/// Removes `folder` and the folders under it that hold no file, deepest first. A folder a
+/// late writer put a file in meanwhile stays (removing a non-empty folder fails, and any
+/// failure only leaves a folder behind).
+fn remove_empty_folders(folder: &std::path::Path) -> bool {
+    let Ok(entries) = std::fs::read_dir(folder) else {
+        return false;
+    };
+    let mut empty = true;
+    for entry in entries.flatten() {
+        let is_dir = entry.file_type().is_ok_and(|t| t.is_dir());
+        empty &= is_dir && remove_empty_folders(&entry.path());
+    }
+    empty && std::fs::remove_dir(folder).is_ok()
 }
 
 /// A live file's name parsed: `part-<run_id>-g<gen>-<uuid>.parquet`.
@@ -312,6 +341,38 @@ mod tests {
         assert!(LakeLocation::parse("gs://x").is_err());
         assert!(LakeLocation::parse("s3://").is_err());
         assert!(LakeLocation::parse("  ").is_err());
+    }
+
+    #[tokio::test]
+    async fn deleting_a_local_folder_leaves_no_empty_folders_behind() {
+        let dir = tempfile::tempdir().unwrap();
+        let lake = Lake::local(dir.path()).unwrap();
+        let run = lake.staging_run_dir("deals", "r1");
+        for dt in ["2024-01-01", "2024-01-02"] {
+            let f = lake.staged_file("deals", "r1", dt, "s00000-p000000", "a");
+            lake.store()
+                .put(&f, Bytes::from_static(b"x").into())
+                .await
+                .unwrap();
+        }
+        let other = lake.staged_file("deals", "r2", "2024-01-01", "s00000-p000000", "a");
+        lake.store()
+            .put(&other, Bytes::from_static(b"x").into())
+            .await
+            .unwrap();
+        assert_eq!(lake.delete_dir(&run).await.unwrap(), 2);
+        let staging = dir.path().join(lake.staging_table_dir("deals").as_ref());
+        let left: Vec<_> = std::fs::read_dir(&staging)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        assert_eq!(
+            left,
+            ["run=r2"],
+            "the emptied run's folders are gone, the other run's stay"
+        );
+        // A folder that is missing already is fine (deletes are idempotent).
+        assert_eq!(lake.delete_dir(&run).await.unwrap(), 0);
     }
 
     #[tokio::test]
