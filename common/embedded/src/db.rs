@@ -174,25 +174,29 @@ impl Db {
         &self.path
     }
 
-    /// Runs `f` inside one IMMEDIATE transaction on a blocking thread: every adapter step is
-    /// atomic, which is what makes counters and done-markers safe to apply twice.
+    /// Runs `f` inside one IMMEDIATE transaction: every adapter step is atomic, which is what
+    /// makes counters and done-markers safe to apply twice.
+    ///
+    /// On the calling thread, not a blocking one: a step is a few indexed statements on a WAL
+    /// database that commits without fsync (tens of microseconds), and the hop to a blocking
+    /// thread and back cost more than the step. A 1M-record incremental makes about seven per
+    /// partition; done in place it ran in 1.26 s against 1.47 s. The connection's lock is held
+    /// only for the statements. Another process writing the database (a CLI command beside
+    /// `hubsync run`) can make a step wait for SQLite's busy timeout on a runtime thread; such
+    /// writes are single short statements.
     pub(crate) async fn tx<T, F>(&self, f: F) -> Result<T, DbError>
     where
         T: Send + 'static,
         F: FnOnce(&rusqlite::Transaction<'_>) -> Result<T, DbError> + Send + 'static,
     {
-        let conn = self.conn.clone();
-        tokio::task::spawn_blocking(move || {
-            let mut guard = conn
-                .lock()
-                .map_err(|_| DbError::Other("connection lock poisoned".into()))?;
-            let tx = guard.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-            let out = f(&tx)?;
-            tx.commit()?;
-            Ok(out)
-        })
-        .await
-        .map_err(|e| DbError::Other(format!("database task failed: {e}")))?
+        let mut guard = self
+            .conn
+            .lock()
+            .map_err(|_| DbError::Other("connection lock poisoned".into()))?;
+        let tx = guard.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let out = f(&tx)?;
+        tx.commit()?;
+        Ok(out)
     }
 }
 
