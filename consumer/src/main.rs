@@ -7,6 +7,10 @@ use common::worker::run_workers;
 use hubsync_consumer::config::ConsumerConfig;
 use service::{init_json_logs, shutdown_on_signals, HubSpotArgs, ServiceArgs, Telemetry};
 
+/// mimalloc, as in the `hubsync` binary (see there): a 1M-record backfill ran 11 % faster.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Fetches one HubSpot page per page job and stages it as Parquet; as many as the limit allows.
 #[derive(Debug, Parser)]
 #[command(name = "consumer", version)]

@@ -7,6 +7,10 @@ use common::worker::run_workers;
 use hubsync_merger::config::MergerConfig;
 use service::{init_json_logs, shutdown_on_signals, ServiceArgs, Telemetry};
 
+/// mimalloc, as in the `hubsync` binary (see there): a 1M-record backfill ran 11 % faster.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Merges staged pages into live partitions, one partition at a time, and commits runs.
 #[derive(Debug, Parser)]
 #[command(name = "merger", version)]

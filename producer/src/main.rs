@@ -7,6 +7,10 @@ use common::worker::run_workers;
 use hubsync_producer::config::ProducerConfig;
 use service::{init_json_logs, shutdown_on_signals, HubSpotArgs, ServiceArgs, Telemetry};
 
+/// mimalloc, as in the `hubsync` binary (see there): a 1M-record backfill ran 11 % faster.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Turns sync requests into runs: decides full or incremental, plans slices, sends page jobs.
 #[derive(Debug, Parser)]
 #[command(name = "producer", version)]
