@@ -14,7 +14,7 @@ use hubsync_infra::{commands, demo, runner};
 /// mimalloc, not glibc's malloc: pages and merges allocate and free Arrow buffers of every
 /// size, and glibc spent a fifth of an incremental run's CPU in malloc, free and their
 /// consolidation. A 1M-record backfill ran 11 % faster (16.4 s against 18.4 s, medians of three
-/// paired runs) for a peak RSS of 318 MiB against 145 MiB. Built without transparent huge
+/// paired runs) for a peak RSS of 310 MiB against 141 MiB. Built without transparent huge
 /// pages (`no_thp`): with them every fresh 2 MiB page was zeroed on first touch, and the
 /// incremental spent a third of its samples clearing pages.
 #[global_allocator]
