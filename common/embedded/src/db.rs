@@ -186,8 +186,7 @@ impl Db {
     /// writes are single short statements.
     pub(crate) async fn tx<T, F>(&self, f: F) -> Result<T, DbError>
     where
-        T: Send + 'static,
-        F: FnOnce(&rusqlite::Transaction<'_>) -> Result<T, DbError> + Send + 'static,
+        F: FnOnce(&rusqlite::Transaction<'_>) -> Result<T, DbError> + Send,
     {
         let mut guard = self
             .conn
