@@ -383,6 +383,8 @@ fn spawn_roles(
         visibility: p.settings.visibility_timeout,
         first_retry_delay: Duration::from_millis(200),
         max_retry_delay: p.settings.max_retry_delay,
+        // The embedded queue's delete is a local statement: nothing to wait for.
+        ack_linger: Duration::ZERO,
     };
     let roles: Vec<Role> = vec![
         (

@@ -292,6 +292,7 @@ pub fn step_options() -> WorkerOptions {
         visibility: Duration::from_secs(30),
         first_retry_delay: Duration::from_millis(10),
         max_retry_delay: Duration::from_millis(40),
+        ack_linger: Duration::ZERO,
     }
 }
 
@@ -347,7 +348,7 @@ pub async fn drain_with(p: &Wired, mut extra: Option<(Arc<dyn Queue>, Outgoing)>
                     out.dead_lettered.push(error);
                     busy = true;
                 }
-                StepOutcome::Lost => busy = true,
+                StepOutcome::Lost | StepOutcome::Released => busy = true,
                 StepOutcome::Handled(Handled::Dropped(why)) => {
                     out.dropped.push(why);
                     busy = true;

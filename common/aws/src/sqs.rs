@@ -8,7 +8,10 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use aws_sdk_sqs::error::DisplayErrorContext;
-use aws_sdk_sqs::types::{MessageSystemAttributeName, QueueAttributeName, SendMessageBatchRequestEntry};
+use aws_sdk_sqs::types::{
+    DeleteMessageBatchRequestEntry, MessageSystemAttributeName, QueueAttributeName,
+    SendMessageBatchRequestEntry,
+};
 
 use crate::AwsError;
 use common::ports::queue::{Outgoing, Queue, QueueDepth, QueueError, Received};
@@ -158,6 +161,71 @@ impl SqsQueue {
             .collect())
     }
 
+    /// One DeleteMessageBatch of at most ten receipts: a result per receipt, in order. An
+    /// entry SQS refuses for its receipt is [`QueueError::StaleReceipt`], as DeleteMessage's
+    /// error is; an entry it neither deleted nor refused is an error too.
+    async fn delete_batch(&self, receipts: &[String]) -> Vec<Result<(), QueueError>> {
+        let entries = receipts
+            .iter()
+            .enumerate()
+            .map(|(i, r)| {
+                DeleteMessageBatchRequestEntry::builder()
+                    .id(i.to_string())
+                    .receipt_handle(r)
+                    .build()
+            })
+            .collect::<Result<Vec<_>, _>>();
+        let sent = match entries {
+            Ok(entries) => self
+                .client
+                .delete_message_batch()
+                .queue_url(&self.url)
+                .set_entries(Some(entries))
+                .send()
+                .await
+                .map_err(|e| DisplayErrorContext(e).to_string()),
+            Err(e) => Err(format!("building a batch entry: {e}")),
+        };
+        let out = match sent {
+            Ok(out) => out,
+            Err(e) => {
+                return receipts
+                    .iter()
+                    .map(|_| Err(self.err("DeleteMessageBatch", &e)))
+                    .collect()
+            }
+        };
+        let mut results: Vec<Result<(), QueueError>> = receipts
+            .iter()
+            .map(|_| {
+                Err(self.err(
+                    "DeleteMessageBatch",
+                    "the answer named neither success nor failure",
+                ))
+            })
+            .collect();
+        for ok in out.successful() {
+            if let Some(r) = ok.id().parse::<usize>().ok().and_then(|i| results.get_mut(i)) {
+                *r = Ok(());
+            }
+        }
+        for failed in out.failed() {
+            if let Some(r) = failed.id().parse::<usize>().ok().and_then(|i| results.get_mut(i)) {
+                *r = Err(if failed.code().contains("ReceiptHandleIsInvalid") {
+                    QueueError::StaleReceipt {
+                        queue: self.name.clone(),
+                    }
+                } else {
+                    self.err(
+                        "DeleteMessageBatch",
+                        format!("{}: {}", failed.code(), failed.message().unwrap_or_default()),
+                    )
+                });
+            }
+        }
+        results
+    }
+
     async fn count(&self, url: &str) -> Result<(u64, u64), QueueError> {
         let out = self
             .client
@@ -206,6 +274,18 @@ impl Queue for SqsQueue {
                 e => self.err("DeleteMessage", DisplayErrorContext(&e)),
             })?;
         Ok(())
+    }
+
+    async fn ack_many(&self, receipts: &[String]) -> Vec<Result<(), QueueError>> {
+        let mut results = Vec::with_capacity(receipts.len());
+        for chunk in receipts.chunks(BATCH) {
+            if let [receipt] = chunk {
+                results.push(self.ack(receipt).await);
+                continue;
+            }
+            results.extend(self.delete_batch(chunk).await);
+        }
+        results
     }
 
     async fn set_visibility(&self, receipt: &str, visibility: Duration) -> Result<(), QueueError> {

@@ -232,6 +232,53 @@ impl Queue for EmbeddedQueue {
         Ok(())
     }
 
+    async fn ack_many(&self, receipts: &[String]) -> Vec<Result<(), QueueError>> {
+        let name = self.name.clone();
+        let n = receipts.len();
+        let receipts = receipts.to_vec();
+        let deleted = self
+            .db
+            .tx(move |tx| {
+                let mut stmt = tx.prepare_cached(
+                    "DELETE FROM messages WHERE id = ?3 AND queue = ?1 AND receipt = ?2 AND dead = 0",
+                )?;
+                receipts
+                    .iter()
+                    .map(|r| Ok(stmt.execute(params![name, r, receipt_id(r)])? > 0))
+                    .collect::<Result<Vec<bool>, DbError>>()
+            })
+            .await;
+        let deleted = match deleted {
+            Ok(d) => d,
+            Err(e) => {
+                let message = e.to_string();
+                return (0..n)
+                    .map(|_| {
+                        Err(QueueError::Backend {
+                            queue: self.name.clone(),
+                            message: message.clone(),
+                        })
+                    })
+                    .collect();
+            }
+        };
+        if self.options.fifo && deleted.iter().any(|d| *d) {
+            self.wake(deleted.iter().filter(|d| **d).count());
+        }
+        deleted
+            .into_iter()
+            .map(|d| {
+                if d {
+                    Ok(())
+                } else {
+                    Err(QueueError::StaleReceipt {
+                        queue: self.name.clone(),
+                    })
+                }
+            })
+            .collect()
+    }
+
     async fn set_visibility(&self, receipt: &str, visibility: Duration) -> Result<(), QueueError> {
         let name = self.name.clone();
         let (id, receipt) = (receipt_id(receipt), receipt.to_string());

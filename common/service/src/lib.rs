@@ -130,6 +130,10 @@ impl ServiceArgs {
             visibility: Duration::from_secs(self.visibility_secs),
             first_retry_delay: Duration::from_millis(500).min(Duration::from_millis(self.max_retry_delay_ms)),
             max_retry_delay: Duration::from_millis(self.max_retry_delay_ms),
+            // Deletes wait up to this for others to share a DeleteMessageBatch: a tenth or
+            // less of the requests when work finishes at a few messages a second or more, and
+            // a FIFO group's next merge delivered this much later.
+            ack_linger: Duration::from_millis(50),
         }
     }
 

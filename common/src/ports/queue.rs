@@ -80,6 +80,17 @@ pub trait Queue: Send + Sync {
     /// Deletes a message after its durable effect. Call only once the work is done.
     async fn ack(&self, receipt: &str) -> Result<(), QueueError>;
 
+    /// Deletes several messages, in as few requests as the service allows (SQS's
+    /// DeleteMessageBatch takes ten): one result per receipt, in order, each as [`Queue::ack`]
+    /// would give it.
+    async fn ack_many(&self, receipts: &[String]) -> Vec<Result<(), QueueError>> {
+        let mut results = Vec::with_capacity(receipts.len());
+        for receipt in receipts {
+            results.push(self.ack(receipt).await);
+        }
+        results
+    }
+
     /// Sets the remaining visibility of a message in hand: a heartbeat for long work
     /// (`Duration::ZERO` releases it for immediate redelivery). A receipt whose message was
     /// redelivered to someone else is [`QueueError::StaleReceipt`] where the service tells.

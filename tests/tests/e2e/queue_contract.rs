@@ -136,6 +136,7 @@ async fn scenario(q: &dyn Queue, b: Backend) -> anyhow::Result<()> {
     let started = Instant::now();
     assert_eq!(q.depth().await?, QueueDepth::default(), "a new queue is empty");
     send_receive_ack(q, b).await?;
+    ack_in_batches(q, b).await?;
     visibility_and_stale_receipts(q, b).await?;
     release_at_once(q, b).await?;
     retries_then_dead_letters(q, b).await?;
@@ -178,6 +179,39 @@ async fn send_receive_ack(q: &dyn Queue, b: Backend) -> anyhow::Result<()> {
         "acknowledged messages are gone"
     );
     expect_none(q, "after the acks").await
+}
+
+/// `ack_many` deletes what it is given, in batches the service takes (twelve receipts are two
+/// SQS requests), and answers each receipt as `ack` would: a deleted message's receipt does
+/// not spoil the others.
+async fn ack_in_batches(q: &dyn Queue, b: Backend) -> anyhow::Result<()> {
+    let names: Vec<String> = (0..12).map(|i| format!("k{i:02}")).collect();
+    q.send(b.messages(&names.iter().map(String::as_str).collect::<Vec<_>>()))
+        .await?;
+    let got = expect_n(q, 12, "twelve to ack in batches").await?;
+    let (first, rest) = got.split_first().expect("twelve");
+    q.ack(&first.receipt).await?;
+    let receipts: Vec<String> = got.iter().map(|r| r.receipt.clone()).collect();
+    let results = q.ack_many(&receipts).await;
+    assert_eq!(results.len(), 12, "a result per receipt: {results:?}");
+    if b.stale_receipts_told {
+        assert!(
+            is_stale(&results[0]),
+            "the receipt of a deleted message: {:?}",
+            results[0]
+        );
+    } else {
+        assert!(
+            results[0].is_ok() || is_stale(&results[0]),
+            "a deleted message: {:?}",
+            results[0]
+        );
+    }
+    for (r, result) in rest.iter().zip(&results[1..]) {
+        assert!(result.is_ok(), "{}: {result:?}", r.body);
+    }
+    assert_eq!(q.depth().await?, QueueDepth::default(), "all twelve are gone");
+    expect_none(q, "after the batched acks").await
 }
 
 /// A message in hand stays invisible until its visibility lapses, then comes again with
