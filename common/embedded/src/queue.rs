@@ -207,38 +207,17 @@ impl Queue for EmbeddedQueue {
     }
 
     async fn ack(&self, receipt: &str) -> Result<(), QueueError> {
-        let name = self.name.clone();
-        let (id, receipt) = (receipt_id(receipt), receipt.to_string());
-        let deleted = self
-            .db
-            .tx(move |tx| {
-                Ok(tx
-                    .prepare_cached(
-                        "DELETE FROM messages WHERE id = ?3 AND queue = ?1 AND receipt = ?2 AND dead = 0",
-                    )?
-                    .execute(params![name, receipt, id])?)
-            })
+        self.ack_many(&[receipt.to_string()])
             .await
-            .map_err(|e| self.err(e))?;
-        if deleted == 0 {
-            return Err(QueueError::StaleReceipt {
-                queue: self.name.clone(),
-            });
-        }
-        if self.options.fifo {
-            // The group's next message is deliverable now.
-            self.wake(1);
-        }
-        Ok(())
+            .pop()
+            .unwrap_or_else(|| Err(self.err(DbError::Other("a delete of one receipt gave no result".into()))))
     }
 
     async fn ack_many(&self, receipts: &[String]) -> Vec<Result<(), QueueError>> {
-        let name = self.name.clone();
-        let n = receipts.len();
-        let receipts = receipts.to_vec();
+        let name = &self.name;
         let deleted = self
             .db
-            .tx(move |tx| {
+            .tx(|tx| {
                 let mut stmt = tx.prepare_cached(
                     "DELETE FROM messages WHERE id = ?3 AND queue = ?1 AND receipt = ?2 AND dead = 0",
                 )?;
@@ -252,7 +231,8 @@ impl Queue for EmbeddedQueue {
             Ok(d) => d,
             Err(e) => {
                 let message = e.to_string();
-                return (0..n)
+                return receipts
+                    .iter()
                     .map(|_| {
                         Err(QueueError::Backend {
                             queue: self.name.clone(),
@@ -262,7 +242,8 @@ impl Queue for EmbeddedQueue {
                     .collect();
             }
         };
-        if self.options.fifo && deleted.iter().any(|d| *d) {
+        if self.options.fifo {
+            // Each group whose message went has its next one deliverable now.
             self.wake(deleted.iter().filter(|d| **d).count());
         }
         deleted
