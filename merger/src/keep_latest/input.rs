@@ -182,6 +182,9 @@ impl Input {
         batch_rows: usize,
     ) -> Result<ParquetRecordBatchReader, MergerError> {
         let source = self.bytes.reader(self.chunk_ranges(root)?);
+        // The decoder sizes (and zeroes) its buffers for a whole batch: a file of a few hundred
+        // rows (most of an incremental run's) would pay for thousands at every column.
+        let batch_rows = usize::try_from(self.rows()).map_or(batch_rows, |rows| batch_rows.min(rows.max(1)));
         ParquetRecordBatchReaderBuilder::new_with_metadata(source, self.meta.clone())
             .with_projection(ProjectionMask::roots(self.meta.parquet_schema(), [root]))
             .with_batch_size(batch_rows)

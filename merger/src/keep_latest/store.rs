@@ -36,7 +36,9 @@ pub(super) struct StoreSink<'a> {
 impl<'a> StoreSink<'a> {
     pub(super) fn new(out: &'a mut BufWriter, handle: &'a Handle) -> Self {
         StoreSink {
-            buffer: Vec::with_capacity(PUT_BYTES),
+            // Grown as written: a small merge's file is a few kilobytes, and reserving
+            // PUT_BYTES up front costs each of them fresh pages.
+            buffer: Vec::new(),
             out,
             handle,
         }
@@ -46,7 +48,7 @@ impl<'a> StoreSink<'a> {
         if self.buffer.is_empty() {
             return Ok(());
         }
-        let full = std::mem::replace(&mut self.buffer, Vec::with_capacity(PUT_BYTES));
+        let full = std::mem::take(&mut self.buffer);
         self.handle
             .block_on(self.out.put(Bytes::from(full)))
             .map_err(std::io::Error::other)
