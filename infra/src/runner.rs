@@ -196,8 +196,18 @@ async fn ensure_resumed_runs_not_dead_lettered(p: &Pipeline, waiting: &Waiting) 
     Ok(())
 }
 
-/// Polls every 100 ms until each table's run is over, new dead letters appear or time is up,
-/// showing each read on `progress`.
+/// How often a run's end is looked for: a run's last commit is seen within this, and the
+/// look is one read of the database.
+const POLL: Duration = Duration::from_millis(25);
+
+/// Looks per progress line update (every 100 ms: a rate over shorter spans only jitters).
+const POLLS_PER_PROGRESS: u64 = 4;
+
+/// Looks per count of the dead letters (once a second: counting scans the queues).
+const POLLS_PER_DEAD_LETTER_COUNT: u64 = 40;
+
+/// Polls every [`POLL`] until each table's run is over, new dead letters appear or time is up,
+/// showing the reads on `progress`.
 async fn wait_for_runs(
     p: &Pipeline,
     waiting: &Waiting,
@@ -215,7 +225,7 @@ async fn wait_for_runs(
                 continue;
             }
             let run = p.ledger.get_run(run_id).await?;
-            if let Some(run) = &run {
+            if let Some(run) = run.as_ref().filter(|_| polls.is_multiple_of(POLLS_PER_PROGRESS)) {
                 progress.update(table, run);
             }
             if let Some(report) = report_if_over(p, table, run_id, run, *resumed).await? {
@@ -229,7 +239,7 @@ async fn wait_for_runs(
         if let Some(e) = reason_to_give_up(p, polls, dead_before, started, timeout).await? {
             return Ok(WaitEnd::GaveUp(e));
         }
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        tokio::time::sleep(POLL).await;
     }
 }
 
@@ -301,9 +311,8 @@ async fn reason_to_give_up(
     started: tokio::time::Instant,
     timeout: Option<Duration>,
 ) -> anyhow::Result<Option<anyhow::Error>> {
-    // Dead letters are counted every tenth look (once a second): counting scans the
-    // queues, and a backfill's merge queue holds thousands of tasks.
-    let dead_now = if polls.is_multiple_of(10) {
+    // Counting scans the queues, and a backfill's merge queue holds thousands of tasks.
+    let dead_now = if polls.is_multiple_of(POLLS_PER_DEAD_LETTER_COUNT) {
         dead_letters(p).await?
     } else {
         dead_before
