@@ -644,6 +644,13 @@ mod tests {
         log.iter().filter(|l| l.starts_with(prefix)).count()
     }
 
+    /// Where `line` is in the log (it must be there).
+    fn at(log: &[String], line: &str) -> usize {
+        log.iter()
+            .position(|l| l == line)
+            .unwrap_or_else(|| panic!("no `{line}` in {log:?}"))
+    }
+
     #[tokio::test(start_paused = true)]
     async fn a_batch_is_handled_once_each_and_its_acks_go_in_one_request() {
         let bodies = ["a", "b", "c", "d", "e"];
@@ -671,14 +678,9 @@ mod tests {
             ("3", Some("h")),
         ]]);
         let log = run_until(queue, 4, WorkerOptions::default(), |l| count(l, "ack ") == 3).await;
-        let at = |line: &str| {
-            log.iter()
-                .position(|l| l == line)
-                .unwrap_or_else(|| panic!("no `{line}` in {log:?}"))
-        };
-        assert!(at("end slow-1") < at("start 2"), "{log:?}");
+        assert!(at(&log, "end slow-1") < at(&log, "start 2"), "{log:?}");
         // Another group does not wait.
-        assert!(at("end 3") < at("end slow-1"), "{log:?}");
+        assert!(at(&log, "end 3") < at(&log, "end slow-1"), "{log:?}");
     }
 
     #[tokio::test(start_paused = true)]
@@ -712,13 +714,8 @@ mod tests {
             ..Default::default()
         };
         let log = run_until(queue, 1, options, |l| count(l, "ack ") == 2).await;
-        let at = |line: &str| {
-            log.iter()
-                .position(|l| l == line)
-                .unwrap_or_else(|| panic!("no `{line}` in {log:?}"))
-        };
-        assert!(at("visible 2 3000") < at("start 2"), "{log:?}");
-        assert!(at("end slow-1") < at("start 2"), "{log:?}");
+        assert!(at(&log, "visible 2 3000") < at(&log, "start 2"), "{log:?}");
+        assert!(at(&log, "end slow-1") < at(&log, "start 2"), "{log:?}");
         assert_eq!(count(&log, "ack 2"), 1, "{log:?}");
     }
 
