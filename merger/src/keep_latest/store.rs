@@ -44,11 +44,12 @@ impl<'a> StoreSink<'a> {
         }
     }
 
-    fn put(&mut self) -> std::io::Result<()> {
+    /// Hands over the buffer, replaced by `next`.
+    fn put(&mut self, next: Vec<u8>) -> std::io::Result<()> {
         if self.buffer.is_empty() {
             return Ok(());
         }
-        let full = std::mem::take(&mut self.buffer);
+        let full = std::mem::replace(&mut self.buffer, next);
         self.handle
             .block_on(self.out.put(Bytes::from(full)))
             .map_err(std::io::Error::other)
@@ -56,7 +57,7 @@ impl<'a> StoreSink<'a> {
 
     /// Hands over what is left and completes the upload.
     fn complete(mut self) -> std::io::Result<()> {
-        self.put()?;
+        self.put(Vec::new())?;
         self.handle.block_on(self.out.shutdown())
     }
 }
@@ -65,7 +66,9 @@ impl Write for StoreSink<'_> {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
         self.buffer.extend_from_slice(buf);
         if self.buffer.len() >= PUT_BYTES {
-            self.put()?;
+            // A file that filled one buffer is a large one: the next starts at full size
+            // rather than growing again from empty, copying itself at every doubling.
+            self.put(Vec::with_capacity(PUT_BYTES))?;
         }
         Ok(buf.len())
     }
